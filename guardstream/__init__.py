@@ -1,0 +1,5 @@
+"""guardstream: streaming content moderation for LLM APIs."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
