@@ -1,0 +1,58 @@
+"""Exceptions raised by guardstream.
+
+```
+GuardstreamError
+ ├── ConfigError          a config file, flag or environment variable is wrong (refuse to start)
+ │    └── RuleError       a rule pack is wrong: names the file, the rule id and the reason
+ ├── ProviderError        an upstream event could not be understood (fail closed)
+ └── UpstreamError        the upstream could not be reached or broke off (chained to the httpx error)
+```
+
+Messages are sentences that say what to fix, because they are shown to operators at start-up
+without a traceback.
+"""
+
+from __future__ import annotations
+
+
+class GuardstreamError(Exception):
+    """Root of every error guardstream raises on purpose."""
+
+
+class ConfigError(GuardstreamError):
+    """Configuration that guardstream refuses to start with."""
+
+
+class RuleError(ConfigError):
+    """A rule pack that cannot be loaded."""
+
+    def __init__(self, reason: str, *, path: str | None = None, rule_id: str | None = None) -> None:
+        self.reason = reason
+        self.path = path
+        self.rule_id = rule_id
+        where = []
+        if path is not None:
+            where.append(path)
+        if rule_id is not None:
+            where.append(f"rule {rule_id!r}")
+        prefix = ", ".join(where)
+        super().__init__(f"{prefix}: {reason}" if prefix else reason)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(reason={self.reason!r}, path={self.path!r}, rule_id={self.rule_id!r})"
+
+
+class ProviderError(GuardstreamError):
+    """An upstream event that does not follow the provider's wire format."""
+
+
+class UpstreamError(GuardstreamError):
+    """The upstream API could not be reached, or the stream broke off."""
+
+    def __init__(self, reason: str, *, provider: str) -> None:
+        self.reason = reason
+        self.provider = provider
+        super().__init__(f"upstream for {provider} failed: {reason}")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(reason={self.reason!r}, provider={self.provider!r})"

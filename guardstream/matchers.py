@@ -1,0 +1,302 @@
+"""Incremental matchers: how one rule finds its matches in text that is still arriving.
+
+A streaming guard must tell apart two kinds of "no match yet": text where the rule can never
+match (release it) and text that could still become a match once more arrives (hold it back).
+Each matcher answers both questions in one `scan(text, pos, final=...)` call.
+
+The `regex` package's `partial=True` prefers a complete match over a partial one (`\\d+` on
+"abc 123" returns the complete "123" although "1234" may follow), so a complete match it reports
+is not necessarily final. We therefore ask a second question with a *hold pattern*,
+`(?:P)(?=[\\s\\S])(?!)`: it can never complete, so a partial search for it returns exactly the
+earliest start from which an attempt of `P` runs into the end of the text. Complete matches that
+start before that point are final (nothing that arrives later can change them); everything from
+it on is undecided.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import regex
+
+DEFAULT_TIMEOUT_SECONDS = 0.25
+
+# Characters used to work out, once at load time, which characters can begin a match and which
+# literal every match starts with. Non-ASCII probes stand for whole Unicode classes (letters of
+# other scripts, other digits, exotic spaces and case-folding look-alikes).
+ASCII_PROBES = string.printable
+UNICODE_PROBES = "éßÉ日本ΩЖ٣१\u00a0\u2003\u2028“”’—…Kſﬁ\uff21\u0301"
+MAX_PREFIX_LITERALS = 8
+MAX_PREFIX_DEPTH = 16
+
+
+class ScanTimeout(Exception):
+    """A rule's regex ran out of time; the window treats this as a violation (fail closed)."""
+
+
+@dataclass(slots=True)
+class ScanResult:
+    """What one scan decided.
+
+    `matches` are final `(start, end)` spans, in order. `hold` is the earliest position from
+    which a match may still form (None: nothing undecided). `resume` is where the next scan of
+    this rule must start; it can lie before `hold` when a rule needs to re-read a word that is
+    still growing, without holding it back.
+    """
+
+    matches: list[tuple[int, int]]
+    hold: int | None
+    resume: int
+    scanned: int
+
+
+class Matcher(Protocol):
+    def scan(self, text: str, pos: int, *, final: bool) -> ScanResult | None:
+        """Decide `text[pos:]`; None is the fast answer "nothing here, resume at the end"."""
+
+
+Validator = Callable[[str], bool]
+
+
+def _probe_partial(hold_pattern: regex.Pattern[str], text: str) -> bool:
+    """True if an attempt at position 0 of `text` runs into its end."""
+    m = hold_pattern.match(text, partial=True)
+    return m is not None
+
+
+class RegexMatcher:
+    """A compiled `regex` pattern with literal prefilters derived from the pattern itself."""
+
+    def __init__(
+        self,
+        pattern: regex.Pattern[str],
+        *,
+        validator: Validator | None = None,
+        contains: Sequence[str] = (),
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    ) -> None:
+        self.pattern = pattern
+        self.hold_pattern = regex.compile(rf"(?:{pattern.pattern})(?=[\s\S])(?!)", pattern.flags)
+        self.validator = validator
+        self.timeout = timeout
+        self.is_casefolded = bool(pattern.flags & regex.IGNORECASE)
+        self.contains = tuple(self._fold(lit) for lit in contains)
+        first_chars, prefixes = self._derive_prefilters()
+        # A match (or an undecided start) needs one of these characters in the scanned region;
+        # non-ASCII characters always pass, since probing cannot enumerate them.
+        self.first_chars = regex.compile(
+            "[" + "".join(regex.escape(c) for c in sorted(first_chars)) + r"]|[^\x00-\x7f]"
+        )
+        self.prefixes = tuple(prefixes)
+        self.max_prefix = max((len(p) for p in self.prefixes), default=0)
+        # `gate`: nothing can happen in `text[pos:]` unless it finds something there, or (for a
+        # rule whose matches begin with a literal) the text ends with a proper prefix of it.
+        if self.prefixes:
+            literals = "|".join(regex.escape(p) for p in self.prefixes)
+            self.gate = regex.compile(literals, regex.IGNORECASE if self.is_casefolded else 0)
+            folded = {p.casefold()[:i] for p in self.prefixes for i in range(1, len(p))}
+            self.tail_prefixes: tuple[str, ...] = tuple(sorted(folded))
+        else:
+            self.gate = self.first_chars
+            self.tail_prefixes = ()
+
+    def _fold(self, text: str) -> str:
+        return text.casefold() if self.is_casefolded else text
+
+    def _derive_prefilters(self) -> tuple[set[str], list[str]]:
+        """Probe which characters can start a match, and the literal every match begins with.
+
+        The literal is the deepest set of at most `MAX_PREFIX_LITERALS` strings such that every
+        attempt that gets that far has read one of them (e.g. `AKIA`/`ASIA` for AWS key ids).
+        It lets a scan skip the regex entirely when neither the literal nor a proper prefix of
+        it at the very end of the text is present.
+        """
+        alphabet = ASCII_PROBES + UNICODE_PROBES
+        live = [c for c in alphabet if _probe_partial(self.hold_pattern, c) or self._matches_exactly(c)]
+        first_chars = {c for c in live if c.isascii()}
+        if self.is_casefolded:
+            # Prefix checks compare casefolded text, so a look-alike such as the Kelvin sign
+            # that folds to ASCII is covered by its ASCII form.
+            live = sorted({c.casefold() for c in live})
+        if any(not c.isascii() for c in live):
+            return first_chars, []
+        best: list[str] = []
+        depth = 1
+        while live and len(live) <= MAX_PREFIX_LITERALS and depth <= MAX_PREFIX_DEPTH:
+            best = list(live)
+            if any(self._matches_exactly(p) for p in live):
+                break  # a literal that is itself a whole match: no longer prefix to find
+            extended: set[str] = set()
+            for p in live:
+                for c in alphabet:
+                    if self.is_casefolded and c != c.casefold():
+                        continue
+                    candidate = p + c
+                    if _probe_partial(self.hold_pattern, candidate) or self._matches_exactly(candidate):
+                        if not c.casefold().isascii() or (not self.is_casefolded and not c.isascii()):
+                            return first_chars, best
+                        extended.add(candidate)
+                if len(extended) > MAX_PREFIX_LITERALS:
+                    break
+            live = sorted(extended)
+            depth += 1
+        return first_chars, best
+
+    def _matches_exactly(self, text: str) -> bool:
+        m = self.pattern.match(text)
+        return m is not None and m.end() == len(text)
+
+    def scan(self, text: str, pos: int, *, final: bool) -> ScanResult | None:
+        may_complete = True
+        if self.gate.search(text, pos) is None:
+            if final or not (self.tail_prefixes and text[-self.max_prefix :].casefold().endswith(self.tail_prefixes)):
+                return None
+            may_complete = False
+        elif self.contains and not any(lit in self._fold(text[pos:]) for lit in self.contains):
+            may_complete = False
+        end = len(text)
+        try:
+            if final:
+                found = [m.span() for m in self.pattern.finditer(text, pos, timeout=self.timeout)]
+                return ScanResult([s for s in found if s[1] > s[0] and self._is_valid(text, s)], None, end, end - pos)
+            if not may_complete:
+                # No literal yet: only an undecided start can exist (for a prefix rule, a proper
+                # prefix of the literal at the very end).
+                start = max(pos, end - self.max_prefix) if self.prefixes else pos
+                hold = self._find_hold(text, start)
+                return ScanResult([], hold, end if hold is None else hold, end - start)
+            return self._scan_open(text, pos)
+        except TimeoutError as exc:
+            raise ScanTimeout(self.pattern.pattern) from exc
+
+    def _is_valid(self, text: str, span: tuple[int, int]) -> bool:
+        return self.validator is None or self.validator(text[span[0] : span[1]])
+
+    def _find_hold(self, text: str, pos: int) -> int | None:
+        m = self.hold_pattern.search(text, pos, partial=True, timeout=self.timeout)
+        if m is None or m.start() >= len(text):
+            return None
+        start: int = m.start()
+        return start
+
+    def _scan_open(self, text: str, pos: int) -> ScanResult:
+        matches: list[tuple[int, int]] = []
+        scanned = 0
+        while True:
+            hold = self._find_hold(text, pos)
+            limit = len(text) if hold is None else hold
+            scanned += len(text) - pos
+            moved = False
+            for m in self.pattern.finditer(text, pos, timeout=self.timeout):
+                if m.start() >= limit:
+                    break
+                if m.end() > m.start() and self._is_valid(text, m.span()):
+                    matches.append(m.span())
+                pos = m.end()
+                moved = True
+            # The undecided start can sit inside a final match that the scan skips over (matches
+            # never overlap within a rule); then ask again from the end of that match.
+            if not moved or hold is None or hold >= pos:
+                resume = len(text) if hold is None else max(hold, pos)
+                return ScanResult(matches, None if hold is None else resume, resume, scanned)
+
+
+# Tokenising is the keyword matcher's hot loop; the standard library's `re` does it ~2x faster.
+WORD = re.compile(r"\w+")
+LAST_WORD = re.compile(r"(?<!\w)\w+\Z")
+GAP = re.compile(r"[\s\-]+")
+
+
+class KeywordMatcher:
+    """Whole-word keyword lists: token lookups in sets, so thousands of keywords cost no more
+    than ten (`regex`'s `\\L<list>` compiles to an alternation that slows down with list size).
+
+    A keyword of several words matches text whose words are separated by whitespace or hyphens.
+    """
+
+    def __init__(self, keywords: Iterable[str], *, case_sensitive: bool = False) -> None:
+        self.case_sensitive = case_sensitive
+        self.phrases: set[str] = set()
+        self.prefixes: set[str] = set()
+        self.first_words: set[str] = set()
+        self.first_word_prefixes: set[str] = set()
+        self.max_words = 1
+        for keyword in keywords:
+            words = [self._norm(w) for w in WORD.findall(keyword)]
+            phrase = " ".join(words)
+            self.phrases.add(phrase)
+            self.prefixes.update(phrase[:i] for i in range(1, len(phrase) + 1))
+            self.first_words.add(words[0])
+            self.first_word_prefixes.update(words[0][:i] for i in range(1, len(words[0]) + 1))
+            self.max_words = max(self.max_words, len(words))
+        self.gate: regex.Pattern[str] | None = None
+        self.tail_prefixes: tuple[str, ...] = ()
+
+    def _norm(self, word: str) -> str:
+        return word if self.case_sensitive else word.casefold()
+
+    def scan(self, text: str, pos: int, *, final: bool) -> ScanResult | None:
+        end = len(text)
+        words = WORD.findall(self._norm(text[pos:]))
+        if not words:
+            return None
+        if self.first_words.isdisjoint(words):
+            # Fast path, all in C: no keyword starts here. Only the last word, if it touches the
+            # end, may still grow into one.
+            last = LAST_WORD.search(text, pos)
+            if final or last is None or last.end() != end:
+                return None
+            hold = last.start() if words[-1] in self.first_word_prefixes else None
+            return ScanResult([], hold, last.start(), end - pos)
+        tokens = [(m.start(), m.end(), self._norm(m.group())) for m in WORD.finditer(text, pos)]
+        matches: list[tuple[int, int]] = []
+        n = len(tokens)
+        i = 0
+        while i < n:
+            start = tokens[i][0]
+            if not final and n - i <= self.max_words and self._is_open(text, tokens, i):
+                return ScanResult(matches, start, start, end - pos)
+            best = self._longest_match(text, tokens, i, final)
+            if best:
+                matches.append((start, tokens[i + best - 1][1]))
+                i += best
+            else:
+                i += 1
+        # A word touching the end may still grow ("damn" -> "damnation"): re-read it next time.
+        resume = tokens[-1][0] if tokens and tokens[-1][1] == end and not final else end
+        return ScanResult(matches, None, resume, end - pos)
+
+    def _is_open(self, text: str, tokens: list[tuple[int, int, str]], i: int) -> bool:
+        """Could the words from token `i` to the end still grow into (a longer) keyword?"""
+        words = [tokens[i][2]]
+        for j in range(i + 1, len(tokens)):
+            if not GAP.fullmatch(text, tokens[j - 1][1], tokens[j][0]):
+                return False
+            words.append(tokens[j][2])
+        tail_gap_start = tokens[-1][1]
+        phrase = " ".join(words)
+        if tail_gap_start < len(text):
+            if not GAP.fullmatch(text, tail_gap_start, len(text)):
+                return False
+            phrase += " "
+        return phrase in self.prefixes
+
+    def _longest_match(self, text: str, tokens: list[tuple[int, int, str]], i: int, final: bool) -> int:
+        best = 0
+        phrase = ""
+        for k in range(self.max_words):
+            j = i + k
+            if j >= len(tokens):
+                break
+            if k and not GAP.fullmatch(text, tokens[j - 1][1], tokens[j][0]):
+                break
+            phrase = tokens[j][2] if not k else f"{phrase} {tokens[j][2]}"
+            if phrase not in self.prefixes:
+                break
+            if phrase in self.phrases and (final or tokens[j][1] < len(text)):
+                best = k + 1
+        return best
