@@ -32,6 +32,7 @@ ASCII_PROBES = string.printable
 UNICODE_PROBES = "éßÉ日本ΩЖ٣१\u00a0\u2003\u2028“”’—…Kſﬁ\uff21\u0301"
 MAX_PREFIX_LITERALS = 8
 MAX_PREFIX_DEPTH = 16
+SELECTIVE_FIRST_CHARS = 16
 
 
 class ScanTimeout(Exception):
@@ -103,6 +104,8 @@ class RegexMatcher:
         else:
             self.gate = self.first_chars
             self.tail_prefixes = ()
+        # Selective gates rarely fire on prose, so the window checks them all in one search.
+        self.is_selective = bool(self.prefixes) or len(first_chars) <= SELECTIVE_FIRST_CHARS
 
     def _fold(self, text: str) -> str:
         return text.casefold() if self.is_casefolded else text

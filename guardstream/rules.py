@@ -37,6 +37,7 @@ RULE_KEYS = {
     "replacement",
     "validator",
     "contains",
+    "starts_with",
     "examples",
     "description",
 }

@@ -21,7 +21,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from guardstream.matchers import ScanTimeout
+import regex
+
+from guardstream.matchers import RegexMatcher, ScanTimeout
 from guardstream.rules import Action, Rule
 
 DEFAULT_MAX_HOLDBACK_CHARS = 512
@@ -104,6 +106,9 @@ class Window:
         self._resume = [0] * len(self.rules)
         self._holds: list[int | None] = [None] * len(self.rules)
         self._guards = [i for i, r in enumerate(self.rules) if r.action != "flag"]
+        self._group, self._others, self._group_gate, self._group_tails = _group_selective(self.rules)
+        self._all = list(range(len(self.rules)))
+        self._group_tail_len = max((len(t) for t in self._group_tails), default=0)
         self._spans: list[_Span] = []
         self._blocked: Violation | None = None
         self._finished = False
@@ -167,7 +172,22 @@ class Window:
         text, base = self._text, self._base
         end = base + len(text)
         found: list[Violation] = []
-        for i, rule in enumerate(self.rules):
+        indices = self._others
+        if self._group:
+            # One search over the new text answers for every rule with a selective gate (secret
+            # prefixes, digits): on prose it finds nothing, and none of those rules need run.
+            lo = min(self._resume[i] for i in self._group) - base
+            quiet = self._group_gate is not None and self._group_gate.search(text, lo) is None
+            if quiet and not final and self._group_tails:
+                quiet = not text[-self._group_tail_len :].casefold().endswith(self._group_tails)
+            if quiet:
+                for i in self._group:
+                    self._resume[i] = end
+                    self._holds[i] = None
+            else:
+                indices = self._all
+        for i in indices:
+            rule = self.rules[i]
             pos = self._resume[i] - base
             try:
                 result = rule.matcher.scan(text, pos, final=final)
@@ -262,3 +282,23 @@ class Window:
         if keep - self._base > self.context_chars:
             self._text = self._text[keep - self._base :]
             self._base = keep
+
+
+def _group_selective(
+    rules: Sequence[Rule],
+) -> tuple[list[int], list[int], regex.Pattern[str] | None, tuple[str, ...]]:
+    group: list[int] = []
+    others: list[int] = []
+    alternatives: list[str] = []
+    tails: set[str] = set()
+    for i, rule in enumerate(rules):
+        matcher = rule.matcher
+        if isinstance(matcher, RegexMatcher) and matcher.is_selective:
+            group.append(i)
+            pattern = matcher.gate.pattern
+            alternatives.append(f"(?i:{pattern})" if matcher.gate.flags & regex.IGNORECASE else f"(?:{pattern})")
+            tails.update(matcher.tail_prefixes)
+        else:
+            others.append(i)
+    gate = regex.compile("|".join(alternatives)) if alternatives else None
+    return group, others, gate, tuple(sorted(tails))

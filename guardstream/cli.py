@@ -1,0 +1,222 @@
+"""The `guardstream` command (DESIGN.md §5). Errors print one line and exit 2, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from typing import Any, TypeVar
+
+import click
+
+from guardstream.config import MOCK_UPSTREAM, Config, load_config
+from guardstream.errors import GuardstreamError
+from guardstream.rules import Rule, RuleSet, builtin_pack_names, load_rules, redact_text
+from guardstream.window import Violation, Window
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _fail_cleanly(func: F) -> F:
+    import functools
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except GuardstreamError as exc:
+            click.echo(f"guardstream: {exc}", err=True)
+            sys.exit(2)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group()
+@click.version_option(package_name="guardstream")
+def main() -> None:
+    """Streaming content moderation for LLM APIs."""
+
+
+@main.command()
+@click.option(
+    "--config", "config_path", type=click.Path(dir_okay=False), envvar="GUARDSTREAM_CONFIG", help="TOML config file."
+)
+@click.option(
+    "--upstream", envvar="GUARDSTREAM_UPSTREAM", help="Send every provider to this URL ('mock': built-in model)."
+)
+@click.option("--host", envvar="GUARDSTREAM_HOST", help="Interface to listen on (default 127.0.0.1).")
+@click.option("--port", type=int, envvar="GUARDSTREAM_PORT", help="Port to listen on (default 8080).")
+@click.option("--packs", envvar="GUARDSTREAM_PACKS", help="Comma-separated rule packs (names or paths).")
+@_fail_cleanly
+def serve(config_path: str | None, upstream: str | None, host: str | None, port: int | None, packs: str | None) -> None:
+    """Run the moderating proxy: point any OpenAI/Anthropic/Gemini SDK's base_url at it."""
+    import uvicorn
+
+    from guardstream.mock import create_mock_app
+    from guardstream.proxy import create_app
+    from guardstream.servers import serve_in_thread
+
+    config = load_config(config_path).with_overrides(upstream=upstream, host=host, port=port, packs=packs)
+    with ExitStack() as stack:
+        if config.upstreams.uses_mock():
+            mock_url = stack.enter_context(serve_in_thread(create_mock_app()))
+            config = _replace_mock(config, mock_url)
+            click.echo(f"guardstream: built-in mock model at {mock_url}", err=True)
+        app = create_app(config)
+        packs_text = ", ".join(config.moderation.packs) or "none"
+        click.echo(
+            f"guardstream: packs {packs_text}; listening on http://{config.server.host}:{config.server.port}", err=True
+        )
+        uvicorn.run(app, host=config.server.host, port=config.server.port, log_level="warning")
+
+
+def _replace_mock(config: Config, url: str) -> Config:
+    from dataclasses import replace
+
+    upstreams = config.upstreams
+    return replace(
+        config,
+        upstreams=type(upstreams)(
+            *(
+                url if value == MOCK_UPSTREAM else value
+                for value in (upstreams.openai, upstreams.anthropic, upstreams.gemini)
+            )
+        ),
+    )
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8081, show_default=True)
+def mock(host: str, port: int) -> None:
+    """Run the built-in scripted model server (all four provider formats)."""
+    import uvicorn
+
+    from guardstream.mock import create_mock_app
+
+    uvicorn.run(create_mock_app(), host=host, port=port, log_level="warning")
+
+
+def _stream_through(rules: Sequence[Rule], chunks: Sequence[str]) -> tuple[str, list[Violation], Violation | None]:
+    window = Window(rules)
+    out: list[str] = []
+    violations: list[Violation] = []
+    pos = 0
+    for chunk in chunks:
+        verdict = window.push(chunk)
+        violations.extend(verdict.violations)
+        out.append(window.render(pos, verdict.released))
+        pos = verdict.released
+        if verdict.blocked is not None:
+            return "".join(out), violations, verdict.blocked
+    verdict = window.flush()
+    violations.extend(verdict.violations)
+    out.append(window.render(pos, verdict.released))
+    return "".join(out), violations, verdict.blocked
+
+
+@main.command()
+@click.argument("source", type=click.File("r", encoding="utf-8"), default="-")
+@click.option("--packs", default="pii,secrets", show_default=True, help="Comma-separated rule packs.")
+@click.option("--direction", type=click.Choice(["output", "input"]), default="output", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON report instead of the moderated text.")
+@_fail_cleanly
+def scan(source: Any, packs: str, direction: str, as_json: bool) -> None:
+    """Moderate a text offline (FILE or - for stdin); exit 1 if it would be blocked."""
+    rules = load_rules(p.strip() for p in packs.split(",") if p.strip())
+    text = source.read()
+    out, violations, blocked = _stream_through(rules.for_direction(direction), [text])  # type: ignore[arg-type]
+    if as_json:
+        report = {
+            "blocked": blocked is not None,
+            "text": out,
+            "violations": [
+                {"rule": v.rule.id, "category": v.rule.category, "action": v.action, "start": v.start, "end": v.end}
+                for v in violations
+            ],
+        }
+        click.echo(json.dumps(report, indent=2))
+    else:
+        click.echo(out, nl=not out.endswith("\n"))
+        for v in violations:
+            click.echo(f"{v.action}: {v.rule.id} ({v.rule.category}) at {v.start}-{v.end}", err=True)
+    sys.exit(1 if blocked is not None else 0)
+
+
+@main.group()
+def rules() -> None:
+    """List or test rule packs."""
+
+
+@rules.command("list")
+@click.argument("packs", nargs=-1)
+@_fail_cleanly
+def rules_list(packs: tuple[str, ...]) -> None:
+    """List the rules of PACKS (default: every built-in pack)."""
+    ruleset = load_rules(packs or builtin_pack_names())
+    for rule in ruleset:
+        click.echo(f"{rule.id:<40} {rule.action:<7} {rule.scope:<7} {rule.category}")
+
+
+def check_rule_examples(rule: Rule) -> list[str]:
+    """Each example, whole and split at every position across two deltas, through the real window."""
+    problems: list[str] = []
+    for example, should_match in [(e, True) for e in rule.examples_match] + [
+        (e, False) for e in rule.examples_no_match
+    ]:
+        expected = redact_text(example, [rule])
+        for cut in range(len(example) + 1):
+            chunks = [example] if cut == len(example) else [example[:cut], example[cut:]]
+            out, violations, blocked = _stream_through([rule], chunks)
+            hit = any(v.rule is rule for v in violations)
+            where = "whole" if len(chunks) == 1 else f"split at {cut}"
+            if hit != should_match:
+                state = "did not match" if should_match else "matched"
+                problems.append(f"{rule.id}: example {example!r} {state} when streamed {where}")
+                break
+            if rule.action == "redact" and out != expected:
+                problems.append(f"{rule.id}: example {example!r} streamed {where} gave {out!r}, expected {expected!r}")
+                break
+            if rule.action == "block" and should_match and blocked is None:
+                problems.append(f"{rule.id}: example {example!r} was not blocked when streamed {where}")
+                break
+    return problems
+
+
+@rules.command("test")
+@click.argument("packs", nargs=-1)
+@_fail_cleanly
+def rules_test(packs: tuple[str, ...]) -> None:
+    """Stream every example of PACKS (default: every built-in pack) and check it behaves as declared."""
+    ruleset: RuleSet = load_rules(packs or builtin_pack_names(), check_examples=False)
+    problems: list[str] = []
+    count = 0
+    for rule in ruleset:
+        count += len(rule.examples_match) + len(rule.examples_no_match)
+        problems.extend(check_rule_examples(rule))
+    for problem in problems:
+        click.echo(f"FAIL {problem}", err=True)
+    status = "FAILED" if problems else "ok"
+    click.echo(f"{status}: {len(ruleset)} rules, {count} examples, {len(problems)} failing")
+    sys.exit(1 if problems else 0)
+
+
+@main.command()
+def demo() -> None:
+    """Mock model + proxy + a client: one clean stream and one cut by a secret."""
+    from guardstream.demo import run_demo
+
+    run_demo()
+
+
+@main.command()
+@click.option("--packs", default="pii,secrets", show_default=True)
+@click.option("--delta-chars", type=int, default=20, show_default=True)
+@click.option("--chars", type=int, default=1_000_000, show_default=True, help="Size of the English text to stream.")
+@_fail_cleanly
+def bench(packs: str, delta_chars: int, chars: int) -> None:
+    """Measure moderation cost per delta on a large English text."""
+    from guardstream.bench import run_engine_bench
+
+    run_engine_bench([p.strip() for p in packs.split(",") if p.strip()], delta_chars=delta_chars, chars=chars)

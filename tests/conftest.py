@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import replace
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry
+
+from guardstream.config import Config, ModerationSettings, Upstreams
+from guardstream.mock import create_mock_app
+from guardstream.proxy import create_app
+from guardstream.servers import serve_in_thread
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class MockModel:
+    """The built-in mock model, served on 127.0.0.1, with its request log."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def requests(self) -> list[dict[str, Any]]:
+        log: list[dict[str, Any]] = httpx.get(f"{self.url}/_mock/requests").json()
+        return log
+
+    def clear(self) -> None:
+        httpx.delete(f"{self.url}/_mock/requests")
+
+    def release(self, key: str) -> None:
+        httpx.post(f"{self.url}/_mock/release/{key}")
+
+
+@pytest.fixture(scope="session")
+def mock_server() -> Iterator[MockModel]:
+    with serve_in_thread(create_mock_app()) as url:
+        yield MockModel(url)
+
+
+@pytest.fixture
+def mock_model(mock_server: MockModel) -> MockModel:
+    mock_server.clear()
+    return mock_server
+
+
+class RunningProxy:
+    def __init__(self, url: str, registry: CollectorRegistry) -> None:
+        self.url = url
+        self.registry = registry
+
+    def metric(self, name: str, **labels: str) -> float:
+        return self.registry.get_sample_value(name, labels) or 0.0
+
+
+ProxyFactory = Callable[..., AbstractContextManager[RunningProxy]]
+
+
+@pytest.fixture
+def start_proxy(mock_server: MockModel) -> ProxyFactory:
+    """Start guardstream under uvicorn in front of the mock model, with moderation overrides."""
+
+    @contextmanager
+    def start(upstream: str | None = None, **moderation: Any) -> Iterator[RunningProxy]:
+        url = upstream or mock_server.url
+        config = Config(
+            upstreams=Upstreams(url, url, url),
+            moderation=replace(ModerationSettings(), **moderation),
+        )
+        registry = CollectorRegistry()
+        with serve_in_thread(create_app(config, registry=registry)) as proxy_url:
+            yield RunningProxy(proxy_url, registry)
+
+    return start
+
+
+@pytest.fixture
+def proxy(start_proxy: ProxyFactory, mock_model: MockModel) -> Iterator[RunningProxy]:
+    with start_proxy() as running:
+        yield running

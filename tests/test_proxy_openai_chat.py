@@ -1,0 +1,306 @@
+"""End to end: the official `openai` SDK -> guardstream under uvicorn -> the mock model, on 127.0.0.1."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import MockModel, ProxyFactory, RunningProxy
+
+pytestmark = pytest.mark.anyio
+
+SECRET = "AKIAIOSFODNN7EXAMPLE"
+BEFORE_SECRET = "Sure, here is the deploy key: "
+MESSAGES: list[Any] = [{"role": "user", "content": "Tell me something."}]
+
+
+_clients: list[openai.OpenAI] = []
+
+
+@pytest.fixture(autouse=True)
+def close_clients() -> Iterator[None]:
+    yield
+    while _clients:
+        _clients.pop().close()
+
+
+def client(proxy: RunningProxy) -> openai.OpenAI:
+    sdk = openai.OpenAI(base_url=f"{proxy.url}/v1", api_key="sk-test", max_retries=0)
+    _clients.append(sdk)
+    return sdk
+
+
+def stream_text(proxy: RunningProxy, mock: dict[str, Any], **kwargs: Any) -> tuple[str, list[Any]]:
+    """Collect streamed content as the SDK yields it; returns (text, chunks)."""
+    chunks = []
+    stream = client(proxy).chat.completions.create(
+        model="gpt-4o-mini", messages=MESSAGES, stream=True, extra_body={"mock": mock}, **kwargs
+    )
+    for chunk in stream:
+        chunks.append(chunk)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    return text, chunks
+
+
+def test_benign_stream_arrives_byte_identical_to_the_direct_answer(proxy: RunningProxy, mock_model: MockModel) -> None:
+    body = {"model": "gpt-4o-mini", "messages": MESSAGES, "stream": True, "mock": {"reply": "A calm, harmless answer."}}
+    direct = httpx.post(f"{mock_model.url}/v1/chat/completions", json=body).content
+    proxied = httpx.post(f"{proxy.url}/v1/chat/completions", json=body).content
+    assert proxied == direct
+    text, _ = stream_text(proxy, {"reply": "A calm, harmless answer."})
+    assert text == "A calm, harmless answer."
+
+
+def test_secret_in_stream_raises_api_error_naming_the_rule(proxy: RunningProxy) -> None:
+    received: list[str] = []
+    stream = client(proxy).chat.completions.create(
+        model="gpt-4o-mini",
+        messages=MESSAGES,
+        stream=True,
+        extra_body={"mock": {"reply": f"{BEFORE_SECRET}{SECRET} and more text", "chunk_chars": 3}},
+    )
+    with pytest.raises(openai.APIError) as caught:
+        for chunk in stream:
+            received.append(chunk.choices[0].delta.content or "")
+    assert not isinstance(caught.value, openai.APIConnectionError)
+    assert caught.value.code == "content_filter"
+    assert "rule secrets.aws-access-key-id (credential)" in caught.value.message
+    text = "".join(received)
+    assert text == BEFORE_SECRET
+    assert not any(part in text for part in ("AKIA", "IOSF"))
+    assert proxy.metric("guardstream_requests_total", provider="openai-chat", outcome="blocked_output") == 1
+
+
+@pytest.mark.parametrize("chunk_chars", [1, 2, 5, 64])
+def test_no_character_of_a_secret_leaks_whatever_the_chunk_size(proxy: RunningProxy, chunk_chars: int) -> None:
+    received: list[str] = []
+    stream = client(proxy).chat.completions.create(
+        model="gpt-4o-mini",
+        messages=MESSAGES,
+        stream=True,
+        extra_body={"mock": {"reply": f"key={SECRET}!", "chunk_chars": chunk_chars}},
+    )
+    with pytest.raises(openai.APIError):
+        for chunk in stream:
+            received.append(chunk.choices[0].delta.content or "")
+    assert "".join(received) == "key="
+
+
+def test_pii_is_redacted_in_place(proxy: RunningProxy) -> None:
+    text, _ = stream_text(proxy, {"reply": "Write to jane.doe@example.com today.", "chunk_chars": 3})
+    assert text == "Write to [REDACTED:email] today."
+    assert proxy.metric("guardstream_requests_total", provider="openai-chat", outcome="redacted") == 1
+    assert (
+        proxy.metric(
+            "guardstream_violations_total", rule="pii.email", category="pii", action="redact", direction="output"
+        )
+        == 1
+    )
+
+
+def test_blocked_prompt_is_answered_400_without_calling_the_upstream(
+    proxy: RunningProxy, mock_model: MockModel
+) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client(proxy).chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": f"my key is {SECRET}"}], stream=True
+        )
+    assert caught.value.code == "content_filter"
+    assert caught.value.response.headers["x-should-retry"] == "false"
+    assert "secrets.aws-access-key-id" in caught.value.message
+    assert mock_model.requests() == []
+
+
+def test_blocked_prompt_in_content_parts_is_found(proxy: RunningProxy, mock_model: MockModel) -> None:
+    messages: Any = [{"role": "user", "content": [{"type": "text", "text": f"key {SECRET}"}]}]
+    with pytest.raises(openai.BadRequestError):
+        client(proxy).chat.completions.create(model="gpt-4o-mini", messages=messages)
+    assert mock_model.requests() == []
+
+
+def test_secret_in_tool_call_arguments_is_blocked(proxy: RunningProxy) -> None:
+    tool_call = {"name": "deploy", "arguments": f'{{"aws_key": "{SECRET}"}}'}
+    stream = client(proxy).chat.completions.create(
+        model="gpt-4o-mini",
+        messages=MESSAGES,
+        stream=True,
+        extra_body={"mock": {"reply": "Calling the tool.", "tool_calls": [tool_call], "chunk_chars": 4}},
+    )
+    arguments = ""
+    with pytest.raises(openai.APIError) as caught:
+        for chunk in stream:
+            for call in (chunk.choices[0].delta.tool_calls or []) if chunk.choices else []:
+                arguments += (call.function.arguments or "") if call.function else ""
+    assert "secrets.aws-access-key-id" in caught.value.message
+    assert "AKIA" not in arguments
+
+
+def test_on_violation_finish_ends_with_content_filter(start_proxy: ProxyFactory, mock_model: MockModel) -> None:
+    with start_proxy(on_violation="finish") as proxy:
+        text, chunks = stream_text(proxy, {"reply": f"{BEFORE_SECRET}{SECRET}", "chunk_chars": 4})
+    assert text == BEFORE_SECRET
+    assert chunks[-1].choices[0].finish_reason == "content_filter"
+
+
+def test_stream_is_delivered_before_the_upstream_finishes(proxy: RunningProxy, mock_model: MockModel) -> None:
+    first_chunks = threading.Event()
+    seen: list[str] = []
+
+    def consume() -> None:
+        stream = client(proxy).chat.completions.create(
+            model="gpt-4o-mini",
+            messages=MESSAGES,
+            stream=True,
+            extra_body={"mock": {"reply": "early words, then later words", "hold_after": 4, "hold_key": "incremental"}},
+        )
+        for chunk in stream:
+            seen.append(chunk.choices[0].delta.content or "" if chunk.choices else "")
+            if "".join(seen).startswith("early"):
+                first_chunks.set()
+
+    thread = threading.Thread(target=consume)
+    thread.start()
+    try:
+        # The upstream is holding its stream open: the client must already have the first words.
+        assert first_chunks.wait(timeout=10)
+    finally:
+        mock_model.release("incremental")
+        thread.join(timeout=10)
+    assert "".join(seen) == "early words, then later words"
+
+
+async def test_async_client_sees_the_same_block(proxy: RunningProxy) -> None:
+    aclient = openai.AsyncOpenAI(base_url=f"{proxy.url}/v1", api_key="sk-test", max_retries=0)
+    received = []
+    stream = await aclient.chat.completions.create(
+        model="gpt-4o-mini",
+        messages=MESSAGES,
+        stream=True,
+        extra_body={"mock": {"reply": f"{BEFORE_SECRET}{SECRET}", "chunk_chars": 5}},
+    )
+    with pytest.raises(openai.APIError) as caught:
+        async for chunk in stream:
+            received.append(chunk.choices[0].delta.content or "")
+    assert caught.value.code == "content_filter"
+    assert "".join(received) == BEFORE_SECRET
+    await aclient.close()
+
+
+def test_azure_deployment_path_is_moderated(proxy: RunningProxy) -> None:
+    azure = openai.AzureOpenAI(
+        azure_endpoint=proxy.url, api_key="test", api_version="2024-06-01", azure_deployment="gpt", max_retries=0
+    )
+    stream = azure.chat.completions.create(
+        model="gpt", messages=MESSAGES, stream=True, extra_body={"mock": {"reply": f"x {SECRET}"}}
+    )
+    with pytest.raises(openai.APIError) as caught:
+        for _ in stream:
+            pass
+    azure.close()
+    assert caught.value.code == "content_filter"
+
+
+def test_multiple_choices_are_moderated_separately(proxy: RunningProxy) -> None:
+    _, chunks = stream_text(proxy, {"replies": ["one a@b.io", "two plain"], "chunk_chars": 3}, n=2)
+    texts = {0: "", 1: ""}
+    for chunk in chunks:
+        for choice in chunk.choices:
+            texts[choice.index] += choice.delta.content or ""
+    assert texts == {0: "one [REDACTED:email]", 1: "two plain"}
+
+
+def test_usage_chunk_still_arrives(proxy: RunningProxy) -> None:
+    _, chunks = stream_text(proxy, {"reply": "short"}, stream_options={"include_usage": True})
+    assert chunks[-1].usage is not None and chunks[-1].choices == []
+
+
+def test_non_streaming_answer_with_secret_is_a_400(proxy: RunningProxy) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client(proxy).chat.completions.create(
+            model="gpt-4o-mini", messages=MESSAGES, extra_body={"mock": {"reply": f"key {SECRET}"}}
+        )
+    assert caught.value.code == "content_filter"
+
+
+def test_non_streaming_answer_is_redacted(proxy: RunningProxy) -> None:
+    completion = client(proxy).chat.completions.create(
+        model="gpt-4o-mini", messages=MESSAGES, extra_body={"mock": {"reply": "mail jane.doe@example.com"}}
+    )
+    assert completion.choices[0].message.content == "mail [REDACTED:email]"
+
+
+def test_request_headers_reach_the_upstream_and_hop_by_hop_do_not(proxy: RunningProxy, mock_model: MockModel) -> None:
+    httpx.post(
+        f"{proxy.url}/v1/chat/completions",
+        json={"model": "m", "messages": MESSAGES},
+        headers={"authorization": "Bearer sk-abc", "x-custom": "1", "connection": "keep-alive, x-drop", "x-drop": "1"},
+    )
+    seen = mock_model.requests()[-1]["headers"]
+    assert seen["authorization"] == "Bearer sk-abc"
+    assert seen["x-custom"] == "1"
+    assert "x-drop" not in seen
+
+
+def test_sse_answers_are_not_buffered_by_intermediaries(proxy: RunningProxy) -> None:
+    body = {"model": "m", "messages": MESSAGES, "stream": True}
+    with httpx.stream("POST", f"{proxy.url}/v1/chat/completions", json=body) as response:
+        assert response.headers["cache-control"] == "no-store"
+        assert response.headers["x-accel-buffering"] == "no"
+        assert response.headers["content-type"].startswith("text/event-stream")
+
+
+def test_other_paths_are_forwarded_untouched(proxy: RunningProxy, mock_model: MockModel) -> None:
+    models = client(proxy).models.list()
+    assert [m.id for m in models.data]
+    assert mock_model.requests()[-1]["path"] == "/v1/models"
+
+
+def test_upstream_error_status_passes_through(proxy: RunningProxy) -> None:
+    with pytest.raises(openai.RateLimitError):
+        client(proxy).chat.completions.create(
+            model="gpt-4o-mini", messages=MESSAGES, stream=True, extra_body={"mock": {"status": 429}}
+        )
+
+
+def test_unreachable_upstream_is_a_502_in_openai_format(start_proxy: ProxyFactory) -> None:
+    with start_proxy(upstream="http://127.0.0.1:9") as proxy:
+        with pytest.raises(openai.InternalServerError) as caught:
+            client(proxy).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
+        assert caught.value.status_code == 502
+        assert proxy.metric("guardstream_upstream_errors_total", provider="openai-chat", reason="connect") == 1
+
+
+def test_upstream_dropping_mid_stream_gives_a_clean_api_error(proxy: RunningProxy) -> None:
+    stream = client(proxy).chat.completions.create(
+        model="gpt-4o-mini",
+        messages=MESSAGES,
+        stream=True,
+        extra_body={"mock": {"reply": "a b c d e f", "drop_after": 3}},
+    )
+    with pytest.raises(openai.APIError) as caught:
+        for _ in stream:
+            pass
+    assert not isinstance(caught.value, openai.APIConnectionError)
+    assert "broke off" in caught.value.message
+
+
+def test_malformed_upstream_event_fails_closed(proxy: RunningProxy) -> None:
+    stream = client(proxy).chat.completions.create(
+        model="gpt-4o-mini", messages=MESSAGES, stream=True, extra_body={"mock": {"malformed_after": 2}}
+    )
+    with pytest.raises(openai.APIError) as caught:
+        for _ in stream:
+            pass
+    assert "malformed" in caught.value.message
+
+
+def test_metrics_are_served(proxy: RunningProxy) -> None:
+    stream_text(proxy, {"reply": "hello"})
+    text = httpx.get(f"{proxy.url}/metrics").text
+    assert 'guardstream_requests_total{outcome="passed",provider="openai-chat"} 1.0' in text
+    assert "guardstream_release_delay_seconds_bucket" in text
