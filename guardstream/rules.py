@@ -37,7 +37,7 @@ RULE_KEYS = {
     "replacement",
     "validator",
     "contains",
-    "starts_with",
+    "charset",
     "examples",
     "description",
 }
@@ -249,10 +249,29 @@ def _compile_regex_matcher(raw: dict[str, Any], fail: Any, timeout: float) -> Re
         if validator is None:
             raise fail(f"unknown validator {validator_name!r}; use one of {', '.join(sorted(VALIDATORS))}.")
     contains = _string_list(raw.get("contains", []), "contains", fail)
+    charset = _charset(raw.get("charset"), fail)
     try:
-        return RegexMatcher(compiled, validator=validator, contains=contains, timeout=timeout)
+        return RegexMatcher(compiled, validator=validator, contains=contains, charset=charset, timeout=timeout)
     except regex.error as exc:  # pragma: no cover - the hold pattern wraps an already valid pattern
         raise fail(f"invalid regular expression: {exc}.") from None
+
+
+def _charset(value: Any, fail: Any) -> str:
+    """The ASCII characters of a `charset` class such as `[A-Za-z0-9._%+@-]`."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise fail("'charset' must be a regex character class string such as '[A-Za-z0-9._-]'.")
+    try:
+        char_class = regex.compile(value)
+    except regex.error as exc:
+        raise fail(f"invalid 'charset': {exc}.") from None
+    if any(char_class.fullmatch(c) for c in "éß日٣\u00a0"):
+        raise fail("'charset' must admit ASCII characters only.")
+    chars = "".join(chr(i) for i in range(128) if char_class.fullmatch(chr(i)))
+    if not chars:
+        raise fail("'charset' admits no character.")
+    return chars
 
 
 def _compile_keyword_matcher(raw: dict[str, Any], fail: Any) -> KeywordMatcher:
@@ -278,16 +297,25 @@ def find_matches(rule: Rule, text: str) -> list[tuple[int, int]]:
 
 
 def _check_examples(rule: Rule) -> None:
+    def fail(reason: str) -> RuleError:
+        return RuleError(reason, path=rule.source, rule_id=rule.id)
+
+    matcher = rule.matcher
     for example in rule.examples_match:
-        if not find_matches(rule, example):
-            raise RuleError(
-                f"example {example!r} is declared to match but does not.", path=rule.source, rule_id=rule.id
-            )
+        spans = find_matches(rule, example)
+        if not spans:
+            raise fail(f"example {example!r} is declared to match but does not.")
+        # The window trusts the speed hints, so check them wherever we can.
+        if isinstance(matcher, RegexMatcher):
+            for start, end in spans:
+                found = example[start:end]
+                if matcher.charset and found.strip(matcher.charset):
+                    raise fail(f"'charset' does not cover the match {found!r} of example {example!r}.")
+                if matcher.contains and not any(lit in matcher.fold(found) for lit in matcher.contains):
+                    raise fail(f"the match {found!r} of example {example!r} contains none of 'contains'.")
     for example in rule.examples_no_match:
         if find_matches(rule, example):
-            raise RuleError(
-                f"example {example!r} is declared not to match but does.", path=rule.source, rule_id=rule.id
-            )
+            raise fail(f"example {example!r} is declared not to match but does.")
 
 
 def redact_text(text: str, rules: Sequence[Rule]) -> str:

@@ -18,12 +18,11 @@ is bounded by the delta plus what that rule still holds, never by the length of 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import regex
-
-from guardstream.matchers import RegexMatcher, ScanTimeout
+from guardstream.matchers import RegexMatcher, ScanTimeout, trie_pattern
 from guardstream.rules import Action, Rule
 
 DEFAULT_MAX_HOLDBACK_CHARS = 512
@@ -106,9 +105,7 @@ class Window:
         self._resume = [0] * len(self.rules)
         self._holds: list[int | None] = [None] * len(self.rules)
         self._guards = [i for i, r in enumerate(self.rules) if r.action != "flag"]
-        self._group, self._others, self._group_gate, self._group_tails = _group_selective(self.rules)
-        self._all = list(range(len(self.rules)))
-        self._group_tail_len = max((len(t) for t in self._group_tails), default=0)
+        self._groups, self._others = _groups(self.rules)
         self._spans: list[_Span] = []
         self._blocked: Violation | None = None
         self._finished = False
@@ -172,20 +169,24 @@ class Window:
         text, base = self._text, self._base
         end = base + len(text)
         found: list[Violation] = []
-        indices = self._others
-        if self._group:
-            # One search over the new text answers for every rule with a selective gate (secret
-            # prefixes, digits): on prose it finds nothing, and none of those rules need run.
-            lo = min(self._resume[i] for i in self._group) - base
-            quiet = self._group_gate is not None and self._group_gate.search(text, lo) is None
-            if quiet and not final and self._group_tails:
-                quiet = not text[-self._group_tail_len :].casefold().endswith(self._group_tails)
-            if quiet:
-                for i in self._group:
-                    self._resume[i] = end
-                    self._holds[i] = None
-            else:
-                indices = self._all
+        indices = list(self._others)
+        for group in self._groups:
+            # One search over the new text answers for every rule of the group (secret prefixes,
+            # digits): on prose it usually finds nothing, and none of those rules need run.
+            lo = min(self._resume[i] for i in group.members) - base
+            if group.gate.search(text, lo) is not None:
+                indices.extend(group.members)
+                continue
+            hold: int | None = None
+            if not final and group.tail is not None:
+                # No literal, but the text may end with the start of one ("...sk"): hold that
+                # much until the next delta says more. At most a literal's length, briefly.
+                tail = group.tail.search(text[-group.tail_len :].casefold())
+                if tail is not None:
+                    hold = end - group.tail_len + tail.start() if len(text) >= group.tail_len else base + tail.start()
+            for i in group.members:
+                self._resume[i] = end if hold is None else hold
+                self._holds[i] = hold
         for i in indices:
             rule = self.rules[i]
             pos = self._resume[i] - base
@@ -284,21 +285,48 @@ class Window:
             self._base = keep
 
 
-def _group_selective(
-    rules: Sequence[Rule],
-) -> tuple[list[int], list[int], regex.Pattern[str] | None, tuple[str, ...]]:
-    group: list[int] = []
-    others: list[int] = []
-    alternatives: list[str] = []
+@dataclass(slots=True)
+class _Group:
+    """Rules whose gates are checked together: if `gate` finds nothing in the new text, none of
+    them can match there, and the only thing they can hold is a `tail`: the text's end being a
+    proper prefix of one of their literals."""
+
+    members: list[int]
+    gate: re.Pattern[str]
+    tail: re.Pattern[str] | None
+    tail_len: int
+
+
+def _groups(rules: Sequence[Rule]) -> tuple[list[_Group], list[int]]:
+    literal: list[int] = []
+    sensitive: set[str] = set()
+    insensitive: set[str] = set()
     tails: set[str] = set()
+    chars: list[int] = []
+    char_class: set[str] = set()
+    others: list[int] = []
     for i, rule in enumerate(rules):
         matcher = rule.matcher
-        if isinstance(matcher, RegexMatcher) and matcher.is_selective:
-            group.append(i)
-            pattern = matcher.gate.pattern
-            alternatives.append(f"(?i:{pattern})" if matcher.gate.flags & regex.IGNORECASE else f"(?:{pattern})")
+        if isinstance(matcher, RegexMatcher) and matcher.prefixes:
+            literal.append(i)
+            (insensitive if matcher.is_casefolded else sensitive).update(matcher.prefixes)
             tails.update(matcher.tail_prefixes)
+        elif isinstance(matcher, RegexMatcher) and matcher.is_selective:
+            chars.append(i)
+            char_class.update(matcher.first_char_set)
         else:
             others.append(i)
-    gate = regex.compile("|".join(alternatives)) if alternatives else None
-    return group, others, gate, tuple(sorted(tails))
+    groups: list[_Group] = []
+    if literal:
+        parts = []
+        if sensitive:
+            parts.append(trie_pattern(sensitive))
+        if insensitive:
+            parts.append("(?i:" + trie_pattern({p.casefold() for p in insensitive}) + ")")
+        tail = re.compile(trie_pattern(tails) + r"\Z") if tails else None
+        groups.append(_Group(literal, re.compile("|".join(parts)), tail, max(map(len, tails), default=0)))
+    if chars:
+        # Non-ASCII characters always pass: probing cannot enumerate which of them a rule accepts.
+        pattern = "[" + "".join(re.escape(c) for c in sorted(char_class)) + "]|[^\x00-\x7f]"
+        groups.append(_Group(chars, re.compile(pattern), None, 0))
+    return groups, others

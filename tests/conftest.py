@@ -66,14 +66,15 @@ def start_proxy(mock_server: MockModel) -> ProxyFactory:
     """Start guardstream under uvicorn in front of the mock model, with moderation overrides."""
 
     @contextmanager
-    def start(upstream: str | None = None, **moderation: Any) -> Iterator[RunningProxy]:
+    def start(upstream: str | None = None, timeout: float | None = None, **moderation: Any) -> Iterator[RunningProxy]:
         url = upstream or mock_server.url
         config = Config(
             upstreams=Upstreams(url, url, url),
             moderation=replace(ModerationSettings(), **moderation),
         )
         registry = CollectorRegistry()
-        with serve_in_thread(create_app(config, registry=registry)) as proxy_url:
+        client = httpx.AsyncClient(timeout=timeout) if timeout is not None else None
+        with serve_in_thread(create_app(config, client=client, registry=registry)) as proxy_url:
             yield RunningProxy(proxy_url, registry)
 
     return start

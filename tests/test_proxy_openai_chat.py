@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -304,3 +305,30 @@ def test_metrics_are_served(proxy: RunningProxy) -> None:
     text = httpx.get(f"{proxy.url}/metrics").text
     assert 'guardstream_requests_total{outcome="passed",provider="openai-chat"} 1.0' in text
     assert "guardstream_release_delay_seconds_bucket" in text
+
+
+def test_client_disconnect_closes_the_upstream_and_is_counted(proxy: RunningProxy, mock_model: MockModel) -> None:
+    body = {
+        "model": "m",
+        "messages": MESSAGES,
+        "stream": True,
+        "mock": {"reply": "words that never finish", "hold_after": 3, "hold_key": "gone"},
+    }
+    with httpx.stream("POST", f"{proxy.url}/v1/chat/completions", json=body) as response:
+        next(response.iter_raw())
+    deadline = time.monotonic() + 10
+    while proxy.metric("guardstream_requests_total", provider="openai-chat", outcome="client_closed") < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert proxy.metric("guardstream_active_streams", provider="openai-chat") == 0
+    mock_model.release("gone")
+
+
+def test_upstream_slower_than_the_timeout_is_a_504(start_proxy: ProxyFactory, mock_model: MockModel) -> None:
+    with start_proxy(timeout=0.3) as proxy:
+        with pytest.raises(openai.APIStatusError) as caught:
+            client(proxy).chat.completions.create(
+                model="gpt-4o-mini", messages=MESSAGES, stream=True, extra_body={"mock": {"first_byte_delay_ms": 1500}}
+            )
+        assert caught.value.status_code == 504
+        assert proxy.metric("guardstream_upstream_errors_total", provider="openai-chat", reason="timeout") == 1
