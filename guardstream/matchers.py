@@ -30,8 +30,8 @@ DEFAULT_TIMEOUT_SECONDS = 0.25
 # other scripts, other digits, exotic spaces and case-folding look-alikes).
 ASCII_PROBES = string.printable
 UNICODE_PROBES = "éßÉ日本ΩЖ٣१\u00a0\u2003\u2028“”’—…Kſﬁ\uff21\u0301"
-MAX_PREFIX_LITERALS = 8
-MAX_PREFIX_DEPTH = 16
+MAX_PREFIX_LITERALS = 32
+MAX_PREFIX_DEPTH = 8
 SELECTIVE_FIRST_CHARS = 16
 CONTEXT_DEPENDENT = regex.compile(r"\(\?<=|(?<!\\)(?:\\\\)*\\B")
 
@@ -88,6 +88,15 @@ class RegexMatcher:
         self.timeout = timeout
         self.is_casefolded = bool(pattern.flags & regex.IGNORECASE)
         self.contains = tuple(self.fold(lit) for lit in contains)
+        # `re` is faster than `regex` at plain literal search; a class beats an alternation.
+        if not contains:
+            self.contains_gate: re.Pattern[str] | None = None
+        elif all(len(lit) == 1 for lit in contains):
+            literal_class = "[" + "".join(re.escape(lit) for lit in contains) + "]"
+            self.contains_gate = re.compile(literal_class, re.IGNORECASE if self.is_casefolded else 0)
+        else:
+            literals = "|".join(re.escape(lit) for lit in contains)
+            self.contains_gate = re.compile(literals, re.IGNORECASE if self.is_casefolded else 0)
         # Every character of every match is one of these: an undecided start then lies in the
         # text's trailing run of them, which bounds the (slow) partial search to that run.
         self.charset = charset
@@ -113,9 +122,7 @@ class RegexMatcher:
             self.tail_prefixes = ()
         # Selective gates rarely fire on prose, so the window checks them all in one search.
         self.first_char_set = frozenset(first_chars or ())
-        self.is_selective = bool(self.prefixes) or (
-            first_chars is not None and len(first_chars) <= SELECTIVE_FIRST_CHARS
-        )
+        self.is_selective = first_chars is not None and len(first_chars) <= SELECTIVE_FIRST_CHARS
 
     def fold(self, text: str) -> str:
         return text.casefold() if self.is_casefolded else text
@@ -184,6 +191,16 @@ class RegexMatcher:
     def scan(self, text: str, pos: int, *, final: bool) -> ScanResult | None:
         end = len(text)
         try:
+            if self.contains_gate is not None and self.contains_gate.search(text, pos) is None:
+                # None of the required literals yet: no complete match, only (before the end of
+                # the stream) an undecided start, which lies in the trailing run of `charset`.
+                if final:
+                    return None
+                first = self.first_chars.search(text, self._tail_start(text, pos))
+                if first is None:
+                    return None
+                hold = self._find_hold(text, first.start())
+                return ScanResult([], hold, end if hold is None else hold, end - first.start())
             if self.gate.search(text, pos) is None:
                 # Nothing can start here, except (for a rule whose matches begin with a literal)
                 # a proper prefix of that literal at the very end.
@@ -194,16 +211,9 @@ class RegexMatcher:
                 start = max(pos, end - self.max_prefix)
                 hold = self._find_hold(text, start)
                 return ScanResult([], hold, end if hold is None else hold, end - start)
-            may_complete = not self.contains or any(lit in self.fold(text[pos:]) for lit in self.contains)
             if final:
-                if not may_complete:
-                    return None
                 found = [m.span() for m in self.pattern.finditer(text, pos, timeout=self.timeout)]
                 return ScanResult([s for s in found if s[1] > s[0] and self._is_valid(text, s)], None, end, end - pos)
-            if not may_complete:
-                # None of the required literals yet: only an undecided start can exist.
-                hold = self._find_hold(text, self._tail_start(text, pos))
-                return ScanResult([], hold, end if hold is None else hold, end - pos)
             return self._scan_open(text, pos)
         except TimeoutError as exc:
             raise ScanTimeout(self.pattern.pattern) from exc
@@ -218,7 +228,10 @@ class RegexMatcher:
         return len(text) - (len(region) - len(region.rstrip(self.charset)))
 
     def _find_hold(self, text: str, pos: int) -> int | None:
-        m = self.hold_pattern.search(text, pos, partial=True, timeout=self.timeout)
+        if pos >= len(text):
+            return None
+        # Positional arguments: keyword parsing costs a third of this call, which runs on nearly every delta.
+        m = self.hold_pattern.search(text, pos, None, None, True, self.timeout)
         if m is None or m.start() >= len(text):
             return None
         start: int = m.start()

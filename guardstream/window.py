@@ -19,14 +19,17 @@ is bounded by the delta plus what that rule still holds, never by the length of 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+import sys
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass, field
 
-from guardstream.matchers import RegexMatcher, ScanTimeout, trie_pattern
+from guardstream.matchers import RegexMatcher, ScanResult, ScanTimeout, trie_pattern
 from guardstream.rules import Action, Rule
 
 DEFAULT_MAX_HOLDBACK_CHARS = 512
 DEFAULT_CONTEXT_CHARS = 256
+# Shorter literals fire too often on prose to be worth a shared gate.
+MIN_GROUP_LITERAL = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,10 +105,8 @@ class Window:
         self._base = 0
         self._released = 0
         self._rendered = 0
-        self._resume = [0] * len(self.rules)
-        self._holds: list[int | None] = [None] * len(self.rules)
-        self._guards = [i for i, r in enumerate(self.rules) if r.action != "flag"]
-        self._groups, self._others = _groups(self.rules)
+        self._order = {id(rule): i for i, rule in enumerate(self.rules)}
+        self._units = _units(self.rules)
         self._spans: list[_Span] = []
         self._blocked: Violation | None = None
         self._finished = False
@@ -169,56 +170,20 @@ class Window:
         text, base = self._text, self._base
         end = base + len(text)
         found: list[Violation] = []
-        indices = list(self._others)
-        for group in self._groups:
-            # One search over the new text answers for every rule of the group (secret prefixes,
-            # digits): on prose it usually finds nothing, and none of those rules need run.
-            lo = min(self._resume[i] for i in group.members) - base
-            if group.gate.search(text, lo) is not None:
-                indices.extend(group.members)
-                continue
-            hold: int | None = None
-            if not final and group.tail is not None:
-                # No literal, but the text may end with the start of one ("...sk"): hold that
-                # much until the next delta says more. At most a literal's length, briefly.
-                tail = group.tail.search(text[-group.tail_len :].casefold())
-                if tail is not None:
-                    hold = end - group.tail_len + tail.start() if len(text) >= group.tail_len else base + tail.start()
-            for i in group.members:
-                self._resume[i] = end if hold is None else hold
-                self._holds[i] = hold
-        for i in indices:
-            rule = self.rules[i]
-            pos = self._resume[i] - base
-            try:
-                result = rule.matcher.scan(text, pos, final=final)
-            except ScanTimeout:
-                found.append(Violation(rule, base + pos, end, is_timeout=True))
-                self._resume[i] = end
-                self._holds[i] = None
-                continue
-            if result is None:
-                self._resume[i] = end
-                self._holds[i] = None
-                continue
-            self.scanned_chars += result.scanned
-            for s, e in result.matches:
-                found.append(Violation(rule, base + s, base + e))
-            self._resume[i] = base + result.resume
-            self._holds[i] = None if result.hold is None else base + result.hold
+        for unit in self._units:
+            if unit.group is None:
+                self._scan(unit, range(len(unit.rules)), text, base, final, found)
+            else:
+                self._scan(unit, self._wake(unit, unit.group, text, base, final), text, base, final, found)
         if found:
             found.sort(key=lambda v: v.start)
             for v in found:
                 if v.action == "redact":
-                    self._add_span(v.start, v.end, (v.start, self.rules.index(v.rule)), v.rule.replacement)
+                    self._add_span(v.start, v.end, (v.start, self._order[id(v.rule)]), v.rule.replacement)
                 elif v.action == "block" and self._blocked is None:
                     self._blocked = v
 
-        release = end
-        for i in self._guards:
-            hold = self._holds[i]
-            if hold is not None and hold < release:
-                release = hold
+        release = min(end, *[min(unit.hold) for unit in self._units]) if self._units else end
         release = self._snap(release)
         forced = 0
         if not final and end - release > self.max_holdback_chars:
@@ -235,6 +200,75 @@ class Window:
         self._released = release
         self._trim(end)
         return Verdict(release, tuple(found), self._blocked, forced, end - release)
+
+    def _wake(self, unit: _Unit, group: _Group, text: str, base: int, final: bool) -> Collection[int]:
+        """Which members of a gated unit must scan; the others are settled here in bulk.
+
+        One search over the new text answers for the whole group (secret prefixes, digits): on
+        prose it usually finds nothing, and none of the group's rules need run.
+        """
+        lo = min(unit.resume) - base
+        woken: set[int] = set()
+        if group.wakes is None:
+            if group.gate.search(text, lo) is not None:
+                return range(len(unit.rules))
+        else:
+            # Literals are matched casefolded, on a casefolded copy: one case-sensitive `re`
+            # search is several times faster than an IGNORECASE one.
+            region = text[lo:].casefold()
+            hit = group.gate.search(region)
+            while hit is not None:
+                # Only the rules whose literal was found need to run. Search again from the next
+                # position, not the match end, so that overlapping literals are all seen.
+                woken.update(group.wakes.get(hit.group(), ()))
+                hit = group.gate.search(region, hit.start() + 1)
+        end = base + len(text)
+        hold = NO_HOLD
+        if not final and group.tails:
+            # No literal, but the text may end with the start of one ("...sk"): hold that much
+            # until the next delta says more. At most a literal's length, and only briefly.
+            tail = text[-group.tail_len :]
+            folded = tail.casefold()
+            if folded.endswith(group.tails):
+                hold = end - len(tail)
+                if len(folded) == len(tail):
+                    hold = end - next(k for k in range(len(tail), 0, -1) if folded[-k:] in group.tail_set)
+        resume = end if hold == NO_HOLD else hold
+        if not woken:
+            unit.resume = [resume] * len(unit.rules)
+            unit.hold = [hold] * len(unit.rules)
+        else:
+            for k in range(len(unit.rules)):
+                if k not in woken:
+                    unit.resume[k] = resume
+                    unit.hold[k] = hold
+        return woken
+
+    def _scan(
+        self, unit: _Unit, slots: Iterable[int], text: str, base: int, final: bool, found: list[Violation]
+    ) -> None:
+        end = base + len(text)
+        for k in slots:
+            pos = unit.resume[k] - base
+            try:
+                result = unit.scans[k](text, pos, final=final)
+            except ScanTimeout:
+                rule = unit.rules[k]
+                found.append(Violation(rule, base + pos, end, is_timeout=True))
+                unit.resume[k] = end
+                unit.hold[k] = NO_HOLD
+                continue
+            if result is None:
+                unit.resume[k] = end
+                unit.hold[k] = NO_HOLD
+                continue
+            self.scanned_chars += result.scanned
+            if result.matches:
+                rule = unit.rules[k]
+                found.extend(Violation(rule, base + s, base + e) for s, e in result.matches)
+            unit.resume[k] = base + result.resume
+            # Flag rules never hold text back: they only report.
+            unit.hold[k] = NO_HOLD if result.hold is None or unit.is_flag[k] else base + result.hold
 
     def _span_at(self, pos: int) -> _Span | None:
         for span in self._spans:
@@ -274,15 +308,47 @@ class Window:
         # A rule still undecided about text older than the cap gave up on it (it was force-released);
         # clamping keeps every rescan bounded by the window.
         floor = end - self.max_holdback_chars - self.context_chars
-        keep = min(self._released - self.context_chars, self._rendered)
-        for i, resume in enumerate(self._resume):
-            if resume < floor:
-                resume = self._resume[i] = floor
-            keep = min(keep, resume)
+        oldest = end
+        for unit in self._units:
+            unit_oldest = min(unit.resume)
+            if unit_oldest < floor:
+                unit.resume = [max(r, floor) for r in unit.resume]
+                unit_oldest = floor
+            oldest = min(oldest, unit_oldest)
+        keep = min(self._released - self.context_chars, self._rendered, oldest)
         # Slicing costs a copy, so trim in steps rather than on every delta.
         if keep - self._base > self.context_chars:
             self._text = self._text[keep - self._base :]
             self._base = keep
+
+
+NO_HOLD = sys.maxsize
+
+
+@dataclass(slots=True)
+class _Unit:
+    """Rules scanned together, with their per-rule state in flat lists (cheap bulk updates)."""
+
+    rules: list[Rule]
+    group: _Group | None
+    resume: list[int] = field(default_factory=list)
+    hold: list[int] = field(default_factory=list)
+    is_flag: list[bool] = field(default_factory=list)
+    scans: list[Callable[..., ScanResult | None]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.scans = [r.matcher.scan for r in self.rules]
+        self.resume = [0] * len(self.rules)
+        self.hold = [NO_HOLD] * len(self.rules)
+        self.is_flag = [r.action == "flag" for r in self.rules]
+
+
+def _units(rules: Sequence[Rule]) -> list[_Unit]:
+    groups, others = _groups(rules)
+    units = [_Unit([rules[i] for i in group.members], group) for group in groups]
+    if others:
+        units.append(_Unit([rules[i] for i in others], None))
+    return units
 
 
 @dataclass(slots=True)
@@ -293,40 +359,51 @@ class _Group:
 
     members: list[int]
     gate: re.Pattern[str]
-    tail: re.Pattern[str] | None
+    tails: tuple[str, ...]
     tail_len: int
+    # For literal gates: which members (by position in `members`) a found literal, casefolded,
+    # wakes; None wakes them all.
+    wakes: dict[str, list[int]] | None = None
+    tail_set: frozenset[str] = frozenset()
 
 
 def _groups(rules: Sequence[Rule]) -> tuple[list[_Group], list[int]]:
     literal: list[int] = []
-    sensitive: set[str] = set()
-    insensitive: set[str] = set()
+    literal_prefixes: dict[int, set[str]] = {}
+    literals: set[str] = set()
     tails: set[str] = set()
     chars: list[int] = []
     char_class: set[str] = set()
     others: list[int] = []
     for i, rule in enumerate(rules):
         matcher = rule.matcher
-        if isinstance(matcher, RegexMatcher) and matcher.prefixes:
+        if rule.action == "flag" or not isinstance(matcher, RegexMatcher):
+            others.append(i)
+        elif min(map(len, matcher.prefixes), default=0) >= MIN_GROUP_LITERAL:
             literal.append(i)
-            (insensitive if matcher.is_casefolded else sensitive).update(matcher.prefixes)
+            literal_prefixes[i] = {p.casefold() for p in matcher.prefixes}
+            literals.update(p.casefold() for p in matcher.prefixes)
             tails.update(matcher.tail_prefixes)
-        elif isinstance(matcher, RegexMatcher) and matcher.is_selective:
+        elif matcher.is_selective:
             chars.append(i)
             char_class.update(matcher.first_char_set)
         else:
             others.append(i)
     groups: list[_Group] = []
     if literal:
-        parts = []
-        if sensitive:
-            parts.append(trie_pattern(sensitive))
-        if insensitive:
-            parts.append("(?i:" + trie_pattern({p.casefold() for p in insensitive}) + ")")
-        tail = re.compile(trie_pattern(tails) + r"\Z") if tails else None
-        groups.append(_Group(literal, re.compile("|".join(parts)), tail, max(map(len, tails), default=0)))
+        folded = literals
+        # A found literal wakes every rule with a literal that is a prefix of it: the trie
+        # returns the longest literal at a position, and the others there are its prefixes.
+        wakes = {
+            found: [k for k, i in enumerate(literal) if any(found.startswith(p) for p in literal_prefixes[i])]
+            for found in folded
+        }
+        tail_tuple = tuple(sorted(tails))
+        gate = re.compile(trie_pattern(folded))
+        tail_len = max(map(len, tails), default=0)
+        groups.append(_Group(literal, gate, tail_tuple, tail_len, wakes, frozenset(tails)))
     if chars:
         # Non-ASCII characters always pass: probing cannot enumerate which of them a rule accepts.
         pattern = "[" + "".join(re.escape(c) for c in sorted(char_class)) + "]|[^\x00-\x7f]"
-        groups.append(_Group(chars, re.compile(pattern), None, 0))
+        groups.append(_Group(chars, re.compile(pattern), (), 0))
     return groups, others
