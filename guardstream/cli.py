@@ -214,9 +214,12 @@ def demo() -> None:
 @click.option("--packs", default="pii,secrets", show_default=True)
 @click.option("--delta-chars", type=int, default=20, show_default=True)
 @click.option("--chars", type=int, default=1_000_000, show_default=True, help="Size of the English text to stream.")
+@click.option("--keywords", is_flag=True, help="Also compare keyword matching with regex's \\L<list> at 5,000 words.")
 @_fail_cleanly
-def bench(packs: str, delta_chars: int, chars: int) -> None:
+def bench(packs: str, delta_chars: int, chars: int, keywords: bool) -> None:
     """Measure moderation cost per delta on a large English text."""
-    from guardstream.bench import run_engine_bench
+    from guardstream.bench import run_engine_bench, run_keyword_bench
 
     run_engine_bench([p.strip() for p in packs.split(",") if p.strip()], delta_chars=delta_chars, chars=chars)
+    if keywords:
+        run_keyword_bench()

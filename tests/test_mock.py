@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import logging
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -17,12 +14,12 @@ import anyio
 import httpx
 import openai
 import pytest
-import uvicorn
 from google import genai
 from google.genai import errors as genai_errors, types as genai_types
-from starlette.types import ASGIApp, Message, Scope
+from starlette.types import Message, Scope
 
 from guardstream.mock import DEFAULT_REPLY, MockScript, MockScriptError, MockToolCall, create_mock_app
+from guardstream.servers import serve_in_thread
 
 pytestmark = pytest.mark.anyio
 
@@ -32,28 +29,6 @@ MESSAGES: list[Any] = [{"role": "user", "content": "hi"}]
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@contextlib.contextmanager
-def serve_in_thread(app: ASGIApp) -> Iterator[str]:
-    """Run `app` under uvicorn in a thread on a free 127.0.0.1 port and yield its base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    # log_config=None leaves uvicorn's records to propagate to the root logger, where caplog sees them.
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", log_config=None))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 5
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(5)
-        sock.close()
 
 
 @pytest.fixture(scope="module")
