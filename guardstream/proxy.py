@@ -30,7 +30,7 @@ from guardstream.providers.openai_chat import OPENAI_CHAT
 from guardstream.routes import route_for
 from guardstream.rules import Rule, load_rules
 from guardstream.stream import StreamModerator
-from guardstream.window import Violation, Window
+from guardstream.window import Violation, moderate_whole
 
 logger = logging.getLogger("guardstream")
 
@@ -152,10 +152,12 @@ class _Exchange:
             except ValueError:
                 payload = None
             if payload is not None:
-                blocked = self._check_input(payload)
+                blocked, redacted = self._check_input(payload)
                 if blocked is not None:
-                    await self._reply_blocked(blocked)
+                    await self._reply_blocked(blocked, "input")
                     return
+                if redacted:
+                    body = dumps(payload).encode()
         await self._forward(body)
 
     async def _read_body(self) -> bytes:
@@ -169,26 +171,32 @@ class _Exchange:
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
-    def _check_input(self, payload: Any) -> Violation | None:
+    def _check_input(self, payload: Any) -> tuple[Violation | None, bool]:
+        """Input rules on every user-supplied text: (the block, if any; whether `payload` was redacted)."""
         assert self.provider is not None
-        for _path, text in self.provider.request_texts(payload):
-            window = Window(self.proxy.input_rules)
-            window.push(text)
-            verdict = window.flush()
-            for violation in verdict.violations:
+        redacted = False
+        for path, text in self.provider.request_texts(payload):
+            new_text, violations, blocked = moderate_whole(self.proxy.input_rules, text)
+            for violation in violations:
                 self.metrics.violation(violation, "input")
-            if verdict.blocked is not None:
-                return verdict.blocked
-        return None
+            if blocked is not None:
+                return blocked, False
+            if new_text != text:
+                set_path(payload, path, new_text)
+                redacted = True
+        return None, redacted
 
-    async def _reply_blocked(self, violation: Violation) -> None:
+    async def _reply_blocked(self, violation: Violation, direction: str) -> None:
+        """HTTP 400 in the provider's format: the honest answer when nothing has been sent yet."""
         assert self.provider is not None
         message = block_message(violation.rule.id, violation.rule.category)
-        self.metrics.requests.labels(self.label, "blocked_input").inc()
+        if direction == "input":
+            message = message.replace("the response", "the request")
+        self.metrics.requests.labels(self.label, f"blocked_{direction}").inc()
         await _send_bytes(
             self.send,
             400,
-            self.provider.error_body(message.replace("the response", "the request"), "content_filter"),
+            self.provider.error_body(message, "content_filter"),
             [("content-type", "application/json"), ("x-should-retry", "false")],
         )
 
@@ -264,20 +272,12 @@ class _Exchange:
         changed = False
         # Each text field of a whole answer is its own channel: moderate it in one push and flush.
         for part in self.provider.response_parts(payload):
-            window = Window(self.proxy.output_rules)
-            window.push(part.text)
-            verdict = window.flush()
-            for violation in verdict.violations:
+            new_text, violations, blocked = moderate_whole(self.proxy.output_rules, part.text)
+            for violation in violations:
                 self.metrics.violation(violation, "output")
-            if verdict.blocked is not None:
-                rule = verdict.blocked.rule
-                self.metrics.requests.labels(self.label, "blocked_output").inc()
-                error = self.provider.error_body(block_message(rule.id, rule.category), "content_filter")
-                await _send_bytes(
-                    self.send, 400, error, [("content-type", "application/json"), ("x-should-retry", "false")]
-                )
+            if blocked is not None:
+                await self._reply_blocked(blocked, "output")
                 return
-            new_text = window.render(0, verdict.released)
             if new_text != part.text:
                 set_path(payload, part.path, new_text)
                 changed = True

@@ -407,3 +407,13 @@ def _groups(rules: Sequence[Rule]) -> tuple[list[_Group], list[int]]:
         pattern = "[" + "".join(re.escape(c) for c in sorted(char_class)) + "]|[^\x00-\x7f]"
         groups.append(_Group(chars, re.compile(pattern), (), 0))
     return groups, others
+
+
+def moderate_whole(rules: Sequence[Rule], text: str) -> tuple[str, tuple[Violation, ...], Violation | None]:
+    """A complete text (a request message, a non-streaming answer): (redacted text, matches, block)."""
+    window = Window(rules)
+    first = window.push(text)
+    last = window.flush()
+    blocked = last.blocked
+    released = window.render(0, last.released) if blocked is None else ""
+    return released, first.violations + last.violations, blocked

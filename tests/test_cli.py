@@ -137,3 +137,15 @@ def test_serve_refuses_a_bad_pack_at_start_up() -> None:
     result = CliRunner().invoke(main, ["serve", "--upstream", "http://127.0.0.1:9", "--packs", "nope"])
     assert result.exit_code == 2
     assert "unknown built-in rule pack 'nope'" in result.stderr
+
+
+def test_bench_reports_cost_per_delta_and_keyword_throughput() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "guardstream", "bench", "--chars", "20000", "--keywords"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "µs/delta" in result.stdout
+    assert "regex \\L<list>" in result.stdout

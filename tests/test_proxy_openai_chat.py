@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -332,3 +333,48 @@ def test_upstream_slower_than_the_timeout_is_a_504(start_proxy: ProxyFactory, mo
             )
         assert caught.value.status_code == 504
         assert proxy.metric("guardstream_upstream_errors_total", provider="openai-chat", reason="timeout") == 1
+
+
+def test_input_redact_rules_rewrite_the_request_before_it_leaves(
+    start_proxy: ProxyFactory, mock_model: MockModel, tmp_path: Path
+) -> None:
+    pack = tmp_path / "input.toml"
+    pack.write_text(
+        '[pack]\nname = "in"\n[[rule]]\nid = "in.codename"\ncategory = "confidential"\n'
+        'pattern = "NIGHTJAR"\naction = "redact"\nscope = "input"\nreplacement = "[codename]"\n',
+        encoding="utf-8",
+    )
+    with start_proxy(packs=(str(pack),)) as proxy:
+        messages: Any = [{"role": "user", "content": [{"type": "text", "text": "status of NIGHTJAR?"}]}]
+        client(proxy).chat.completions.create(model="gpt-4o-mini", messages=messages)
+        assert (
+            proxy.metric(
+                "guardstream_violations_total",
+                rule="in.codename",
+                category="confidential",
+                action="redact",
+                direction="input",
+            )
+            == 1
+        )
+    sent = mock_model.requests()[-1]["body"]["messages"][0]["content"][0]["text"]
+    assert sent == "status of [codename]?"
+
+
+def test_pii_in_tool_call_arguments_is_redacted(proxy: RunningProxy) -> None:
+    tool_call = {"name": "notify", "arguments": '{"to": "jane.doe@example.com"}'}
+    _, chunks = stream_text(proxy, {"reply": "ok", "tool_calls": [tool_call], "chunk_chars": 5})
+    arguments = "".join(
+        call.function.arguments or ""
+        for chunk in chunks
+        if chunk.choices
+        for call in chunk.choices[0].delta.tool_calls or []
+        if call.function
+    )
+    assert arguments == '{"to": "[REDACTED:email]"}'
+
+
+def test_refusal_text_is_moderated_too(proxy: RunningProxy) -> None:
+    _, chunks = stream_text(proxy, {"refusal": "I can't share jane.doe@example.com", "chunk_chars": 4})
+    refusal = "".join(c.choices[0].delta.refusal or "" for c in chunks if c.choices)
+    assert refusal == "I can't share [REDACTED:email]"
