@@ -1,0 +1,119 @@
+"""StreamModerator: the window's guarantees hold end to end, through SSE framing and the codec."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from guardstream.providers.openai_chat import OpenAIChatStream
+from guardstream.rules import find_matches, load_rules, redact_text
+from guardstream.sse import SSEDecoder
+from guardstream.stream import StreamModerator
+
+RULES = load_rules(["secrets", "pii"]).for_direction("output")
+SECRET = "AKIAIOSFODNN7EXAMPLE"
+PIECES = ["Hello ", "world. ", "mail jane.doe@example.com ", "call (415) 555-2671 ", SECRET, " ok ", "é日🎉 ", "\n"]
+
+
+def chunk(content: str | None = None, finish: str | None = None, index: int = 0) -> bytes:
+    delta: dict[str, Any] = {} if content is None else {"content": content}
+    payload = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m"}
+    payload["choices"] = [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}]
+    return b"data: " + json.dumps(payload).encode() + b"\n\n"
+
+
+def transcript(text: str, size: int) -> bytes:
+    body = [chunk(text[i : i + size]) for i in range(0, len(text), size)]
+    return b"".join([*body, chunk(finish="stop"), b"data: [DONE]\n\n"])
+
+
+def run(raw: bytes, cuts: list[int], **options: Any) -> tuple[bytes, StreamModerator]:
+    moderator = StreamModerator(OpenAIChatStream(), RULES, **options)
+    points = sorted({c % (len(raw) + 1) for c in cuts} | {0, len(raw)})
+    out = []
+    for a, b in zip(points, points[1:], strict=False):
+        out.append(moderator.feed(raw[a:b]))
+        if moderator.is_done:
+            break
+    out.append(moderator.finish())
+    return b"".join(out), moderator
+
+
+def client_view(out: bytes) -> tuple[str, list[dict[str, Any]]]:
+    """What an SDK sees: the concatenated content, and every parsed payload."""
+    payloads = [json.loads(e.data) for e in SSEDecoder().decode(out) if e.has_data and e.data != "[DONE]"]
+    text = "".join(c["delta"].get("content") or "" for p in payloads for c in p.get("choices", []))
+    return text, payloads
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    text=st.lists(st.sampled_from(PIECES), max_size=12).map("".join),
+    size=st.integers(1, 12),
+    cuts=st.lists(st.integers(0, 5000), max_size=30),
+)
+def test_client_sees_exactly_the_redacted_prefix_however_bytes_are_split(text: str, size: int, cuts: list[int]) -> None:
+    out, moderator = run(transcript(text, size), cuts)
+    seen, payloads = client_view(out)
+    expected = redact_text(text, RULES)
+    blocks = [start for r in RULES if r.action == "block" for start, _ in find_matches(r, text)]
+    if blocks:
+        # Nothing from the first match on: what arrived is the redacted text before it, or less.
+        assert moderator.blocked is not None
+        assert len(seen) <= len(redact_text(text[: min(blocks)], RULES))
+        assert expected.startswith(seen)
+        assert payloads[-1]["error"]["code"] == "content_filter"
+        assert not out.endswith(b"data: [DONE]\n\n")
+    else:
+        assert seen == expected
+        assert out.endswith(b"data: [DONE]\n\n")
+
+
+def test_untouched_stream_is_byte_identical() -> None:
+    raw = transcript("A harmless answer with nothing to hide.", 5)
+    out, _ = run(raw, list(range(0, len(raw), 7)))
+    assert out == raw
+
+
+def test_finish_reason_flushes_that_choice_before_it_leaves() -> None:
+    raw = chunk("text ends with a number 12") + chunk(finish="stop")
+    moderator = StreamModerator(OpenAIChatStream(), RULES)
+    out = moderator.feed(raw)
+    assert out == raw  # "12" could start a phone number until the choice finished
+
+
+def test_event_waits_while_its_text_is_held_and_leaves_once_decided() -> None:
+    moderator = StreamModerator(OpenAIChatStream(), RULES)
+    assert moderator.feed(chunk("write to jane.doe@exa")) == b""
+    out = moderator.feed(chunk("mple.com now") + chunk(finish="stop"))
+    seen, _ = client_view(out)
+    assert seen == "write to [REDACTED:email] now"
+
+
+def test_malformed_event_fails_closed_with_a_terminal_error() -> None:
+    moderator = StreamModerator(OpenAIChatStream(), RULES)
+    out = moderator.feed(chunk("fine ") + b'data: {"broken": \n\n')
+    _, payloads = client_view(out)
+    assert payloads[-1]["error"]["type"] == "server_error"
+    assert "malformed" in payloads[-1]["error"]["message"]
+    assert moderator.is_done
+
+
+def test_upstream_failure_drops_held_text() -> None:
+    moderator = StreamModerator(OpenAIChatStream(), RULES)
+    moderator.feed(chunk("key AKIA"))
+    out = moderator.fail("upstream broke off")
+    seen, payloads = client_view(out)
+    assert "AKIA" not in seen
+    assert payloads[-1]["error"]["message"] == "upstream broke off"
+
+
+def test_graceful_finish_closes_every_open_choice() -> None:
+    moderator = StreamModerator(OpenAIChatStream(), RULES, on_violation="finish")
+    out = moderator.feed(chunk("a", index=0) + chunk("b", index=1) + chunk(f"x {SECRET} ", index=0))
+    _, payloads = client_view(out)
+    finishes = {c["index"]: c["finish_reason"] for p in payloads for c in p["choices"] if c["finish_reason"]}
+    assert finishes == {0: "content_filter", 1: "content_filter"}
+    assert out.endswith(b"data: [DONE]\n\n")
