@@ -215,11 +215,15 @@ def demo() -> None:
 @click.option("--delta-chars", type=int, default=20, show_default=True)
 @click.option("--chars", type=int, default=1_000_000, show_default=True, help="Size of the English text to stream.")
 @click.option("--keywords", is_flag=True, help="Also compare keyword matching with regex's \\L<list> at 5,000 words.")
+@click.option("--proxy", is_flag=True, help="Also measure proxy overhead against a bare pass-through proxy.")
+@click.option("--long", "is_long", is_flag=True, help="With --proxy: add 100,000-event streams.")
 @_fail_cleanly
-def bench(packs: str, delta_chars: int, chars: int, keywords: bool) -> None:
-    """Measure moderation cost per delta on a large English text."""
-    from guardstream.bench import run_engine_bench, run_keyword_bench
+def bench(packs: str, delta_chars: int, chars: int, keywords: bool, proxy: bool, is_long: bool) -> None:
+    """Measure moderation cost per delta on a large English text (and, with --proxy, per event)."""
+    from guardstream.bench import run_engine_bench, run_keyword_bench, run_proxy_bench
 
     run_engine_bench([p.strip() for p in packs.split(",") if p.strip()], delta_chars=delta_chars, chars=chars)
     if keywords:
         run_keyword_bench()
+    if proxy:
+        run_proxy_bench(events=(1_000, 10_000, 100_000) if is_long else (1_000, 10_000))

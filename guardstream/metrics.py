@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from guardstream.histograms import FastHistogram
 from guardstream.window import Violation
 
 OUTCOMES = ("passed", "blocked_input", "blocked_output", "redacted", "upstream_error", "client_closed")
@@ -34,14 +35,14 @@ class Metrics:
         self.active_streams = Gauge(
             "guardstream_active_streams", "Streams being moderated right now.", ["provider"], registry=registry
         )
-        self.release_delay = Histogram(
+        self.release_delay = FastHistogram(
             "guardstream_release_delay_seconds",
             "Time from receiving an upstream event to releasing it to the client.",
             ["provider"],
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
-        self.holdback = Histogram(
+        self.holdback = FastHistogram(
             "guardstream_holdback_chars",
             "Characters held back after each delta.",
             ["provider"],
@@ -54,7 +55,7 @@ class Metrics:
             ["provider"],
             registry=registry,
         )
-        self.rule_scan = Histogram(
+        self.rule_scan = FastHistogram(
             "guardstream_rule_scan_seconds",
             "Rule scanning time per upstream event.",
             buckets=SCAN_BUCKETS,
@@ -100,7 +101,7 @@ class StreamMetrics:
         self._holdback = metrics.holdback.labels(provider)
         self._released = metrics.released_chars.labels(provider)
         self._forced = metrics.forced_release.labels(provider)
-        self._scan = metrics.rule_scan
+        self._scan = metrics.rule_scan.labels()
 
     def on_violation(self, violation: Violation) -> None:
         self.metrics.violation(violation, "output")
