@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
@@ -55,7 +56,14 @@ class RunningProxy:
         self.registry = registry
 
     def metric(self, name: str, **labels: str) -> float:
-        return self.registry.get_sample_value(name, labels) or 0.0
+        """A sample's value once it is settled: the server counts a stream after its last byte,
+        which can be a moment after the client has seen that byte."""
+        deadline = time.monotonic() + 2
+        value = self.registry.get_sample_value(name, labels) or 0.0
+        while not value and time.monotonic() < deadline:
+            time.sleep(0.01)
+            value = self.registry.get_sample_value(name, labels) or 0.0
+        return value
 
 
 ProxyFactory = Callable[..., AbstractContextManager[RunningProxy]]

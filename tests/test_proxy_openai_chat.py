@@ -303,6 +303,7 @@ def test_malformed_upstream_event_fails_closed(proxy: RunningProxy) -> None:
 
 def test_metrics_are_served(proxy: RunningProxy) -> None:
     stream_text(proxy, {"reply": "hello"})
+    assert proxy.metric("guardstream_requests_total", provider="openai-chat", outcome="passed") == 1
     text = httpx.get(f"{proxy.url}/metrics").text
     assert 'guardstream_requests_total{outcome="passed",provider="openai-chat"} 1.0' in text
     assert "guardstream_release_delay_seconds_bucket" in text
@@ -321,7 +322,7 @@ def test_client_disconnect_closes_the_upstream_and_is_counted(proxy: RunningProx
     while proxy.metric("guardstream_requests_total", provider="openai-chat", outcome="client_closed") < 1:
         assert time.monotonic() < deadline
         time.sleep(0.02)
-    assert proxy.metric("guardstream_active_streams", provider="openai-chat") == 0
+    assert proxy.registry.get_sample_value("guardstream_active_streams", {"provider": "openai-chat"}) == 0
     mock_model.release("gone")
 
 
