@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from contextlib import ExitStack
 from typing import Any, TypeVar
 
@@ -12,8 +12,8 @@ import click
 
 from guardstream.config import MOCK_UPSTREAM, Config, load_config
 from guardstream.errors import GuardstreamError
-from guardstream.rules import Rule, RuleSet, builtin_pack_names, load_rules, redact_text
-from guardstream.window import Violation, Window
+from guardstream.rules import RuleSet, builtin_pack_names, load_rules
+from guardstream.window import check_rule_examples, stream_chunks
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -98,24 +98,6 @@ def mock(host: str, port: int) -> None:
     uvicorn.run(create_mock_app(), host=host, port=port, log_level="warning")
 
 
-def _stream_through(rules: Sequence[Rule], chunks: Sequence[str]) -> tuple[str, list[Violation], Violation | None]:
-    window = Window(rules)
-    out: list[str] = []
-    violations: list[Violation] = []
-    pos = 0
-    for chunk in chunks:
-        verdict = window.push(chunk)
-        violations.extend(verdict.violations)
-        out.append(window.render(pos, verdict.released))
-        pos = verdict.released
-        if verdict.blocked is not None:
-            return "".join(out), violations, verdict.blocked
-    verdict = window.flush()
-    violations.extend(verdict.violations)
-    out.append(window.render(pos, verdict.released))
-    return "".join(out), violations, verdict.blocked
-
-
 @main.command()
 @click.argument("source", type=click.File("r", encoding="utf-8"), default="-")
 @click.option("--packs", default="pii,secrets", show_default=True, help="Comma-separated rule packs.")
@@ -126,7 +108,7 @@ def scan(source: Any, packs: str, direction: str, as_json: bool) -> None:
     """Moderate a text offline (FILE or - for stdin); exit 1 if it would be blocked."""
     rules = load_rules(p.strip() for p in packs.split(",") if p.strip())
     text = source.read()
-    out, violations, blocked = _stream_through(rules.for_direction(direction), [text])  # type: ignore[arg-type]
+    out, violations, blocked = stream_chunks(rules.for_direction(direction), [text])  # type: ignore[arg-type]
     if as_json:
         report = {
             "blocked": blocked is not None,
@@ -157,31 +139,6 @@ def rules_list(packs: tuple[str, ...]) -> None:
     ruleset = load_rules(packs or builtin_pack_names())
     for rule in ruleset:
         click.echo(f"{rule.id:<40} {rule.action:<7} {rule.scope:<7} {rule.category}")
-
-
-def check_rule_examples(rule: Rule) -> list[str]:
-    """Each example, whole and split at every position across two deltas, through the real window."""
-    problems: list[str] = []
-    for example, should_match in [(e, True) for e in rule.examples_match] + [
-        (e, False) for e in rule.examples_no_match
-    ]:
-        expected = redact_text(example, [rule])
-        for cut in [len(example), *range(1, len(example))]:
-            chunks = [example] if cut == len(example) else [example[:cut], example[cut:]]
-            out, violations, blocked = _stream_through([rule], chunks)
-            hit = any(v.rule is rule for v in violations)
-            where = "whole" if len(chunks) == 1 else f"split at {cut}"
-            if hit != should_match:
-                state = "did not match" if should_match else "matched"
-                problems.append(f"{rule.id}: example {example!r} {state} when streamed {where}")
-                break
-            if rule.action == "redact" and out != expected:
-                problems.append(f"{rule.id}: example {example!r} streamed {where} gave {out!r}, expected {expected!r}")
-                break
-            if rule.action == "block" and should_match and blocked is None:
-                problems.append(f"{rule.id}: example {example!r} was not blocked when streamed {where}")
-                break
-    return problems
 
 
 @rules.command("test")

@@ -29,11 +29,66 @@ DEFAULT_TIMEOUT_SECONDS = 0.25
 # literal every match starts with. Non-ASCII probes stand for whole Unicode classes (letters of
 # other scripts, other digits, exotic spaces and case-folding look-alikes).
 ASCII_PROBES = string.printable
-UNICODE_PROBES = "éßÉ日本ΩЖ٣१\u00a0\u2003\u2028“”’—…Kſﬁ\uff21\u0301"
+UNICODE_PROBES = "éßÉ日本ΩЖ٣१\u00a0\u2003\u2028“”’—…KſİﬁĀ\uff21\u0301"
+# Probes run after each of these, so that \b, \B and negative lookbehinds see every kind of context.
+PROBE_CONTEXTS = ("", "a", " ")
 MAX_PREFIX_LITERALS = 32
 MAX_PREFIX_DEPTH = 8
 SELECTIVE_FIRST_CHARS = 16
-CONTEXT_DEPENDENT = regex.compile(r"\(\?<=|(?<!\\)(?:\\\\)*\\B")
+# A positive lookbehind needs context that probing cannot enumerate; characters written into the
+# pattern outside ASCII (or by escape) may be ones no probe stands for. Such patterns get no
+# literal prefix (the first-character gate still lets every non-ASCII character through).
+NO_PREFIX = regex.compile(r"\(\?<=|[^\x00-\x7f]|(?<!\\)(?:\\\\)*\\(?:[uUNpPX]|x\{|x[89a-fA-F])")
+# Word-boundary assertions decided at the end of the text would decide too early: more text may
+# follow. In the hold pattern they also accept the end of the text.
+BOUNDARY = regex.compile(r"\\[bBmM]")
+
+# Case-insensitive literal checks run on a folded copy that keeps every character's position:
+# ASCII letters lowered, and the only non-ASCII characters that `regex` IGNORECASE matches to an
+# ASCII letter (tests/test_matchers.py checks this list against the whole of Unicode).
+ASCII_LOOKALIKES = {"\u0130": "i", "\u017f": "s", "\u212a": "k"}
+FOLD = str.maketrans({**{chr(c): chr(c + 32) for c in range(ord("A"), ord("Z") + 1)}, **ASCII_LOOKALIKES})
+
+
+def fold(text: str) -> str:
+    """Lower-case ASCII letters and their look-alikes, keeping length: what IGNORECASE matches."""
+    # `isascii` is O(1) on str, and `lower` is much faster than `translate`.
+    return text.lower() if text.isascii() else text.translate(FOLD)
+
+
+def hold_pattern_source(source: str) -> str:
+    """The rule's pattern with every word-boundary assertion also accepting the end of the text.
+
+    Escaped backslashes and character classes (where `\\b` is a backspace) are left alone.
+    """
+    out: list[str] = []
+    i = 0
+    in_class = False
+    while i < len(source):
+        ch = source[i]
+        if ch == "\\" and i + 1 < len(source):
+            pair = source[i : i + 2]
+            out.append(f"(?:{pair}|(?![\\s\\S]))" if not in_class and BOUNDARY.fullmatch(pair) else pair)
+            i += 2
+            continue
+        if ch == "[" and not in_class:
+            in_class = True
+            # A "]" right after "[" or "[^" is a literal member, not the end of the class.
+            if source[i + 1 : i + 2] == "^":
+                out.append("[^")
+                i += 2
+            else:
+                out.append("[")
+                i += 1
+            if source[i : i + 1] == "]":
+                out.append("]")
+                i += 1
+            continue
+        if ch == "]" and in_class:
+            in_class = False
+        out.append(ch)
+        i += 1
+    return "".join(out)
 
 
 class ScanTimeout(Exception):
@@ -65,9 +120,8 @@ Validator = Callable[[str], bool]
 
 
 def _probe_partial(hold_pattern: regex.Pattern[str], text: str) -> bool:
-    """True if an attempt at position 0 of `text` runs into its end."""
-    m = hold_pattern.match(text, partial=True)
-    return m is not None
+    """True if, after some context, an attempt at the start of `text` runs into its end."""
+    return any(hold_pattern.match(ctx + text, len(ctx), partial=True) is not None for ctx in PROBE_CONTEXTS)
 
 
 class RegexMatcher:
@@ -83,20 +137,19 @@ class RegexMatcher:
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
     ) -> None:
         self.pattern = pattern
-        self.hold_pattern = regex.compile(rf"(?:{pattern.pattern})(?=[\s\S])(?!)", pattern.flags)
+        self.hold_pattern = regex.compile(rf"(?:{hold_pattern_source(pattern.pattern)})(?=[\s\S])(?!)", pattern.flags)
         self.validator = validator
         self.timeout = timeout
         self.is_casefolded = bool(pattern.flags & regex.IGNORECASE)
         self.contains = tuple(self.fold(lit) for lit in contains)
-        # `re` is faster than `regex` at plain literal search; a class beats an alternation.
+        # `re` is faster than `regex` at plain literal search, and a class beats an alternation;
+        # case-insensitive rules compare folded text with folded literals.
         if not contains:
             self.contains_gate: re.Pattern[str] | None = None
-        elif all(len(lit) == 1 for lit in contains):
-            literal_class = "[" + "".join(re.escape(lit) for lit in contains) + "]"
-            self.contains_gate = re.compile(literal_class, re.IGNORECASE if self.is_casefolded else 0)
+        elif all(len(lit) == 1 for lit in self.contains):
+            self.contains_gate = re.compile("[" + "".join(re.escape(lit) for lit in self.contains) + "]")
         else:
-            literals = "|".join(re.escape(lit) for lit in contains)
-            self.contains_gate = re.compile(literals, re.IGNORECASE if self.is_casefolded else 0)
+            self.contains_gate = re.compile("|".join(re.escape(lit) for lit in self.contains))
         # Every character of every match is one of these: an undecided start then lies in the
         # text's trailing run of them, which bounds the (slow) partial search to that run.
         self.charset = charset
@@ -115,7 +168,7 @@ class RegexMatcher:
         if self.prefixes:
             literals = "|".join(regex.escape(p) for p in self.prefixes)
             self.gate = regex.compile(literals, regex.IGNORECASE if self.is_casefolded else 0)
-            folded = {p.casefold()[:i] for p in self.prefixes for i in range(1, len(p))}
+            folded = {fold(p)[:i] for p in self.prefixes for i in range(1, len(p))}
             self.tail_prefixes: tuple[str, ...] = tuple(sorted(folded))
         else:
             self.gate = self.first_chars
@@ -125,7 +178,7 @@ class RegexMatcher:
         self.is_selective = first_chars is not None and len(first_chars) <= SELECTIVE_FIRST_CHARS
 
     def fold(self, text: str) -> str:
-        return text.casefold() if self.is_casefolded else text
+        return fold(text) if self.is_casefolded else text
 
     def _derive_prefilters(self) -> tuple[set[str] | None, list[str]]:
         """Probe which characters can start a match, and the literal every match begins with.
@@ -139,18 +192,20 @@ class RegexMatcher:
         for word boundaries, `^` and negative lookbehinds; a positive lookbehind or a non-boundary needs context we
         cannot enumerate, so such patterns get no prefilter at all.
         """
-        if CONTEXT_DEPENDENT.search(self.pattern.pattern):
+        if "(?<=" in self.pattern.pattern:
             return None, []
         alphabet = ASCII_PROBES + UNICODE_PROBES
         live = [c for c in alphabet if self._is_viable(c)]
         if not live:
             return None, []
         first_chars = {c for c in live if c.isascii()}
+        if NO_PREFIX.search(self.pattern.pattern):
+            return first_chars, []
         if self.is_casefolded:
-            # Prefix checks compare casefolded text, so a look-alike such as the Kelvin sign
-            # that folds to ASCII is covered by its ASCII form; a case-sensitive part inside an
-            # IGNORECASE pattern shows up as a folded probe that no longer matches.
-            folded = sorted({c.casefold() for c in live})
+            # Prefix checks compare folded text, so a look-alike such as the Kelvin sign that
+            # IGNORECASE matches to an ASCII letter is covered by that letter; a case-sensitive
+            # part inside an IGNORECASE pattern shows up as a folded probe that no longer matches.
+            folded = sorted({fold(c) for c in live})
             if not all(self._is_viable(c) for c in folded):
                 return first_chars, []
             live = folded
@@ -165,10 +220,11 @@ class RegexMatcher:
             extended: set[str] = set()
             for p in live:
                 for c in alphabet:
-                    if self.is_casefolded and c != c.casefold():
+                    if self.is_casefolded and c != fold(c):
                         continue
                     viable = self._is_viable(p + c)
-                    if self.is_casefolded and c.upper() != c and self._is_viable(p + c.upper()) != viable:
+                    upper = c.upper()
+                    if self.is_casefolded and len(upper) == 1 and upper != c and self._is_viable(p + upper) != viable:
                         return first_chars, best  # case matters from here on: stop at what is sure
                     if viable:
                         if not c.isascii():
@@ -191,7 +247,11 @@ class RegexMatcher:
     def scan(self, text: str, pos: int, *, final: bool) -> ScanResult | None:
         end = len(text)
         try:
-            if self.contains_gate is not None and self.contains_gate.search(text, pos) is None:
+            if self.contains_gate is not None and (
+                self.contains_gate.search(fold(text[pos:])) is None
+                if self.is_casefolded
+                else self.contains_gate.search(text, pos) is None
+            ):
                 # None of the required literals yet: no complete match, only (before the end of
                 # the stream) an undecided start, which lies in the trailing run of `charset`.
                 if final:
@@ -206,7 +266,7 @@ class RegexMatcher:
                 # a proper prefix of that literal at the very end.
                 if final or not self.tail_prefixes:
                     return None
-                if not text[-self.max_prefix :].casefold().endswith(self.tail_prefixes):
+                if not fold(text[-self.max_prefix :]).endswith(self.tail_prefixes):
                     return None
                 start = max(pos, end - self.max_prefix)
                 hold = self._find_hold(text, start)
@@ -325,7 +385,7 @@ class KeywordMatcher:
         self.tail_prefixes: tuple[str, ...] = ()
 
     def _norm(self, word: str) -> str:
-        return word if self.case_sensitive else word.casefold()
+        return word if self.case_sensitive else fold(word).casefold()
 
     def scan(self, text: str, pos: int, *, final: bool) -> ScanResult | None:
         end = len(text)

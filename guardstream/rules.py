@@ -131,9 +131,25 @@ def load_rules(
     return RuleSet(tuple(rules), tuple(names))
 
 
+_PACK_CACHE: dict[tuple[str, int, int, float, bool], tuple[list[Rule], str]] = {}
+
+
 def load_pack_file(
     path: Path, *, timeout: float = DEFAULT_TIMEOUT_SECONDS, check_examples: bool = True
 ) -> tuple[list[Rule], str]:
+    """Compile one pack; an unchanged file is compiled once per process (rules are immutable)."""
+    try:
+        stat = path.stat()
+    except OSError as exc:
+        raise RuleError(f"cannot read the file ({exc}).", path=str(path)) from None
+    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, timeout, check_examples)
+    cached = _PACK_CACHE.get(key)
+    if cached is None:
+        cached = _PACK_CACHE[key] = _compile_pack_file(path, timeout=timeout, check_examples=check_examples)
+    return list(cached[0]), cached[1]
+
+
+def _compile_pack_file(path: Path, *, timeout: float, check_examples: bool) -> tuple[list[Rule], str]:
     source = str(path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -157,6 +173,7 @@ def load_pack_file(
         ids.add(rule.id)
         if check_examples:
             _check_examples(rule)
+            _check_hints(rule)
         rules.append(rule)
     return rules, pack_name
 
@@ -316,6 +333,25 @@ def _check_examples(rule: Rule) -> None:
     for example in rule.examples_no_match:
         if find_matches(rule, example):
             raise fail(f"example {example!r} is declared not to match but does.")
+
+
+def _check_hints(rule: Rule) -> None:
+    """A speed hint the window trusts must not change what it decides: stream every example split
+    at every position and compare (a `charset` that misses a character a lookahead reads shows
+    up here as a match released too early)."""
+    matcher = rule.matcher
+    if not isinstance(matcher, RegexMatcher) or not (matcher.charset or matcher.contains):
+        return
+    from guardstream.window import check_rule_examples  # the window builds on rules
+
+    problems = check_rule_examples(rule)
+    if problems:
+        raise RuleError(
+            f"its speed hints ('charset'/'contains') change the result: {problems[0].split(': ', 1)[1]}. "
+            "'charset' must cover every character an attempt reads, lookaheads included.",
+            path=rule.source,
+            rule_id=rule.id,
+        )
 
 
 def redact_text(text: str, rules: Sequence[Rule]) -> str:

@@ -23,8 +23,8 @@ import sys
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from guardstream.matchers import RegexMatcher, ScanResult, ScanTimeout, trie_pattern
-from guardstream.rules import Action, Rule
+from guardstream.matchers import RegexMatcher, ScanResult, ScanTimeout, fold, trie_pattern
+from guardstream.rules import Action, Rule, redact_text
 
 DEFAULT_MAX_HOLDBACK_CHARS = 512
 DEFAULT_CONTEXT_CHARS = 256
@@ -213,9 +213,9 @@ class Window:
             if group.gate.search(text, lo) is not None:
                 return range(len(unit.rules))
         else:
-            # Literals are matched casefolded, on a casefolded copy: one case-sensitive `re`
-            # search is several times faster than an IGNORECASE one.
-            region = text[lo:].casefold()
+            # Literals are matched folded, on a folded copy: one case-sensitive `re` search is
+            # several times faster than an IGNORECASE one.
+            region = fold(text[lo:])
             hit = group.gate.search(region)
             while hit is not None:
                 # Only the rules whose literal was found need to run. Search again from the next
@@ -228,20 +228,30 @@ class Window:
             # No literal, but the text may end with the start of one ("...sk"): hold that much
             # until the next delta says more. At most a literal's length, and only briefly.
             tail = text[-group.tail_len :]
-            folded = tail.casefold()
+            folded = fold(tail)
             if folded.endswith(group.tails):
-                hold = end - len(tail)
-                if len(folded) == len(tail):
-                    hold = end - next(k for k in range(len(tail), 0, -1) if folded[-k:] in group.tail_set)
-        resume = end if hold == NO_HOLD else hold
+                hold = end - next(k for k in range(len(tail), 0, -1) if folded[-k:] in group.tail_set)
         if not woken:
-            unit.resume = [resume] * len(unit.rules)
-            unit.hold = [hold] * len(unit.rules)
-        else:
-            for k in range(len(unit.rules)):
-                if k not in woken:
-                    unit.resume[k] = resume
-                    unit.hold[k] = hold
+            if hold == NO_HOLD:
+                unit.resume = [end] * len(unit.rules)
+                unit.hold = [NO_HOLD] * len(unit.rules)
+            else:
+                # Never move a rule back before where it has already decided: it may have
+                # reported a match there, and a rescan could find an overlapping one.
+                if max(unit.resume) <= hold:
+                    unit.resume = [hold] * len(unit.rules)
+                else:
+                    unit.resume = [r if r > hold else hold for r in unit.resume]
+                unit.hold = unit.resume.copy()
+            return woken
+        for k in range(len(unit.rules)):
+            if k in woken:
+                continue
+            if hold == NO_HOLD:
+                unit.resume[k] = end
+                unit.hold[k] = NO_HOLD
+            else:
+                unit.resume[k] = unit.hold[k] = max(unit.resume[k], hold)
         return woken
 
     def _scan(
@@ -381,8 +391,8 @@ def _groups(rules: Sequence[Rule]) -> tuple[list[_Group], list[int]]:
             others.append(i)
         elif min(map(len, matcher.prefixes), default=0) >= MIN_GROUP_LITERAL:
             literal.append(i)
-            literal_prefixes[i] = {p.casefold() for p in matcher.prefixes}
-            literals.update(p.casefold() for p in matcher.prefixes)
+            literal_prefixes[i] = {fold(p) for p in matcher.prefixes}
+            literals.update(literal_prefixes[i])
             tails.update(matcher.tail_prefixes)
         elif matcher.is_selective:
             chars.append(i)
@@ -409,11 +419,50 @@ def _groups(rules: Sequence[Rule]) -> tuple[list[_Group], list[int]]:
     return groups, others
 
 
-def moderate_whole(rules: Sequence[Rule], text: str) -> tuple[str, tuple[Violation, ...], Violation | None]:
+def moderate_whole(rules: Sequence[Rule], text: str) -> tuple[str, list[Violation], Violation | None]:
     """A complete text (a request message, a non-streaming answer): (redacted text, matches, block)."""
+    return stream_chunks(rules, [text])
+
+
+def stream_chunks(rules: Sequence[Rule], chunks: Sequence[str]) -> tuple[str, list[Violation], Violation | None]:
+    """Stream chunks through one window as a client would receive them: (text, matches, block)."""
     window = Window(rules)
-    first = window.push(text)
-    last = window.flush()
-    blocked = last.blocked
-    released = window.render(0, last.released) if blocked is None else ""
-    return released, first.violations + last.violations, blocked
+    out: list[str] = []
+    violations: list[Violation] = []
+    pos = 0
+    for chunk in chunks:
+        verdict = window.push(chunk)
+        violations.extend(verdict.violations)
+        out.append(window.render(pos, verdict.released))
+        pos = verdict.released
+        if verdict.blocked is not None:
+            return "".join(out), violations, verdict.blocked
+    verdict = window.flush()
+    violations.extend(verdict.violations)
+    out.append(window.render(pos, verdict.released))
+    return "".join(out), violations, verdict.blocked
+
+
+def check_rule_examples(rule: Rule) -> list[str]:
+    """Each example, whole and split at every position across two deltas, through the real window."""
+    problems: list[str] = []
+    for example, should_match in [(e, True) for e in rule.examples_match] + [
+        (e, False) for e in rule.examples_no_match
+    ]:
+        expected = redact_text(example, [rule])
+        for cut in [len(example), *range(1, len(example))]:
+            chunks = [example] if cut == len(example) else [example[:cut], example[cut:]]
+            out, violations, blocked = stream_chunks([rule], chunks)
+            hit = any(v.rule is rule for v in violations)
+            where = "whole" if len(chunks) == 1 else f"split at {cut}"
+            if hit != should_match:
+                state = "did not match" if should_match else "matched"
+                problems.append(f"{rule.id}: example {example!r} {state} when streamed {where}")
+                break
+            if rule.action == "redact" and out != expected:
+                problems.append(f"{rule.id}: example {example!r} streamed {where} gave {out!r}, expected {expected!r}")
+                break
+            if rule.action == "block" and should_match and blocked is None:
+                problems.append(f"{rule.id}: example {example!r} was not blocked when streamed {where}")
+                break
+    return problems

@@ -1,0 +1,31 @@
+"""Facts about `regex` that the matchers rely on, checked rather than assumed."""
+
+from __future__ import annotations
+
+import regex
+
+from guardstream.matchers import ASCII_LOOKALIKES, fold, hold_pattern_source
+
+
+def test_ascii_lookalikes_are_every_non_ascii_character_ignorecase_matches_to_ascii() -> None:
+    letter = regex.compile(r"(?i)[a-z]")
+    found = {chr(cp) for cp in range(0x80, 0x30000) if letter.match(chr(cp))}
+    assert found == set(ASCII_LOOKALIKES)
+
+
+def test_fold_keeps_length_and_maps_lookalikes() -> None:
+    text = "İgnore ſecret Key ÉÀ"
+    assert fold(text) == "ignore secret key ÉÀ"
+    assert len(fold(text)) == len(text)
+
+
+def test_hold_pattern_relaxes_boundaries_outside_classes_only() -> None:
+    assert hold_pattern_source(r"\bab\B") == r"(?:\b|(?![\s\S]))ab(?:\B|(?![\s\S]))"
+    assert hold_pattern_source(r"[\b]\\b") == r"[\b]\\b"
+    assert hold_pattern_source(r"[]\b]x\b") == r"[]\b]x(?:\b|(?![\s\S]))"
+
+
+def test_partial_matching_prefers_complete_matches() -> None:
+    # Why the window asks a separate hold pattern: "123" is reported complete though "1234" may follow.
+    m = regex.compile(r"\d+").search("abc 123", partial=True)
+    assert m is not None and not m.partial
