@@ -149,8 +149,8 @@ class _Exchange:
         if self.provider is not None:
             try:
                 payload = json.loads(body) if body else None
-            except ValueError:
-                payload = None
+            except (ValueError, RecursionError):
+                payload = None  # not JSON the provider would accept either: forward, let it answer
             if payload is not None:
                 blocked, redacted = self._check_input(payload)
                 if blocked is not None:
@@ -238,14 +238,16 @@ class _Exchange:
 
     async def _relay(self, response: httpx.Response) -> None:
         headers = _strip_hop_by_hop(list(response.headers.multi_items()))
-        content_type = response.headers.get("content-type", "")
-        moderated = self.provider is not None and response.status_code < 400
-        if moderated and content_type.startswith("text/event-stream"):
+        media_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+        if self.provider is None or response.status_code >= 400 or response.status_code in (204, 304):
+            await self._relay_untouched(response, headers)
+        elif media_type == "text/event-stream":
             await self._relay_stream(response, headers)
-        elif moderated and content_type.startswith("application/json"):
+        elif media_type == "application/json" or media_type.endswith("+json"):
             await self._relay_json(response, headers)
         else:
-            await self._relay_untouched(response, headers)
+            # A moderated route must not pass text it cannot read (fail closed).
+            await self._reply_upstream_failure(502, "malformed", "the upstream answered in a format it cannot moderate")
 
     async def _relay_untouched(self, response: httpx.Response, headers: list[tuple[str, str]]) -> None:
         await self._start(response.status_code, headers)
@@ -264,7 +266,7 @@ class _Exchange:
         try:
             raw = await response.aread()
             payload = json.loads(raw)
-        except (httpx.HTTPError, ValueError):
+        except (httpx.HTTPError, ValueError, RecursionError):
             await self._reply_upstream_failure(502, "malformed", "the upstream sent a malformed response")
             return
         outcome = "passed"
@@ -312,7 +314,8 @@ class _Exchange:
                 tg.cancel_scope.cancel()
         finally:
             active.dec()
-        if self.client_gone:
+        # An SDK closes as soon as it has read [DONE] or the error event: that stream completed.
+        if self.client_gone and not (moderator.is_done or moderator.has_delivered_end):
             self.metrics.requests.labels(self.label, "client_closed").inc()
             return
         await self.send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -251,3 +251,33 @@ class SSEDecoder:
         self._event = None
         self._id = None
         self._retry = None
+
+
+_RAW_LINE = re.compile(rb"([^\r\n]*)(\r\n|\r|\n|$)")
+
+
+def replace_data(event: Event, data: str) -> bytes:
+    """`event` as it came, with only its data replaced: every other line (id, event, comments,
+    unknown fields, the BOM, line endings) stays byte for byte.
+
+    The new data goes where the first `data` line was, one `data: ` line per line of `data`.
+    """
+    if not event.raw:
+        return encode_event(data, event.event)
+    out: list[bytes] = []
+    written = False
+    for match in _RAW_LINE.finditer(event.raw):
+        line, ending = match.group(1), match.group(2)
+        if not line and not ending:
+            break
+        name = line.lstrip(b"\xef\xbb\xbf").split(b":", 1)[0]
+        if name != b"data":
+            out.append(line + ending)
+        elif not written:
+            written = True
+            prefix = line[: len(line) - len(line.lstrip(b"\xef\xbb\xbf"))]  # a BOM stays where it was
+            eol = ending or b"\n"
+            for piece in re.split(r"\r\n|\r|\n", data):
+                out.append(prefix + b"data: " + piece.encode("utf-8") + eol)
+                prefix = b""
+    return b"".join(out)

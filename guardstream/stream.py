@@ -22,7 +22,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from guardstream.errors import ProviderError
 from guardstream.providers.base import Channel, ParsedEvent, StreamCodec, block_message
 from guardstream.rules import Rule
 from guardstream.sse import Event, SSEDecoder
@@ -105,6 +104,8 @@ class StreamModerator:
         self.failure: str | None = None
         self.is_done = False
         self.is_redacted = False
+        # The client has the whole answer (its final event left), even if upstream has not closed.
+        self.has_delivered_end = False
         self._windows: dict[Channel, Window] = {}
         self._queue: deque[_Pending] = deque()
 
@@ -144,7 +145,7 @@ class StreamModerator:
             return
         try:
             parsed = self.codec.parse(event)
-        except ProviderError:
+        except Exception:  # ProviderError or any other codec failure: a terminal event, never a cut
             self.failure = MALFORMED_MESSAGE
             return
         pending.parsed = parsed
@@ -193,6 +194,8 @@ class StreamModerator:
         while self._queue and self._queue[0].is_released():
             pending = self._queue.popleft()
             out.append(self._encode(pending))
+            if pending.parsed is not None and pending.parsed.closes_all:
+                self.has_delivered_end = True
             if self.observer is not None and pending.parts:
                 chars = sum(len("".join(p.pieces)) for p in pending.parts)
                 self.observer.on_release(chars, now - pending.received_at)
@@ -226,7 +229,12 @@ class StreamModerator:
         if self._queue:
             head = self._queue[0]
             if head.parsed is not None and any(p.pieces for p in head.parts):
-                out.append(self._encode(head))
+                texts = ["".join(p.pieces) for p in head.parts]
+                out.append(self.codec.rewrite_partial(head.event, head.parsed, texts))
+            # Events that never left did not finish anything the client knows of.
+            for pending in self._queue:
+                if pending.parsed is not None:
+                    self.codec.reopen(pending.parsed)
         self._queue.clear()
         if self.on_violation == "finish":
             out.append(self.codec.finish_events())

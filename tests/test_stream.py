@@ -117,3 +117,34 @@ def test_graceful_finish_closes_every_open_choice() -> None:
     finishes = {c["index"]: c["finish_reason"] for p in payloads for c in p["choices"] if c["finish_reason"]}
     assert finishes == {0: "content_filter", 1: "content_filter"}
     assert out.endswith(b"data: [DONE]\n\n")
+
+
+def test_unhashable_choice_index_fails_closed() -> None:
+    moderator = StreamModerator(OpenAIChatStream(), RULES)
+    out = moderator.feed(b'data: {"choices":[{"index":[0],"delta":{"content":"hi"}}]}\n\n')
+    assert moderator.is_done and b'"code":"upstream_error"' in out
+
+
+def test_deeply_nested_event_fails_closed() -> None:
+    moderator = StreamModerator(OpenAIChatStream(), RULES)
+    out = moderator.feed(b"data: " + b"[" * 100_000 + b"\n\n")
+    assert moderator.is_done and b'"code":"upstream_error"' in out
+
+
+def test_redacted_event_keeps_its_other_sse_fields() -> None:
+    moderator = StreamModerator(OpenAIChatStream(), RULES)
+    raw = b"id: 42\r\nevent: chunk\r\n" + chunk("mail jane.doe@example.com now", "stop").replace(b"\n\n", b"\r\n\r\n")
+    out = moderator.feed(raw) + moderator.finish()
+    assert out.startswith(b"id: 42\r\nevent: chunk\r\ndata: ")
+    assert out.endswith(b"\r\n\r\n")
+    (event,) = [e for e in SSEDecoder().decode(out) if e.has_data]
+    assert "[REDACTED:email]" in event.data
+
+
+def test_choice_blocked_at_its_own_finish_reason_reports_content_filter_not_stop() -> None:
+    moderator = StreamModerator(OpenAIChatStream(), RULES, on_violation="finish")
+    out = moderator.feed(chunk("key " + SECRET, "stop")) + moderator.finish()
+    _, payloads = client_view(out)
+    reasons = [c["finish_reason"] for p in payloads for c in p["choices"]]
+    assert SECRET not in out.decode()
+    assert reasons[-1] == "content_filter" and "stop" not in reasons

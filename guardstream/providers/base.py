@@ -49,6 +49,14 @@ class StreamCodec(Protocol):
 
     def rewrite(self, event: Event, parsed: ParsedEvent, texts: list[str]) -> bytes: ...
 
+    def rewrite_partial(self, event: Event, parsed: ParsedEvent, texts: list[str]) -> bytes:
+        """The part of an event released before a block: it must not claim the answer finished."""
+        ...
+
+    def reopen(self, parsed: ParsedEvent) -> None:
+        """An event dropped at a block never reached the client: undo what it closed."""
+        ...
+
     def violation_event(self, message: str) -> bytes:
         """Terminal error in the provider's format (PROTOCOLS.md §0): the SDK raises."""
         ...
@@ -70,7 +78,7 @@ def dumps(payload: Any) -> str:
 def loads_event(event: Event) -> Any:
     try:
         return json.loads(event.data)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise ProviderError("the upstream sent an event whose data is not valid JSON") from exc
 
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from guardstream.errors import ProviderError
 from guardstream.providers.base import ParsedEvent, Provider, TextPart, dumps, loads_event, set_path
-from guardstream.sse import Event, encode_event
+from guardstream.sse import Event, encode_event, replace_data
 
 PROVIDER = "openai-chat"
 
@@ -39,7 +40,7 @@ class OpenAIChatStream:
         for i, choice in enumerate(choices):
             if not isinstance(choice, dict):
                 continue
-            index = choice.get("index", i)
+            index = _index(choice, i)
             self._open_choices.add(index)
             delta = choice.get("delta")
             if isinstance(delta, dict):
@@ -52,7 +53,24 @@ class OpenAIChatStream:
     def rewrite(self, event: Event, parsed: ParsedEvent, texts: list[str]) -> bytes:
         for part, text in zip(parsed.parts, texts, strict=True):
             set_path(parsed.payload, part.path, text)
-        return encode_event(dumps(parsed.payload))
+        return replace_data(event, dumps(parsed.payload))
+
+    def rewrite_partial(self, event: Event, parsed: ParsedEvent, texts: list[str]) -> bytes:
+        """The released start of the event a block cut through: no finish_reason and no usage,
+        since the stream does not end the way this event said."""
+        for choice in parsed.payload.get("choices") or []:
+            if isinstance(choice, dict):
+                choice["finish_reason"] = None
+        parsed.payload.pop("usage", None)
+        return self.rewrite(event, parsed, texts)
+
+    def reopen(self, parsed: ParsedEvent) -> None:
+        """An event that never reached the client: the choices it finished are still open."""
+        payload = parsed.payload
+        choices = payload.get("choices") if isinstance(payload, dict) else None
+        for i, choice in enumerate(choices or []):
+            if isinstance(choice, dict) and choice.get("finish_reason") is not None:
+                self._open_choices.add(_index(choice, i))
 
     def violation_event(self, message: str) -> bytes:
         return encode_event(dumps({"error": _error(message, "content_filter")}))
@@ -72,6 +90,14 @@ class OpenAIChatStream:
         return b"".join(out)
 
 
+def _index(item: dict[str, Any], default: int) -> int:
+    """A choice's or tool call's `index`: a channel key, so it must be a plain int (fail closed)."""
+    index = item.get("index", default)
+    if not isinstance(index, int) or isinstance(index, bool):
+        raise ProviderError(f"the upstream sent an index that is not an integer: {type(index).__name__}")
+    return index
+
+
 def _delta_parts(parts: list[TextPart], delta: dict[str, Any], index: int, base: tuple[str | int, ...]) -> None:
     for field in ("content", "refusal"):
         text = delta.get(field)
@@ -85,7 +111,7 @@ def _delta_parts(parts: list[TextPart], delta: dict[str, Any], index: int, base:
             function = call.get("function")
             arguments = function.get("arguments") if isinstance(function, dict) else None
             if isinstance(arguments, str) and arguments:
-                channel = (index, "tool", call.get("index", k))
+                channel = (index, "tool", _index(call, k))
                 parts.append(TextPart(channel, arguments, (*base, "tool_calls", k, "function", "arguments")))
 
 
@@ -123,7 +149,7 @@ def response_parts(body: Any) -> list[TextPart]:
         return parts
     for i, choice in enumerate(choices):
         if isinstance(choice, dict) and isinstance(choice.get("message"), dict):
-            _delta_parts(parts, choice["message"], choice.get("index", i), ("choices", i, "message"))
+            _delta_parts(parts, choice["message"], _index(choice, i), ("choices", i, "message"))
     return parts
 
 
