@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import click
 
 from guardstream.config import MOCK_UPSTREAM, Config, load_config
-from guardstream.errors import GuardstreamError
+from guardstream.errors import ConfigError, GuardstreamError
 from guardstream.rules import RuleSet, builtin_pack_names, load_rules
 from guardstream.window import check_rule_examples, stream_chunks
 
@@ -58,6 +58,9 @@ def serve(config_path: str | None, upstream: str | None, host: str | None, port:
     from guardstream.servers import serve_in_thread
 
     config = load_config(config_path).with_overrides(upstream=upstream, host=host, port=port, packs=packs)
+    # Everything that can be wrong is checked before anything starts or says it is listening.
+    load_rules(config.moderation.packs)
+    _check_port_free(config.server.host, config.server.port)
     with ExitStack() as stack:
         if config.upstreams.uses_mock():
             mock_url = stack.enter_context(serve_in_thread(create_mock_app()))
@@ -68,7 +71,26 @@ def serve(config_path: str | None, upstream: str | None, host: str | None, port:
         click.echo(
             f"guardstream: packs {packs_text}; listening on http://{config.server.host}:{config.server.port}", err=True
         )
-        uvicorn.run(app, host=config.server.host, port=config.server.port, log_level="warning")
+        # The upstream's Date and Server headers pass through; uvicorn must not add a second pair.
+        uvicorn.run(
+            app,
+            host=config.server.host,
+            port=config.server.port,
+            log_level="warning",
+            server_header=False,
+            date_header=False,
+        )
+
+
+def _check_port_free(host: str, port: int) -> None:
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {host}:{port} ({exc.strerror}); choose another --port.") from None
 
 
 def _replace_mock(config: Config, url: str) -> Config:
@@ -99,7 +121,7 @@ def mock(host: str, port: int) -> None:
 
 
 @main.command()
-@click.argument("source", type=click.File("r", encoding="utf-8"), default="-")
+@click.argument("source", type=click.File("rb"), default="-")
 @click.option("--packs", default="pii,secrets", show_default=True, help="Comma-separated rule packs.")
 @click.option("--direction", type=click.Choice(["output", "input"]), default="output", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON report instead of the moderated text.")
@@ -107,7 +129,13 @@ def mock(host: str, port: int) -> None:
 def scan(source: Any, packs: str, direction: str, as_json: bool) -> None:
     """Moderate a text offline (FILE or - for stdin); exit 1 if it would be blocked."""
     rules = load_rules(p.strip() for p in packs.split(",") if p.strip())
-    text = source.read()
+    raw = source.read()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        name = getattr(source, "name", "-")
+        name = "<stdin>" if name == "-" else name
+        raise ConfigError(f"{name}: the text is not valid UTF-8 (byte {exc.start}); convert it first.") from None
     out, violations, blocked = stream_chunks(rules.for_direction(direction), [text])  # type: ignore[arg-type]
     if as_json:
         report = {

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from guardstream.errors import ConfigError
+from guardstream.errors import ConfigError, RuleError
+from guardstream.rules import resolve_pack
 from guardstream.window import DEFAULT_CONTEXT_CHARS, DEFAULT_MAX_HOLDBACK_CHARS
 
 MOCK_UPSTREAM = "mock"
@@ -112,6 +113,12 @@ def parse_config(data: dict[str, Any], *, source: str = "<config>") -> Config:
     if on_violation not in ("error", "finish"):
         raise ConfigError(f"{source}: [moderation] on_violation has value {on_violation!r}. Use 'error' or 'finish'.")
     base = Path(source).parent if source != "<config>" else Path(".")
+    packs = [str(base / p) if p.endswith(".toml") and not Path(p).is_absolute() else p for p in packs]
+    for pack in packs:
+        try:
+            resolve_pack(pack)
+        except RuleError as exc:
+            raise ConfigError(f"{source}: [moderation] packs: {exc}") from None
     return Config(
         server=ServerSettings(
             host=_str(server, "host", defaults.server.host, source, "server"),
@@ -124,7 +131,7 @@ def parse_config(data: dict[str, Any], *, source: str = "<config>") -> Config:
         ),
         moderation=ModerationSettings(
             # A pack given as a relative path is relative to the config file, not the working directory.
-            packs=tuple(str(base / p) if p.endswith(".toml") and not Path(p).is_absolute() else p for p in packs),
+            packs=tuple(packs),
             on_violation=cast(Literal["error", "finish"], on_violation),
             max_holdback_chars=_int(
                 moderation, "max_holdback_chars", defaults.moderation.max_holdback_chars, source, "moderation", 1

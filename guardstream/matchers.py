@@ -23,7 +23,8 @@ from typing import Any, Protocol
 
 import regex
 
-DEFAULT_TIMEOUT_SECONDS = 0.25
+# Generous: it stops a pathological pattern, and must not trip on an honest one on a loaded machine.
+DEFAULT_TIMEOUT_SECONDS = 1.0
 
 # Characters used to work out, once at load time, which characters can begin a match and which
 # literal every match starts with. Non-ASCII probes stand for whole Unicode classes (letters of

@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from email.utils import formatdate
 from typing import Any
 
 import anyio
@@ -28,7 +29,7 @@ from guardstream.metrics import Metrics
 from guardstream.providers.base import Provider, block_message, dumps, set_path
 from guardstream.providers.openai_chat import OPENAI_CHAT
 from guardstream.routes import route_for
-from guardstream.rules import Rule, load_rules
+from guardstream.rules import Rule, RuleSet, load_rules, longest_example_match
 from guardstream.stream import StreamModerator
 from guardstream.window import Violation, moderate_whole
 
@@ -64,6 +65,18 @@ class _Route:
     upstream: str
 
 
+def _check_holdback(rules: RuleSet, max_holdback_chars: int) -> None:
+    """Zero leak holds for matches up to max_holdback_chars; a cap below a rule's own examples
+    would quietly switch that rule off, so refuse to start instead."""
+    for rule in rules:
+        longest = longest_example_match(rule)
+        if rule.action != "flag" and longest > max_holdback_chars:
+            raise ConfigError(
+                f"max_holdback_chars = {max_holdback_chars} is shorter than matches of rule {rule.id} "
+                f"({longest} characters in its examples), which could then leak; raise it to at least {longest}."
+            )
+
+
 def _strip_hop_by_hop(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
     # Headers named in Connection are hop-by-hop too (RFC 9110 §7.6.1).
     named = {
@@ -80,6 +93,7 @@ class GuardstreamProxy:
             raise ConfigError("upstream 'mock' is started by `guardstream serve`; pass the mock's URL to create_app.")
         self.config = config
         rules = load_rules(config.moderation.packs)
+        _check_holdback(rules, config.moderation.max_holdback_chars)
         self.output_rules: tuple[Rule, ...] = rules.for_direction("output")
         self.input_rules: tuple[Rule, ...] = rules.for_direction("input")
         self.registry = registry
@@ -367,6 +381,9 @@ class _Exchange:
 
 async def _send_bytes(send: Send, status: int, body: bytes, headers: list[tuple[str, str]]) -> None:
     raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+    if not any(k.lower() == "date" for k, _ in headers):
+        # The server adds no Date of its own (upstream answers carry theirs): answers made here need one.
+        raw_headers.append((b"date", formatdate(usegmt=True).encode()))
     raw_headers.append((b"content-length", str(len(body)).encode()))
     await send({"type": "http.response.start", "status": status, "headers": raw_headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})

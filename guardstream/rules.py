@@ -313,6 +313,11 @@ def find_matches(rule: Rule, text: str) -> list[tuple[int, int]]:
     return [] if result is None else result.matches
 
 
+def longest_example_match(rule: Rule) -> int:
+    """The longest match among a rule's examples: a lower bound on what the window must hold."""
+    return max((e - s for example in rule.examples_match for s, e in find_matches(rule, example)), default=0)
+
+
 def _check_examples(rule: Rule) -> None:
     def fail(reason: str) -> RuleError:
         return RuleError(reason, path=rule.source, rule_id=rule.id)
@@ -321,6 +326,8 @@ def _check_examples(rule: Rule) -> None:
     for example in rule.examples_match:
         spans = find_matches(rule, example)
         if not spans:
+            if isinstance(matcher, RegexMatcher) and matcher.pattern.search(example):
+                raise fail(f"example {example!r} matches the pattern, but its 'contains' hint rules the match out.")
             raise fail(f"example {example!r} is declared to match but does not.")
         # The window trusts the speed hints, so check them wherever we can.
         if isinstance(matcher, RegexMatcher):

@@ -149,3 +149,29 @@ def test_bench_reports_cost_per_delta_and_keyword_throughput() -> None:
     assert result.returncode == 0, result.stderr
     assert "µs/delta" in result.stdout
     assert "regex \\L<list>" in result.stdout
+
+
+def test_scan_refuses_text_that_is_not_utf8_with_one_line() -> None:
+    result = CliRunner().invoke(main, ["scan", "-"], input=b"\xff\xfe bad")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("guardstream: <stdin>: the text is not valid UTF-8")
+
+
+def test_serve_checks_packs_before_starting_the_mock(tmp_path: Path) -> None:
+    pack = tmp_path / "bad.toml"
+    pack.write_text('[pack]\nname="b"\n[[rule]]\nid = "b.x"\npattern = "a(b"\n', encoding="utf-8")
+    result = CliRunner().invoke(main, ["serve", "--upstream", "mock", "--packs", str(pack)])
+    assert result.exit_code == 2
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"guardstream: {pack}, rule 'b.x': invalid regular expression")
+
+
+def test_serve_refuses_a_port_in_use_before_saying_it_listens() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(main, ["serve", "--upstream", "http://127.0.0.1:9", "--port", str(port)])
+    assert result.exit_code == 2
+    assert "listening" not in result.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr

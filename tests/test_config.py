@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,7 @@ def test_every_section_is_read(tmp_path: Path) -> None:
 
 
 def test_pack_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
+    (tmp_path / "own.toml").write_text('[pack]\nname = "own"\n[[rule]]\nid = "own.x"\npattern = "x"\n')
     config = load_config(write(tmp_path, '[moderation]\npacks = ["own.toml", "pii"]\n'))
     assert config.moderation.packs == (str(tmp_path / "own.toml"), "pii")
 
@@ -73,3 +75,11 @@ def test_flags_override_the_file() -> None:
 def test_classifiers_are_refused_until_supported(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not supported"):
         load_config(write(tmp_path, '[[classifiers]]\nname = "x"\n'))
+
+
+def test_unknown_pack_in_a_config_file_names_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, '[moderation]\npacks = ["nosuchpack"]\n')
+    with pytest.raises(
+        ConfigError, match=rf"^{re.escape(str(path))}: \[moderation\] packs: unknown built-in rule pack"
+    ):
+        load_config(path)

@@ -12,6 +12,7 @@ import httpx
 import openai
 import pytest
 
+from guardstream import Config, ConfigError, ModerationSettings, create_app
 from tests.conftest import MockModel, ProxyFactory, RunningProxy
 
 pytestmark = pytest.mark.anyio
@@ -379,3 +380,34 @@ def test_refusal_text_is_moderated_too(proxy: RunningProxy) -> None:
     _, chunks = stream_text(proxy, {"refusal": "I can't share jane.doe@example.com", "chunk_chars": 4})
     refusal = "".join(c.choices[0].delta.refusal or "" for c in chunks if c.choices)
     assert refusal == "I can't share [REDACTED:email]"
+
+
+def test_secret_in_tool_call_arguments_of_the_history_is_blocked(proxy: RunningProxy, mock_model: MockModel) -> None:
+    messages: Any = [
+        {"role": "user", "content": "hi"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "f", "arguments": f'{{"k": "{SECRET}"}}'}}
+            ],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": "done"},
+    ]
+    with pytest.raises(openai.BadRequestError):
+        client(proxy).chat.completions.create(model="gpt-4o-mini", messages=messages, stream=True)
+    assert mock_model.requests() == []
+
+
+def test_answers_carry_one_date_header(proxy: RunningProxy) -> None:
+    response = httpx.post(f"{proxy.url}/v1/chat/completions", json={"model": "m", "messages": MESSAGES})
+    assert len(response.headers.get_list("date")) == 1
+    blocked = httpx.post(
+        f"{proxy.url}/v1/chat/completions", json={"model": "m", "messages": [{"role": "user", "content": SECRET}]}
+    )
+    assert len(blocked.headers.get_list("date")) == 1
+
+
+def test_a_holdback_cap_below_a_rules_own_matches_is_refused() -> None:
+    with pytest.raises(ConfigError, match="max_holdback_chars = 10 is shorter than matches of rule pii.email"):
+        create_app(Config(moderation=ModerationSettings(max_holdback_chars=10)))

@@ -156,3 +156,9 @@ def test_iban_checks_mod_97() -> None:
     assert iban("GB82 WEST 1234 5698 7654 32")
     assert not iban("GB82 WEST 1234 5698 7654 33")
     assert not iban("XX")
+
+
+def test_contains_hint_that_excludes_an_example_is_named(tmp_path: Path) -> None:
+    path = write_pack(tmp_path, rule(pattern=r"foo\d+", extra='contains = ["bar"]\nexamples.match = ["foo12"]'))
+    with pytest.raises(RuleError, match="its 'contains' hint rules the match out"):
+        load_rules([path])

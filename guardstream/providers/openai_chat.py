@@ -124,7 +124,8 @@ def error_body(message: str, code: str) -> bytes:
 
 
 def request_texts(body: Any) -> list[tuple[tuple[str | int, ...], str]]:
-    """User-supplied text of a request: message contents, string or content-part form."""
+    """Text a request sends the model: message contents (string or content parts) and the
+    arguments of earlier tool calls in the history, where a secret travels just as well."""
     found: list[tuple[tuple[str | int, ...], str]] = []
     messages = body.get("messages") if isinstance(body, dict) else None
     if not isinstance(messages, list):
@@ -139,6 +140,14 @@ def request_texts(body: Any) -> list[tuple[tuple[str | int, ...], str]]:
             for j, part in enumerate(content):
                 if isinstance(part, dict) and isinstance(part.get("text"), str):
                     found.append((("messages", i, "content", j, "text"), part["text"]))
+        tool_calls = message.get("tool_calls")
+        for k, call in enumerate(tool_calls if isinstance(tool_calls, list) else []):
+            function = call.get("function") if isinstance(call, dict) else None
+            if isinstance(function, dict) and isinstance(function.get("arguments"), str):
+                found.append((("messages", i, "tool_calls", k, "function", "arguments"), function["arguments"]))
+        function_call = message.get("function_call")
+        if isinstance(function_call, dict) and isinstance(function_call.get("arguments"), str):
+            found.append((("messages", i, "function_call", "arguments"), function_call["arguments"]))
     return found
 
 
