@@ -28,6 +28,7 @@ from guardstream.rules import Action, Rule, redact_text
 
 DEFAULT_MAX_HOLDBACK_CHARS = 512
 DEFAULT_CONTEXT_CHARS = 256
+TRIM_SLACK_CHARS = 2048
 # Shorter literals fire too often on prose to be worth a shared gate.
 MIN_GROUP_LITERAL = 3
 
@@ -106,6 +107,7 @@ class Window:
         self._released = 0
         self._rendered = 0
         self._order = {id(rule): i for i, rule in enumerate(self.rules)}
+        self._trim_at = max_holdback_chars + context_chars + TRIM_SLACK_CHARS
         self._units = _units(self.rules)
         self._spans: list[_Span] = []
         self._blocked: Violation | None = None
@@ -315,6 +317,10 @@ class Window:
         self._spans = kept
 
     def _trim(self, end: int) -> None:
+        # Trimming copies the text, so it waits until there is a good amount to drop; until then
+        # the text (and so any rescan) is bounded by the same few KB.
+        if len(self._text) < self._trim_at:
+            return
         # A rule still undecided about text older than the cap gave up on it (it was force-released);
         # clamping keeps every rescan bounded by the window.
         floor = end - self.max_holdback_chars - self.context_chars
@@ -326,8 +332,7 @@ class Window:
                 unit_oldest = floor
             oldest = min(oldest, unit_oldest)
         keep = min(self._released - self.context_chars, self._rendered, oldest)
-        # Slicing costs a copy, so trim in steps rather than on every delta.
-        if keep - self._base > self.context_chars:
+        if keep > self._base:
             self._text = self._text[keep - self._base :]
             self._base = keep
 
