@@ -55,6 +55,9 @@ HOP_BY_HOP = frozenset(
     }
 )
 DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=600.0, write=60.0, pool=10.0)
+# Idle pooled connections are dropped before common servers' keep-alive timeouts (uvicorn: 5 s), so
+# a request rarely lands on a connection the upstream is closing at that moment.
+DEFAULT_LIMITS = httpx.Limits(keepalive_expiry=4.0)
 UPSTREAM_DROPPED = "guardstream stopped the response: the upstream connection broke off mid-stream"
 PROVIDERS: dict[str, Provider] = {OPENAI_CHAT.name: OPENAI_CHAT}
 
@@ -105,7 +108,7 @@ class GuardstreamProxy:
     @property
     def client(self) -> httpx.AsyncClient:
         if self._client is None:
-            self._client = httpx.AsyncClient(timeout=DEFAULT_TIMEOUT, follow_redirects=False)
+            self._client = httpx.AsyncClient(timeout=DEFAULT_TIMEOUT, limits=DEFAULT_LIMITS, follow_redirects=False)
         return self._client
 
     async def aclose(self) -> None:
@@ -230,7 +233,14 @@ class _Exchange:
         request = self._upstream_request(body)
         started = time.perf_counter()
         try:
-            response = await self.proxy.client.send(request, stream=True)
+            try:
+                response = await self.proxy.client.send(request, stream=True)
+            except httpx.RemoteProtocolError:
+                # "Server disconnected without sending a response" is almost always the keep-alive
+                # race (a pooled connection the upstream closed as the request went out); one more
+                # try on a fresh connection is what HTTP clients do for it. Nothing reached the
+                # client yet, and a second failure is a 502.
+                response = await self.proxy.client.send(self._upstream_request(body), stream=True)
         except httpx.TimeoutException:
             await self._reply_upstream_failure(504, "timeout", "the upstream did not answer in time")
             return

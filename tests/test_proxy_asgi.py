@@ -150,3 +150,27 @@ async def test_unreachable_upstream_is_a_502_in_openai_format() -> None:
     status, body, _ = await call(app)
     assert status == 502
     assert json.loads(body)["error"]["code"] == "upstream_error"
+
+
+async def test_keep_alive_race_is_retried_once_on_a_fresh_connection() -> None:
+    attempts = []
+
+    def flaky(request: httpx.Request) -> httpx.Response:
+        attempts.append(request)
+        if len(attempts) == 1:
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+        return sse([chunk("hello"), chunk(finish="stop"), b"data: [DONE]\n\n"])(request)
+
+    app, _ = make_app(flaky)
+    status, body, _ = await call(app)
+    assert status == 200 and b"[DONE]" in body
+    assert len(attempts) == 2
+
+
+async def test_a_second_disconnect_is_a_502() -> None:
+    def broken(request: httpx.Request) -> httpx.Response:
+        raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+
+    app, _ = make_app(broken)
+    status, _, _ = await call(app)
+    assert status == 502
