@@ -12,7 +12,6 @@ untouched to the OpenAI upstream.
 from __future__ import annotations
 
 import json
-import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ import anyio
 import httpx
 from prometheus_client import CollectorRegistry, make_asgi_app
 
-from guardstream.config import MOCK_UPSTREAM, Config
+from guardstream.config import Config
 from guardstream.errors import ConfigError
 from guardstream.metrics import Metrics
 from guardstream.providers.base import Provider, block_message, dumps, set_path
@@ -32,8 +31,6 @@ from guardstream.routes import route_for
 from guardstream.rules import Rule, RuleSet, load_rules, longest_example_match
 from guardstream.stream import StreamModerator
 from guardstream.window import Violation, moderate_whole
-
-logger = logging.getLogger("guardstream")
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -418,4 +415,4 @@ def create_app(
     return GuardstreamProxy(config or Config(), client, registry if registry is not None else CollectorRegistry())
 
 
-__all__ = ["MOCK_UPSTREAM", "GuardstreamProxy", "create_app"]
+__all__ = ["GuardstreamProxy", "create_app"]
