@@ -18,6 +18,7 @@ from typing import Any
 
 import click
 
+from guardstream.proxy import HOP_BY_HOP
 from guardstream.rules import Rule, load_rules
 from guardstream.window import Window
 
@@ -105,7 +106,8 @@ def run_keyword_bench(words: int = 5_000, chars: int = 300_000) -> None:
 
 # --- proxy overhead: the same streams through each path, side by side, in one run -------------
 
-HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "host", "content-length"}
+# The proxy's own hop-by-hop list, plus the two headers httpx and uvicorn set for themselves.
+NOT_FORWARDED = HOP_BY_HOP | {"host", "content-length"}
 
 
 def passthrough_app(upstream: str) -> Any:
@@ -123,11 +125,13 @@ def passthrough_app(upstream: str) -> Any:
             body += message.get("body", b"")
             if not message.get("more_body"):
                 break
-        headers = [(k.decode(), v.decode()) for k, v in scope["headers"] if k.decode().lower() not in HOP_BY_HOP]
+        headers = [(k.decode(), v.decode()) for k, v in scope["headers"] if k.decode().lower() not in NOT_FORWARDED]
         request = client.build_request(scope["method"], upstream + scope["path"], headers=headers, content=body)
         response = await client.send(request, stream=True)
         try:
-            out_headers = [(k.encode(), v.encode()) for k, v in response.headers.items() if k.lower() not in HOP_BY_HOP]
+            out_headers = [
+                (k.encode(), v.encode()) for k, v in response.headers.items() if k.lower() not in NOT_FORWARDED
+            ]
             await send({"type": "http.response.start", "status": response.status_code, "headers": out_headers})
             async for chunk in response.aiter_raw():
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})

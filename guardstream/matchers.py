@@ -382,8 +382,6 @@ class KeywordMatcher:
             self.first_words.add(words[0])
             self.first_word_prefixes.update(words[0][:i] for i in range(1, len(words[0]) + 1))
             self.max_words = max(self.max_words, len(words))
-        self.gate: regex.Pattern[str] | None = None
-        self.tail_prefixes: tuple[str, ...] = ()
 
     def _norm(self, word: str) -> str:
         return word if self.case_sensitive else fold(word).casefold()
