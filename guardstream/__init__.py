@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from guardstream.config import Config, ModerationSettings, ServerSettings, Upstreams, load_config
 from guardstream.errors import ConfigError, GuardstreamError, ProviderError, RuleError, UpstreamError
+from guardstream.packs import load_rules
 from guardstream.proxy import create_app
-from guardstream.rules import Rule, RuleSet, load_rules, redact_text
+from guardstream.rules import Rule, RuleSet, redact_text
 from guardstream.sse import Event, SSEDecoder, encode_event
 from guardstream.stream import StreamModerator
 from guardstream.window import Verdict, Violation, Window, moderate_whole

@@ -18,8 +18,9 @@ from typing import Any
 
 import click
 
+from guardstream.packs import load_rules
 from guardstream.proxy import HOP_BY_HOP
-from guardstream.rules import Rule, load_rules
+from guardstream.rules import Rule
 from guardstream.window import Window
 
 SKIPPED_MODULES = {"antigravity", "this", "idlelib", "tkinter", "turtle", "turtledemo", "test", "lib2to3", "ensurepip"}

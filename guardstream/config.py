@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 from guardstream.errors import ConfigError, RuleError
-from guardstream.rules import resolve_pack
+from guardstream.packs import resolve_pack
 from guardstream.window import DEFAULT_CONTEXT_CHARS, DEFAULT_MAX_HOLDBACK_CHARS
 
 MOCK_UPSTREAM = "mock"

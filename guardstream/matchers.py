@@ -112,7 +112,26 @@ class ScanResult:
     scanned: int
 
 
+@dataclass(frozen=True, slots=True)
+class Prefilter:
+    """What probing found out about where a rule's matches can begin.
+
+    `literals`: every match begins with one of these (empty: no such literal); `tail_prefixes`:
+    their proper prefixes, folded, which at the very end of the text must be held briefly;
+    `first_chars`: the ASCII characters a match can begin with (non-ASCII always pass);
+    `is_selective`: few enough of them that a shared character search is worth it.
+    """
+
+    literals: tuple[str, ...]
+    tail_prefixes: tuple[str, ...]
+    first_chars: frozenset[str]
+    is_selective: bool
+
+
 class Matcher(Protocol):
+    # None: nothing is known about where matches begin; the rule scans every delta.
+    prefilter: Prefilter | None
+
     def scan(self, text: str, pos: int, *, final: bool) -> ScanResult | None:
         """Decide `text[pos:]`; None is the fast answer "nothing here, resume at the end"."""
 
@@ -175,8 +194,10 @@ class RegexMatcher:
             self.gate = self.first_chars
             self.tail_prefixes = ()
         # Selective gates rarely fire on prose, so the window checks them all in one search.
-        self.first_char_set = frozenset(first_chars or ())
-        self.is_selective = first_chars is not None and len(first_chars) <= SELECTIVE_FIRST_CHARS
+        is_selective = first_chars is not None and len(first_chars) <= SELECTIVE_FIRST_CHARS
+        self.prefilter: Prefilter | None = Prefilter(
+            self.prefixes, self.tail_prefixes, frozenset(first_chars or ()), is_selective
+        )
 
     def fold(self, text: str) -> str:
         return fold(text) if self.is_casefolded else text
@@ -368,6 +389,8 @@ class KeywordMatcher:
     """
 
     def __init__(self, keywords: Iterable[str], *, case_sensitive: bool = False) -> None:
+        # Token lookups are already cheaper than any shared literal search would be.
+        self.prefilter: Prefilter | None = None
         self.case_sensitive = case_sensitive
         self.phrases: set[str] = set()
         self.prefixes: set[str] = set()

@@ -25,10 +25,11 @@ from prometheus_client import CollectorRegistry, make_asgi_app
 from guardstream.config import Config
 from guardstream.errors import ConfigError
 from guardstream.metrics import Metrics
+from guardstream.packs import load_rules
 from guardstream.providers.base import Provider, block_message, dumps, set_path
 from guardstream.providers.openai_chat import OPENAI_CHAT
 from guardstream.routes import route_for
-from guardstream.rules import Rule, RuleSet, load_rules, longest_example_match
+from guardstream.rules import Rule, RuleSet, longest_example_match
 from guardstream.stream import StreamModerator
 from guardstream.window import Violation, moderate_whole
 

@@ -18,19 +18,16 @@ is bounded by the delta plus what that rule still holds, never by the length of 
 
 from __future__ import annotations
 
-import re
-import sys
-from collections.abc import Callable, Collection, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
-from guardstream.matchers import RegexMatcher, ScanResult, ScanTimeout, fold, trie_pattern
+from guardstream.matchers import ScanTimeout
+from guardstream.prefilter import NO_HOLD, RuleGroup, group_rules
 from guardstream.rules import Action, Rule, redact_text
 
 DEFAULT_MAX_HOLDBACK_CHARS = 512
 DEFAULT_CONTEXT_CHARS = 256
 TRIM_SLACK_CHARS = 2048
-# Shorter literals fire too often on prose to be worth a shared gate.
-MIN_GROUP_LITERAL = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +83,8 @@ class Window:
     out = window.render(0, verdict.released)   # "Contact me at " (the address is still held)
     ```
 
-    `gate` lets a slower check (a classifier) cap the release point: text at or after `gate`
-    stays pending until the gate moves. `None` means no outside check is pending.
+    `barrier` lets a slower check (a classifier) cap the release point: text at or after
+    `barrier` stays pending until it moves. `None` means no outside check is pending.
     """
 
     def __init__(
@@ -100,7 +97,7 @@ class Window:
         self.rules = tuple(rules)
         self.max_holdback_chars = max_holdback_chars
         self.context_chars = context_chars
-        self.gate: int | None = None
+        self.barrier: int | None = None
         self.scanned_chars = 0
         self._text = ""
         self._base = 0
@@ -108,7 +105,7 @@ class Window:
         self._rendered = 0
         self._order = {id(rule): i for i, rule in enumerate(self.rules)}
         self._trim_at = max_holdback_chars + context_chars + TRIM_SLACK_CHARS
-        self._units = _units(self.rules)
+        self._groups = group_rules(self.rules)
         self._spans: list[_Span] = []
         self._blocked: Violation | None = None
         self._finished = False
@@ -172,11 +169,8 @@ class Window:
         text, base = self._text, self._base
         end = base + len(text)
         found: list[Violation] = []
-        for unit in self._units:
-            if unit.group is None:
-                self._scan(unit, range(len(unit.rules)), text, base, final, found)
-            else:
-                self._scan(unit, self._wake(unit, unit.group, text, base, final), text, base, final, found)
+        for group in self._groups:
+            self._scan(group, group.wake(text, base, final), text, base, final, found)
         if found:
             found.sort(key=lambda v: v.start)
             for v in found:
@@ -185,7 +179,7 @@ class Window:
                 elif v.action == "block" and self._blocked is None:
                     self._blocked = v
 
-        release = min(end, *[min(unit.hold) for unit in self._units]) if self._units else end
+        release = min(end, *[min(group.hold) for group in self._groups]) if self._groups else end
         release = self._snap(release)
         forced = 0
         if not final and end - release > self.max_holdback_chars:
@@ -196,68 +190,15 @@ class Window:
             release = target
         if self._blocked is not None:
             release = min(release, self._snap(self._blocked.start))
-        if self.gate is not None:
-            release = min(release, self._snap(max(self.gate, self._released)))
+        if self.barrier is not None:
+            release = min(release, self._snap(max(self.barrier, self._released)))
         release = max(release, self._released)
         self._released = release
         self._trim(end)
         return Verdict(release, tuple(found), self._blocked, forced, end - release)
 
-    def _wake(self, unit: _Unit, group: _Group, text: str, base: int, final: bool) -> Collection[int]:
-        """Which members of a gated unit must scan; the others are settled here in bulk.
-
-        One search over the new text answers for the whole group (secret prefixes, digits): on
-        prose it usually finds nothing, and none of the group's rules need run.
-        """
-        lo = min(unit.resume) - base
-        woken: set[int] = set()
-        if group.wakes is None:
-            if group.gate.search(text, lo) is not None:
-                return range(len(unit.rules))
-        else:
-            # Literals are matched folded, on a folded copy: one case-sensitive `re` search is
-            # several times faster than an IGNORECASE one.
-            region = fold(text[lo:])
-            hit = group.gate.search(region)
-            while hit is not None:
-                # Only the rules whose literal was found need to run. Search again from the next
-                # position, not the match end, so that overlapping literals are all seen.
-                woken.update(group.wakes.get(hit.group(), ()))
-                hit = group.gate.search(region, hit.start() + 1)
-        end = base + len(text)
-        hold = NO_HOLD
-        if not final and group.tails:
-            # No literal, but the text may end with the start of one ("...sk"): hold that much
-            # until the next delta says more. At most a literal's length, and only briefly.
-            tail = text[-group.tail_len :]
-            folded = fold(tail)
-            if folded.endswith(group.tails):
-                hold = end - next(k for k in range(len(tail), 0, -1) if folded[-k:] in group.tail_set)
-        if not woken:
-            if hold == NO_HOLD:
-                unit.resume = [end] * len(unit.rules)
-                unit.hold = [NO_HOLD] * len(unit.rules)
-            else:
-                # Never move a rule back before where it has already decided: it may have
-                # reported a match there, and a rescan could find an overlapping one.
-                if max(unit.resume) <= hold:
-                    unit.resume = [hold] * len(unit.rules)
-                else:
-                    unit.resume = [r if r > hold else hold for r in unit.resume]
-                unit.hold = unit.resume.copy()
-            return woken
-        for k in range(len(unit.rules)):
-            if k in woken:
-                continue
-            if hold == NO_HOLD:
-                unit.resume[k] = end
-                unit.hold[k] = NO_HOLD
-            else:
-                unit.resume[k] = unit.hold[k] = max(unit.resume[k], hold)
-        return woken
-
     def _scan(
-        self, unit: _Unit, slots: Iterable[int], text: str, base: int, final: bool, found: list[Violation]
+        self, unit: RuleGroup, slots: Iterable[int], text: str, base: int, final: bool, found: list[Violation]
     ) -> None:
         end = base + len(text)
         for k in slots:
@@ -325,7 +266,7 @@ class Window:
         # clamping keeps every rescan bounded by the window.
         floor = end - self.max_holdback_chars - self.context_chars
         oldest = end
-        for unit in self._units:
+        for unit in self._groups:
             unit_oldest = min(unit.resume)
             if unit_oldest < floor:
                 unit.resume = [max(r, floor) for r in unit.resume]
@@ -335,93 +276,6 @@ class Window:
         if keep > self._base:
             self._text = self._text[keep - self._base :]
             self._base = keep
-
-
-NO_HOLD = sys.maxsize
-
-
-@dataclass(slots=True)
-class _Unit:
-    """Rules scanned together, with their per-rule state in flat lists (cheap bulk updates)."""
-
-    rules: list[Rule]
-    group: _Group | None
-    resume: list[int] = field(default_factory=list)
-    hold: list[int] = field(default_factory=list)
-    is_flag: list[bool] = field(default_factory=list)
-    scans: list[Callable[..., ScanResult | None]] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.scans = [r.matcher.scan for r in self.rules]
-        self.resume = [0] * len(self.rules)
-        self.hold = [NO_HOLD] * len(self.rules)
-        self.is_flag = [r.action == "flag" for r in self.rules]
-
-
-def _units(rules: Sequence[Rule]) -> list[_Unit]:
-    groups, others = _groups(rules)
-    units = [_Unit([rules[i] for i in group.members], group) for group in groups]
-    if others:
-        units.append(_Unit([rules[i] for i in others], None))
-    return units
-
-
-@dataclass(slots=True)
-class _Group:
-    """Rules whose gates are checked together: if `gate` finds nothing in the new text, none of
-    them can match there, and the only thing they can hold is a `tail`: the text's end being a
-    proper prefix of one of their literals."""
-
-    members: list[int]
-    gate: re.Pattern[str]
-    tails: tuple[str, ...]
-    tail_len: int
-    # For literal gates: which members (by position in `members`) a found literal, casefolded,
-    # wakes; None wakes them all.
-    wakes: dict[str, list[int]] | None = None
-    tail_set: frozenset[str] = frozenset()
-
-
-def _groups(rules: Sequence[Rule]) -> tuple[list[_Group], list[int]]:
-    literal: list[int] = []
-    literal_prefixes: dict[int, set[str]] = {}
-    literals: set[str] = set()
-    tails: set[str] = set()
-    chars: list[int] = []
-    char_class: set[str] = set()
-    others: list[int] = []
-    for i, rule in enumerate(rules):
-        matcher = rule.matcher
-        if rule.action == "flag" or not isinstance(matcher, RegexMatcher):
-            others.append(i)
-        elif min(map(len, matcher.prefixes), default=0) >= MIN_GROUP_LITERAL:
-            literal.append(i)
-            literal_prefixes[i] = {fold(p) for p in matcher.prefixes}
-            literals.update(literal_prefixes[i])
-            tails.update(matcher.tail_prefixes)
-        elif matcher.is_selective:
-            chars.append(i)
-            char_class.update(matcher.first_char_set)
-        else:
-            others.append(i)
-    groups: list[_Group] = []
-    if literal:
-        folded = literals
-        # A found literal wakes every rule with a literal that is a prefix of it: the trie
-        # returns the longest literal at a position, and the others there are its prefixes.
-        wakes = {
-            found: [k for k, i in enumerate(literal) if any(found.startswith(p) for p in literal_prefixes[i])]
-            for found in folded
-        }
-        tail_tuple = tuple(sorted(tails))
-        gate = re.compile(trie_pattern(folded))
-        tail_len = max(map(len, tails), default=0)
-        groups.append(_Group(literal, gate, tail_tuple, tail_len, wakes, frozenset(tails)))
-    if chars:
-        # Non-ASCII characters always pass: probing cannot enumerate which of them a rule accepts.
-        pattern = "[" + "".join(re.escape(c) for c in sorted(char_class)) + "]|[^\x00-\x7f]"
-        groups.append(_Group(chars, re.compile(pattern), (), 0))
-    return groups, others
 
 
 WHOLE_TEXT_CHUNK = 2048
@@ -468,7 +322,9 @@ def check_rule_examples(rule: Rule) -> list[str]:
         expected = redact_text(example, [rule])
         for cut in [len(example), *range(1, len(example))]:
             chunks = [example] if cut == len(example) else [example[:cut], example[cut:]]
-            out, violations, blocked = stream_chunks([rule], chunks)
+            # Whole: the same function as `guardstream scan` and whole JSON answers; split: streamed.
+            whole = len(chunks) == 1
+            out, violations, blocked = moderate_whole([rule], example) if whole else stream_chunks([rule], chunks)
             hit = any(v.rule is rule for v in violations)
             where = "whole" if len(chunks) == 1 else f"split at {cut}"
             if hit != should_match:

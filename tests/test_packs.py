@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from guardstream.rules import Rule, builtin_pack_names, find_matches, load_rules
+from guardstream.packs import builtin_pack_names, load_rules
+from guardstream.rules import Rule, find_matches
 
 ALL_RULES = load_rules(builtin_pack_names()).rules
 

@@ -8,7 +8,8 @@ import pytest
 
 from guardstream.errors import RuleError
 from guardstream.matchers import RegexMatcher
-from guardstream.rules import builtin_pack_names, find_matches, load_rules, redact_text
+from guardstream.packs import builtin_pack_names, load_rules
+from guardstream.rules import find_matches, redact_text
 from guardstream.validators import iban, luhn
 
 RULE = """

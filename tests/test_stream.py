@@ -7,8 +7,9 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from guardstream.packs import load_rules
 from guardstream.providers.openai_chat import OpenAIChatStream
-from guardstream.rules import find_matches, load_rules, redact_text
+from guardstream.rules import find_matches, redact_text
 from guardstream.sse import SSEDecoder
 from guardstream.stream import StreamModerator
 

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from guardstream.errors import RuleError
-from guardstream.rules import Rule, find_matches, load_rules, redact_text
+from guardstream.packs import load_rules
+from guardstream.rules import Rule, find_matches, redact_text
 from guardstream.window import Verdict, Window, stream_chunks
 
 FIXTURES = Path(__file__).parent / "fixtures" / "packs"
@@ -171,11 +172,11 @@ def test_holdback_beyond_the_cap_is_released_and_counted() -> None:
     assert verdict.held_chars <= 8
 
 
-def test_gate_caps_release_until_it_moves() -> None:
+def test_barrier_caps_release_until_it_moves() -> None:
     window = Window(TRICKY)
-    window.gate = 3
+    window.barrier = 3
     assert window.push("hello").released == 3
-    window.gate = None
+    window.barrier = None
     assert window.push(" world").released == len("hello world")
 
 
