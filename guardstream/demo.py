@@ -21,7 +21,7 @@ from guardstream.sse import SSEDecoder
 SCENARIOS = [
     ("a clean answer", "Streaming moderation checks every chunk before it reaches you."),
     ("an answer with an e-mail address (pii: redacted)", "Sure, write to jane.doe@example.com and she will help."),
-    ("an answer that leaks a key (secrets: blocked)", "Here is the deploy key: AKIAIOSFODNN7EXAMPLE. Keep it safe."),
+    ("an answer that leaks a key (secrets: blocked)", "Here is the deploy key: AKIA4HJQ7XRZ2PLWKD5N. Keep it safe."),
 ]
 
 

@@ -20,7 +20,7 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 
 
 def test_scan_exits_1_and_reports_a_block() -> None:
-    result = CliRunner().invoke(main, ["scan", "-", "--json"], input="key AKIAIOSFODNN7EXAMPLE here")
+    result = CliRunner().invoke(main, ["scan", "-", "--json"], input="key AKIA4HJQ7XRZ2PLWKD5N here")
     assert result.exit_code == 1
     report = json.loads(result.output)
     assert report["blocked"] is True

@@ -41,7 +41,7 @@ def test_look_alikes_pass_every_pack(text: str) -> None:
 @pytest.mark.parametrize(
     ("text", "rule_id"),
     [
-        ("aws_access_key_id = AKIAIOSFODNN7EXAMPLE", "secrets.aws-access-key-id"),
+        ("aws_access_key_id = AKIA4HJQ7XRZ2PLWKD5N", "secrets.aws-access-key-id"),
         ("token ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8", "secrets.github-token"),
         ("-----BEGIN RSA PRIVATE KEY-----", "secrets.private-key-pem"),
         ('"password": "hunter2!x9"', "secrets.password-assignment"),

@@ -19,7 +19,7 @@ from guardstream.proxy import GuardstreamProxy, create_app
 
 pytestmark = pytest.mark.anyio
 
-SECRET = "AKIAIOSFODNN7EXAMPLE"
+SECRET = "AKIA4HJQ7XRZ2PLWKD5N"
 BODY = json.dumps({"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]}).encode()
 Handler = Callable[[httpx.Request], httpx.Response]
 

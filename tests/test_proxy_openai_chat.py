@@ -17,7 +17,7 @@ from tests.conftest import MockModel, ProxyFactory, RunningProxy
 
 pytestmark = pytest.mark.anyio
 
-SECRET = "AKIAIOSFODNN7EXAMPLE"
+SECRET = "AKIA4HJQ7XRZ2PLWKD5N"
 BEFORE_SECRET = "Sure, here is the deploy key: "
 MESSAGES: list[Any] = [{"role": "user", "content": "Tell me something."}]
 
@@ -75,7 +75,7 @@ def test_secret_in_stream_raises_api_error_naming_the_rule(proxy: RunningProxy) 
     assert "rule secrets.aws-access-key-id (credential)" in caught.value.message
     text = "".join(received)
     assert text == BEFORE_SECRET
-    assert not any(part in text for part in ("AKIA", "IOSF"))
+    assert not any(part in text for part in ("AKIA", "4HJQ"))
     assert proxy.metric("guardstream_requests_total", provider="openai-chat", outcome="blocked_output") == 1
 
 

@@ -14,7 +14,7 @@ from guardstream.sse import SSEDecoder
 from guardstream.stream import StreamModerator
 
 RULES = load_rules(["secrets", "pii"]).for_direction("output")
-SECRET = "AKIAIOSFODNN7EXAMPLE"
+SECRET = "AKIA4HJQ7XRZ2PLWKD5N"
 PIECES = ["Hello ", "world. ", "mail jane.doe@example.com ", "call (415) 555-2671 ", SECRET, " ok ", "é日🎉 ", "\n"]
 
 
