@@ -17,7 +17,7 @@ from guardstream.proxy import create_app
 from guardstream.rules import Rule, RuleSet, redact_text
 from guardstream.sse import Event, SSEDecoder, encode_event
 from guardstream.stream import StreamModerator
-from guardstream.window import Verdict, Violation, Window, moderate_whole
+from guardstream.window import Verdict, Violation, Window, moderate_text
 
 __version__ = "0.1.0"
 
@@ -44,6 +44,6 @@ __all__ = [
     "encode_event",
     "load_config",
     "load_rules",
-    "moderate_whole",
+    "moderate_text",
     "redact_text",
 ]

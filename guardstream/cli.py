@@ -14,7 +14,7 @@ from guardstream.config import MOCK_UPSTREAM, Config, load_config
 from guardstream.errors import ConfigError, GuardstreamError
 from guardstream.packs import builtin_pack_names, load_rules
 from guardstream.rules import RuleSet
-from guardstream.window import check_rule_examples, moderate_whole
+from guardstream.window import check_rule_examples, moderate_text
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -137,7 +137,8 @@ def scan(source: Any, packs: str, direction: str, as_json: bool) -> None:
         name = getattr(source, "name", "-")
         name = "<stdin>" if name == "-" else name
         raise ConfigError(f"{name}: the text is not valid UTF-8 (byte {exc.start}); convert it first.") from None
-    out, violations, blocked = moderate_whole(rules.for_direction(direction), text)  # type: ignore[arg-type]
+    verdict = moderate_text(rules.for_direction(direction), text)  # type: ignore[arg-type]
+    out, violations, blocked = verdict.text, verdict.violations, verdict.blocked
     if as_json:
         report = {
             "blocked": blocked is not None,

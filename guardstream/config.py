@@ -13,16 +13,22 @@ from typing import Any, Literal, cast
 
 from guardstream.errors import ConfigError, RuleError
 from guardstream.packs import resolve_pack
+from guardstream.routes import DEFAULT_PASSTHROUGH, PassthroughRule
 from guardstream.window import DEFAULT_CONTEXT_CHARS, DEFAULT_MAX_HOLDBACK_CHARS
 
 MOCK_UPSTREAM = "mock"
 DEFAULT_PACKS = ("pii", "secrets")
 
 
+DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+
+
 @dataclass(frozen=True)
 class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8080
+    # Requests larger than this are refused with 413 before anything reads them whole.
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,26 @@ class ModerationSettings:
     on_violation: Literal["error", "finish"] = "error"
     max_holdback_chars: int = DEFAULT_MAX_HOLDBACK_CHARS
     context_chars: int = DEFAULT_CONTEXT_CHARS
+    # Rules read through zero-width characters and compatibility look-alikes (NFKC).
+    normalize: bool = True
+
+
+@dataclass(frozen=True)
+class RouteSettings:
+    # Forwarded unmoderated; every other route that is not moderated is refused.
+    passthrough: tuple[str, ...] = DEFAULT_PASSTHROUGH
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Seconds. `idle` is the longest silence from the upstream mid-stream; `keepalive` how often
+    the client hears something while text is held."""
+
+    connect: float = 10.0
+    first_byte: float = 120.0
+    idle: float = 60.0
+    total: float = 900.0
+    keepalive: float = 15.0
 
 
 @dataclass(frozen=True)
@@ -48,6 +74,8 @@ class Config:
     server: ServerSettings = field(default_factory=ServerSettings)
     upstreams: Upstreams = field(default_factory=Upstreams)
     moderation: ModerationSettings = field(default_factory=ModerationSettings)
+    routes: RouteSettings = field(default_factory=RouteSettings)
+    timeouts: Timeouts = field(default_factory=Timeouts)
     source: str | None = None
 
     def with_overrides(
@@ -92,18 +120,33 @@ def load_config(path: str | Path | None = None) -> Config:
 
 
 def parse_config(data: dict[str, Any], *, source: str = "<config>") -> Config:
-    known = {"server", "upstreams", "moderation", "classifiers"}
+    known = {"server", "upstreams", "moderation", "routes", "timeouts", "classifiers"}
     _no_unknown(data, known, source, "")
     if data.get("classifiers"):
         raise ConfigError(
             f"{source}: [[classifiers]] are not supported by this version of guardstream yet; remove the section."
         )
     server = _table(data, "server", source)
-    _no_unknown(server, {"host", "port"}, source, "server")
+    _no_unknown(server, {"host", "port", "max_body_bytes"}, source, "server")
     upstreams = _table(data, "upstreams", source)
     _no_unknown(upstreams, {"openai", "anthropic", "gemini"}, source, "upstreams")
     moderation = _table(data, "moderation", source)
-    _no_unknown(moderation, {"packs", "on_violation", "max_holdback_chars", "context_chars"}, source, "moderation")
+    _no_unknown(
+        moderation, {"packs", "on_violation", "max_holdback_chars", "context_chars", "normalize"}, source, "moderation"
+    )
+    routes = _table(data, "routes", source)
+    _no_unknown(routes, {"passthrough"}, source, "routes")
+    passthrough = routes.get("passthrough", list(DEFAULT_PASSTHROUGH))
+    if not isinstance(passthrough, list) or not all(isinstance(p, str) for p in passthrough):
+        raise ConfigError(f"{source}: [routes] passthrough must be a list of 'METHOD /path' strings.")
+    for rule in passthrough:
+        PassthroughRule.parse(rule, source=f"{source}: [routes] passthrough")
+    timeouts = _table(data, "timeouts", source)
+    default_timeouts = Timeouts()
+    _no_unknown(timeouts, set(default_timeouts.__dataclass_fields__), source, "timeouts")
+    normalize = moderation.get("normalize", True)
+    if not isinstance(normalize, bool):
+        raise ConfigError(f"{source}: [moderation] normalize has value {normalize!r}. Use true or false.")
 
     defaults = Config()
     packs = moderation.get("packs", list(defaults.moderation.packs))
@@ -123,6 +166,7 @@ def parse_config(data: dict[str, Any], *, source: str = "<config>") -> Config:
         server=ServerSettings(
             host=_str(server, "host", defaults.server.host, source, "server"),
             port=_int(server, "port", defaults.server.port, source, "server", minimum=0),
+            max_body_bytes=_int(server, "max_body_bytes", defaults.server.max_body_bytes, source, "server", 1),
         ),
         upstreams=Upstreams(
             openai=_url(upstreams.get("openai", defaults.upstreams.openai), "[upstreams] openai", source),
@@ -137,6 +181,14 @@ def parse_config(data: dict[str, Any], *, source: str = "<config>") -> Config:
                 moderation, "max_holdback_chars", defaults.moderation.max_holdback_chars, source, "moderation", 1
             ),
             context_chars=_int(moderation, "context_chars", defaults.moderation.context_chars, source, "moderation", 0),
+            normalize=normalize,
+        ),
+        routes=RouteSettings(tuple(passthrough)),
+        timeouts=Timeouts(
+            **{
+                name: _seconds(timeouts, name, getattr(default_timeouts, name), source)
+                for name in default_timeouts.__dataclass_fields__
+            }
         ),
         source=source,
     )
@@ -168,6 +220,13 @@ def _int(table: dict[str, Any], key: str, default: int, source: str, section: st
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise ConfigError(f"{source}: [{section}] {key} has value {value!r}. Not a valid int (>= {minimum}).")
     return value
+
+
+def _seconds(table: dict[str, Any], key: str, default: float, source: str) -> float:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < float("inf"):
+        raise ConfigError(f"{source}: [timeouts] {key} has value {value!r}. Use a number of seconds above 0.")
+    return float(value)
 
 
 def _url(value: Any, key: str, source: str | None) -> str:

@@ -7,6 +7,7 @@ provider's own error event before a character of the key is sent.
 
 from __future__ import annotations
 
+import base64
 import json
 
 import click
@@ -26,14 +27,16 @@ SCENARIOS = [
 
 
 def stream_chat(proxy_url: str, reply: str) -> None:
-    body = {
-        "model": "mock-model",
-        "stream": True,
-        "messages": [{"role": "user", "content": "Tell me something."}],
-        "mock": {"reply": reply, "chunk_chars": 5, "delay_ms": 25},
+    body = {"model": "mock-model", "stream": True, "messages": [{"role": "user", "content": "Tell me something."}]}
+    # The script rides in headers: guardstream moderates every string of a request body, and this
+    # reply plants a secret on purpose.
+    headers = {
+        "x-mock-reply": "b64:" + base64.b64encode(reply.encode()).decode(),
+        "x-mock-chunk-chars": "5",
+        "x-mock-delay-ms": "25",
     }
     decoder = SSEDecoder()
-    with httpx.stream("POST", f"{proxy_url}/v1/chat/completions", json=body, timeout=30) as response:
+    with httpx.stream("POST", f"{proxy_url}/v1/chat/completions", json=body, headers=headers, timeout=30) as response:
         for chunk in response.iter_raw():
             for event in decoder.decode(chunk):
                 if not event.has_data or event.data == "[DONE]":

@@ -1,37 +1,41 @@
-"""The drop-in proxy: a plain ASGI app around `httpx.AsyncClient.send(stream=True)`.
+"""The drop-in proxy: HTTP I/O around a `Guard`, as a plain ASGI app.
 
 It is not a Starlette app with responses on purpose: request/response views are awkward for
 streaming (httpx#830), and a `StreamingResponse` background task does not run when the stream
 raises (starlette#1152), so the upstream response is closed in `finally` here instead.
 
-Routing is by path (DESIGN.md §3): a moderated route gets input rules on the request and a
-`StreamModerator` (or whole-body moderation) on the answer; any other path is forwarded
-untouched to the OpenAI upstream.
+Per request: route on the normalised path (moderated, pass-through or refused); for a moderated
+route read the body strictly and check it with the input rules, call the upstream, and relay the
+answer through the guard: streamed answers through a `StreamModerator` fed by a reader task (so
+the idle timeout and keep-alives work while the upstream is silent), JSON answers and error
+bodies moderated whole. Bytes the guard cannot read (an unknown content encoding or media type)
+are refused, never relayed.
 """
 
 from __future__ import annotations
 
-import json
+import importlib.util
 import time
+import zlib
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from email.utils import formatdate
 from typing import Any
 
 import anyio
 import httpx
+from anyio.streams.memory import MemoryObjectReceiveStream
 from prometheus_client import CollectorRegistry, make_asgi_app
 
 from guardstream.config import Config
-from guardstream.errors import ConfigError
+from guardstream.errors import ConfigError, GuardstreamError
+from guardstream.guard import Guard
 from guardstream.metrics import Metrics
-from guardstream.packs import load_rules
-from guardstream.providers.base import Provider, block_message, dumps, set_path
-from guardstream.providers.openai_chat import OPENAI_CHAT
-from guardstream.routes import route_for
-from guardstream.rules import Rule, RuleSet, longest_example_match
+from guardstream.payload import dumps, loads_strict
+from guardstream.providers.base import Provider, block_message
+from guardstream.providers.errors import Style, error_body
+from guardstream.providers.registry import PROVIDERS
+from guardstream.routes import Route, Router
 from guardstream.stream import StreamModerator
-from guardstream.window import Violation, moderate_whole
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -52,30 +56,19 @@ HOP_BY_HOP = frozenset(
         "upgrade",
     }
 )
-DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=600.0, write=60.0, pool=10.0)
 # Idle pooled connections are dropped before common servers' keep-alive timeouts (uvicorn: 5 s), so
 # a request rarely lands on a connection the upstream is closing at that moment.
 DEFAULT_LIMITS = httpx.Limits(keepalive_expiry=4.0)
+# What httpx can decode: anything else on a moderated answer is refused, never relayed unread.
+DECODABLE = {"identity", "gzip", "deflate", "x-gzip"}
 UPSTREAM_DROPPED = "guardstream stopped the response: the upstream connection broke off mid-stream"
-PROVIDERS: dict[str, Provider] = {OPENAI_CHAT.name: OPENAI_CHAT}
+UPSTREAM_IDLE = "guardstream stopped the response: the upstream sent nothing for {seconds:g} s"
+UPSTREAM_TOO_LONG = "guardstream stopped the response: it took longer than {seconds:g} s in all"
+READER_BUFFER = 64
+_SILENCE = object()
 
-
-@dataclass(frozen=True)
-class _Route:
-    provider: Provider | None
-    upstream: str
-
-
-def _check_holdback(rules: RuleSet, max_holdback_chars: int) -> None:
-    """Zero leak holds for matches up to max_holdback_chars; a cap below a rule's own examples
-    would quietly switch that rule off, so refuse to start instead."""
-    for rule in rules:
-        longest = longest_example_match(rule)
-        if rule.action != "flag" and longest > max_holdback_chars:
-            raise ConfigError(
-                f"max_holdback_chars = {max_holdback_chars} is shorter than matches of rule {rule.id} "
-                f"({longest} characters in its examples), which could then leak; raise it to at least {longest}."
-            )
+if importlib.util.find_spec("brotli") is not None:  # pragma: no cover - httpx decodes br when it is installed
+    DECODABLE.add("br")
 
 
 def _strip_hop_by_hop(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -86,19 +79,32 @@ def _strip_hop_by_hop(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return [(n, v) for n, v in headers if n.lower() not in HOP_BY_HOP and n.lower() not in named]
 
 
+def _media_type(headers: httpx.Headers) -> str:
+    value: str = headers.get("content-type", "")
+    return value.split(";")[0].strip().lower()
+
+
+def _encodings(value: str) -> list[str]:
+    return [token.strip().lower() for token in value.split(",") if token.strip()]
+
+
 class GuardstreamProxy:
     """The ASGI app returned by `create_app`."""
 
-    def __init__(self, config: Config, client: httpx.AsyncClient | None, registry: CollectorRegistry) -> None:
+    def __init__(
+        self,
+        config: Config,
+        client: httpx.AsyncClient | None,
+        registry: CollectorRegistry,
+        guard: Guard | None = None,
+    ) -> None:
         if config.upstreams.uses_mock():
             raise ConfigError("upstream 'mock' is started by `guardstream serve`; pass the mock's URL to create_app.")
         self.config = config
-        rules = load_rules(config.moderation.packs)
-        _check_holdback(rules, config.moderation.max_holdback_chars)
-        self.output_rules: tuple[Rule, ...] = rules.for_direction("output")
-        self.input_rules: tuple[Rule, ...] = rules.for_direction("input")
         self.registry = registry
         self.metrics = Metrics(registry)
+        self.guard = guard if guard is not None else Guard(config, metrics=self.metrics)
+        self.router = Router(config.routes.passthrough)
         self.metrics_app = make_asgi_app(registry)
         self._client = client
         self._owns_client = client is None
@@ -106,7 +112,11 @@ class GuardstreamProxy:
     @property
     def client(self) -> httpx.AsyncClient:
         if self._client is None:
-            self._client = httpx.AsyncClient(timeout=DEFAULT_TIMEOUT, limits=DEFAULT_LIMITS, follow_redirects=False)
+            t = self.config.timeouts
+            # Reads wait at most as long as the longer of the two silences we allow; the pump
+            # enforces each exactly.
+            timeout = httpx.Timeout(connect=t.connect, read=max(t.first_byte, t.idle), write=60.0, pool=t.connect)
+            self._client = httpx.AsyncClient(timeout=timeout, limits=DEFAULT_LIMITS, follow_redirects=False)
         return self._client
 
     async def aclose(self) -> None:
@@ -121,14 +131,15 @@ class GuardstreamProxy:
         if scope["type"] != "http":  # pragma: no cover - websockets are not proxied
             return
         path: str = scope["path"]
-        if path == "/metrics" and scope["method"] == "GET":
+        method: str = scope["method"]
+        if method == "GET" and path == "/metrics":
             await self.metrics_app(scope, receive, send)
             return
-        if path == "/healthz":
+        if path in ("/healthz", "/readyz"):
             await _send_bytes(send, 200, b'{"status":"ok"}', [("content-type", "application/json")])
             return
-        provider_name, upstream_key = route_for(scope["method"], path)
-        route = _Route(PROVIDERS.get(provider_name or ""), getattr(self.config.upstreams, upstream_key))
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        route = self.router.route(method, path, headers)
         await _Exchange(self, route, scope, receive, send).run()
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
@@ -142,126 +153,198 @@ class GuardstreamProxy:
                 return
 
 
+class _BodyTooLarge(Exception):
+    pass
+
+
 class _Exchange:
     """One request through the proxy (the per-request responder, in Starlette's shape)."""
 
-    def __init__(self, proxy: GuardstreamProxy, route: _Route, scope: Scope, receive: Receive, send: Send) -> None:
+    def __init__(self, proxy: GuardstreamProxy, route: Route, scope: Scope, receive: Receive, send: Send) -> None:
         self.proxy = proxy
+        self.guard = proxy.guard
         self.route = route
-        self.provider = route.provider
-        self.label = route.provider.name if route.provider else "passthrough"
+        self.provider: Provider | None = PROVIDERS.get(route.provider or "")
+        self.label: str = "none" if route.kind == "refused" else (route.provider or route.kind)
         self.scope = scope
         self.receive = receive
         self.send = send
         self.metrics = proxy.metrics
         self.client_gone = False
+        self.started = time.perf_counter()
+
+    @property
+    def upstream(self) -> str:
+        return str(getattr(self.proxy.config.upstreams, self.route.upstream))
 
     async def run(self) -> None:
-        body = await self._read_body()
+        route = self.route
+        if route.kind == "refused" or (route.kind == "moderated" and self.provider is None):
+            method = self.scope["method"]
+            message = (
+                f"guardstream does not forward {method} {route.path}: it is not a route guardstream moderates. "
+                f"To forward it unmoderated, add '{method} {route.path}' to [routes] passthrough."
+            )
+            await self._reply_error(403, message, "route_not_moderated", outcome="not_routed")
+            return
+        try:
+            body = await self._read_body()
+        except _BodyTooLarge:
+            limit = self.proxy.config.server.max_body_bytes
+            message = f"guardstream refused the request: its body is over {limit} bytes ([server] max_body_bytes)."
+            await self._reply_error(413, message, "request_too_large", outcome="bad_request")
+            return
         if self.client_gone:
             return
-        payload: Any = None
-        if self.provider is not None:
-            try:
-                payload = json.loads(body) if body else None
-            except (ValueError, RecursionError):
-                payload = None  # not JSON the provider would accept either: forward, let it answer
-            if payload is not None:
-                blocked, redacted = self._check_input(payload)
-                if blocked is not None:
-                    await self._reply_blocked(blocked, "input")
-                    return
-                if redacted:
-                    body = dumps(payload).encode()
-        await self._forward(body)
+        if self.provider is None:
+            await self._forward(body, moderated=False)
+            return
+        try:
+            body = self._decoded_request_body(body)
+            payload = loads_strict(body)
+            if not isinstance(payload, dict):
+                raise GuardstreamError("the body is not a JSON object")
+        except GuardstreamError as exc:
+            message = f"guardstream could not read the request body: {exc}."
+            await self._reply_error(400, message, "invalid_request_body", outcome="bad_request")
+            return
+        verdict = self.guard.check_request(self.provider, payload)
+        for violation in verdict.violations:
+            self.metrics.violation(violation, "input")
+        if verdict.blocked is not None:
+            message = block_message(verdict.blocked.rule.id, verdict.blocked.rule.category)
+            message = message.replace("the response", "the request")
+            await self._reply_error(400, message, "content_filter", outcome="blocked_input")
+            return
+        if verdict.is_changed:
+            body = dumps(verdict.payload).encode()
+        await self._forward(body, moderated=True)
 
     async def _read_body(self) -> bytes:
+        limit = self.proxy.config.server.max_body_bytes
         chunks = []
+        size = 0
         while True:
             message = await self.receive()
             if message["type"] == "http.disconnect":
                 self.client_gone = True
                 return b""
-            chunks.append(message.get("body", b""))
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise _BodyTooLarge
+            chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
-    def _check_input(self, payload: Any) -> tuple[Violation | None, bool]:
-        """Input rules on every user-supplied text: (the block, if any; whether `payload` was redacted)."""
-        assert self.provider is not None
-        redacted = False
-        for path, text in self.provider.request_texts(payload):
-            new_text, violations, blocked = moderate_whole(self.proxy.input_rules, text)
-            for violation in violations:
-                self.metrics.violation(violation, "input")
-            if blocked is not None:
-                return blocked, False
-            if new_text != text:
-                set_path(payload, path, new_text)
-                redacted = True
-        return None, redacted
+    def _decoded_request_body(self, body: bytes) -> bytes:
+        """A compressed request body is read as the upstream would read it (and sent on decoded)."""
+        encodings = _encodings(self._header("content-encoding"))
+        for encoding in reversed(encodings):
+            if encoding == "identity":
+                continue
+            if encoding not in ("gzip", "x-gzip", "deflate"):
+                raise GuardstreamError(f"its content-encoding {encoding!r} is not one guardstream can read")
+            try:
+                if encoding == "deflate":
+                    try:
+                        body = zlib.decompress(body)
+                    except zlib.error:
+                        body = zlib.decompress(body, -zlib.MAX_WBITS)
+                else:
+                    body = zlib.decompress(body, 16 + zlib.MAX_WBITS)
+            except zlib.error:
+                raise GuardstreamError(f"it is not valid {encoding} data") from None
+            if len(body) > self.proxy.config.server.max_body_bytes:
+                raise GuardstreamError("it is larger than [server] max_body_bytes once decompressed")
+        return body
 
-    async def _reply_blocked(self, violation: Violation, direction: str) -> None:
-        """HTTP 400 in the provider's format: the honest answer when nothing has been sent yet."""
-        assert self.provider is not None
-        message = block_message(violation.rule.id, violation.rule.category)
-        if direction == "input":
-            message = message.replace("the response", "the request")
-        self.metrics.requests.labels(self.label, f"blocked_{direction}").inc()
-        await _send_bytes(
-            self.send,
-            400,
-            self.provider.error_body(message, "content_filter"),
-            [("content-type", "application/json"), ("x-should-retry", "false")],
-        )
+    def _header(self, name: str) -> str:
+        raw = name.encode("latin-1")
+        return ", ".join(v.decode("latin-1") for k, v in self.scope["headers"] if k.lower() == raw)
 
-    def _upstream_request(self, body: bytes) -> httpx.Request:
-        url = self.route.upstream + self.scope.get("raw_path", self.scope["path"].encode()).decode("latin-1")
+    def _upstream_request(self, body: bytes, *, moderated: bool) -> httpx.Request:
+        # Exactly the path that was routed: never the raw one, which an upstream could resolve differently.
+        url = self.upstream + self.route.path
         if self.scope.get("query_string"):
             url += "?" + self.scope["query_string"].decode("latin-1")
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in self.scope["headers"]]
-        headers = [(k, v) for k, v in _strip_hop_by_hop(headers) if k.lower() not in ("host", "content-length")]
-        if self.provider is not None:
-            # Moderation reads decoded text; compressed SSE would have to be inflated and re-deflated.
-            headers = [(k, v) for k, v in headers if k.lower() != "accept-encoding"]
+        drop = {"host", "content-length"}
+        if moderated:
+            # The body was read (and possibly decompressed or rewritten); answers must be readable too.
+            drop |= {"content-encoding", "accept-encoding"}
+        headers = [(k, v) for k, v in _strip_hop_by_hop(headers) if k.lower() not in drop]
+        if moderated:
             headers.append(("accept-encoding", "identity"))
         return self.proxy.client.build_request(self.scope["method"], url, headers=headers, content=body)
 
-    async def _forward(self, body: bytes) -> None:
-        request = self._upstream_request(body)
+    async def _forward(self, body: bytes, *, moderated: bool) -> None:
+        timeouts = self.proxy.config.timeouts
         started = time.perf_counter()
         try:
-            try:
-                response = await self.proxy.client.send(request, stream=True)
-            except httpx.RemoteProtocolError:
-                # "Server disconnected without sending a response" is almost always the keep-alive
-                # race (a pooled connection the upstream closed as the request went out); one more
-                # try on a fresh connection is what HTTP clients do for it. Nothing reached the
-                # client yet, and a second failure is a 502.
-                response = await self.proxy.client.send(self._upstream_request(body), stream=True)
-        except httpx.TimeoutException:
-            await self._reply_upstream_failure(504, "timeout", "the upstream did not answer in time")
+            with anyio.fail_after(timeouts.first_byte):
+                try:
+                    request = self._upstream_request(body, moderated=moderated)
+                    response = await self.proxy.client.send(request, stream=True)
+                except httpx.RemoteProtocolError:
+                    # "Server disconnected without sending a response" is almost always the keep-alive
+                    # race (a pooled connection the upstream closed as the request went out); one more
+                    # try on a fresh connection is what HTTP clients do for it. Nothing reached the
+                    # client yet, and a second failure is a 502.
+                    request = self._upstream_request(body, moderated=moderated)
+                    response = await self.proxy.client.send(request, stream=True)
+        except (TimeoutError, httpx.TimeoutException) as exc:
+            cause = "timed out connecting" if isinstance(exc, httpx.ConnectTimeout) else "did not answer in time"
+            await self._reply_upstream_failure(504, "timeout", cause)
             return
-        except httpx.HTTPError:
-            await self._reply_upstream_failure(502, "connect", "the upstream could not be reached")
+        except httpx.HTTPError as exc:
+            await self._reply_upstream_failure(502, "connect", _connect_cause(exc))
             return
         self.metrics.upstream_ttfb.labels(self.label).observe(time.perf_counter() - started)
         try:
-            await self._relay(response)
+            await self._relay(response, moderated=moderated)
         finally:
             await response.aclose()
 
-    async def _reply_upstream_failure(self, status: int, reason: str, message: str) -> None:
-        self.metrics.upstream_errors.labels(self.label, reason).inc()
-        self.metrics.requests.labels(self.label, "upstream_error").inc()
-        provider = self.provider or OPENAI_CHAT
-        body = provider.error_body(f"guardstream: {message}", "upstream_error")
-        await _send_bytes(self.send, status, body, [("content-type", "application/json")])
+    def _time_left(self) -> float:
+        return max(0.0, self.proxy.config.timeouts.total - (time.perf_counter() - self.started))
 
-    async def _relay(self, response: httpx.Response) -> None:
+    async def _reply_upstream_failure(self, status: int, reason: str, cause: str) -> None:
+        self.metrics.upstream_errors.labels(self.label, reason).inc()
+        host = httpx.URL(self.upstream).host
+        message = f"guardstream could not get an answer from the upstream {host}: it {cause}."
+        await self._reply_error(status, message, "upstream_error", outcome="upstream_error")
+
+    async def _reply_error(self, status: int, message: str, code: str, *, outcome: str) -> None:
+        """An answer made here, in the caller's own API format."""
+        body = error_body(self._style(), message, code, status=status)
+        headers = [("content-type", "application/json")]
+        if status < 500:
+            headers.append(("x-should-retry", "false"))
+        await _send_bytes(self.send, status, body, headers)
+        self._count(outcome)
+
+    def _style(self) -> Style:
+        return self.route.style
+
+    def _count(self, outcome: str) -> None:
+        self.metrics.requests.labels(self.label, outcome).inc()
+
+    async def _relay(self, response: httpx.Response, *, moderated: bool) -> None:
         headers = _strip_hop_by_hop(list(response.headers.multi_items()))
-        media_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
-        if self.provider is None or response.status_code >= 400 or response.status_code in (204, 304):
+        if not moderated:
+            await self._relay_untouched(response, headers)
+            return
+        unreadable = [e for e in _encodings(response.headers.get("content-encoding", "")) if e not in DECODABLE]
+        if unreadable:
+            await self._reply_upstream_failure(502, "malformed", f"answered with content-encoding {unreadable[0]!r}")
+            return
+        # The body leaves decoded: its length and encoding change.
+        headers = [(k, v) for k, v in headers if k.lower() not in ("content-length", "content-encoding")]
+        media_type = _media_type(response.headers)
+        if response.status_code >= 400:
+            await self._relay_error(response, headers)
+        elif response.status_code in (204, 304):
             await self._relay_untouched(response, headers)
         elif media_type == "text/event-stream":
             await self._relay_stream(response, headers)
@@ -269,104 +352,182 @@ class _Exchange:
             await self._relay_json(response, headers)
         else:
             # A moderated route must not pass text it cannot read (fail closed).
-            await self._reply_upstream_failure(502, "malformed", "the upstream answered in a format it cannot moderate")
+            cause = f"answered in a format guardstream cannot read ({media_type or 'no content type'})"
+            await self._reply_upstream_failure(502, "malformed", cause)
+
+    async def _read_answer(self, response: httpx.Response) -> bytes | None:
+        """The whole (decoded) body, or None if it broke off or took longer than the total allowed."""
+        with anyio.move_on_after(self._time_left()):
+            try:
+                return await response.aread()
+            except httpx.HTTPError:
+                return None
+        return None
 
     async def _relay_untouched(self, response: httpx.Response, headers: list[tuple[str, str]]) -> None:
         await self._start(response.status_code, headers)
-        outcome = "passed" if response.status_code < 400 else "upstream_error"
+        outcome = "passed" if response.status_code < 400 else "upstream_rejected"
+        if response.status_code >= 500:
+            outcome = "upstream_error"
         try:
             async for chunk in response.aiter_raw():
                 await self.send({"type": "http.response.body", "body": chunk, "more_body": True})
         except httpx.HTTPError:
-            self.metrics.upstream_errors.labels(self.label, "read").inc()
+            self.metrics.upstream_errors.labels(self.label, "dropped").inc()
             outcome = "upstream_error"
         await self.send({"type": "http.response.body", "body": b"", "more_body": False})
-        self.metrics.requests.labels(self.label, outcome).inc()
+        self._count(outcome)
+
+    async def _relay_error(self, response: httpx.Response, headers: list[tuple[str, str]]) -> None:
+        """An upstream error passes the output rules too: it may quote the model's own output."""
+        raw = await self._read_answer(response)
+        status = response.status_code
+        outcome = "upstream_rejected" if status < 500 else "upstream_error"
+        if status >= 500:
+            self.metrics.upstream_errors.labels(self.label, "status_5xx").inc()
+        body, blocked, changed = (b"", None, True) if raw is None else self.guard.moderate_error_body(raw)
+        if blocked is not None or (changed and not body):
+            if blocked is not None:
+                message = block_message(blocked.rule.id, blocked.rule.category)
+                message, code = message.replace("the response", "the upstream's error"), "content_filter"
+            else:
+                message, code = (
+                    f"the upstream answered HTTP {status} with a body guardstream cannot read",
+                    "upstream_error",
+                )
+            body = error_body(self._style(), message, code, status=status)
+            headers = [(k, v) for k, v in headers if k.lower() != "content-type"]
+            headers.append(("content-type", "application/json"))
+        await _send_bytes(self.send, status, body, headers)
+        self._count(outcome)
 
     async def _relay_json(self, response: httpx.Response, headers: list[tuple[str, str]]) -> None:
         assert self.provider is not None
+        raw = await self._read_answer(response)
         try:
-            raw = await response.aread()
-            payload = json.loads(raw)
-        except (httpx.HTTPError, ValueError, RecursionError):
-            await self._reply_upstream_failure(502, "malformed", "the upstream sent a malformed response")
+            if raw is None:
+                raise GuardstreamError("the answer broke off")
+            payload = loads_strict(raw)
+        except GuardstreamError:
+            await self._reply_upstream_failure(502, "malformed", "sent an answer guardstream cannot read")
             return
-        outcome = "passed"
-        body = raw
-        changed = False
-        # Each text field of a whole answer is its own channel: moderate it in one push and flush.
-        for part in self.provider.response_parts(payload):
-            new_text, violations, blocked = moderate_whole(self.proxy.output_rules, part.text)
-            for violation in violations:
-                self.metrics.violation(violation, "output")
-            if blocked is not None:
-                await self._reply_blocked(blocked, "output")
+        verdict = self.guard.moderate_answer(self.provider, payload)
+        for violation in verdict.violations:
+            self.metrics.violation(violation, "output")
+        if verdict.blocked is not None:
+            if self.guard.settings.on_violation == "finish":
+                body = self.provider.payload.finish_body(payload, verdict.parts, verdict.texts)
+                await _send_bytes(self.send, response.status_code, dumps(body).encode(), headers)
+                self._count("blocked_output")
                 return
-            if new_text != part.text:
-                set_path(payload, part.path, new_text)
-                changed = True
-        if changed:
-            outcome = "redacted"
-            body = dumps(payload).encode()
-        headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
+            message = block_message(verdict.blocked.rule.id, verdict.blocked.rule.category)
+            await self._reply_error(400, message, "content_filter", outcome="blocked_output")
+            return
+        body = dumps(verdict.payload).encode() if verdict.is_changed else raw
         await _send_bytes(self.send, response.status_code, body, headers)
-        self.metrics.requests.labels(self.label, outcome).inc()
+        self._count("redacted" if verdict.is_changed else "passed")
 
     async def _relay_stream(self, response: httpx.Response, headers: list[tuple[str, str]]) -> None:
         assert self.provider is not None
-        moderation = self.proxy.config.moderation
-        moderator = StreamModerator(
-            self.provider.stream_codec(),
-            self.proxy.output_rules,
-            max_holdback_chars=moderation.max_holdback_chars,
-            context_chars=moderation.context_chars,
-            on_violation=moderation.on_violation,
-            observer=self.metrics.stream(self.label),
-        )
-        drop = {"content-length", "cache-control", "x-accel-buffering"}
+        moderator = self.guard.stream_moderator(self.provider.stream_codec(), observer=self.metrics.stream(self.label))
+        drop = {"cache-control", "x-accel-buffering"}
         headers = [(k, v) for k, v in headers if k.lower() not in drop]
         headers += [("cache-control", "no-store"), ("x-accel-buffering", "no")]
         await self._start(response.status_code, headers)
         active = self.metrics.active_streams.labels(self.label)
         active.inc()
         try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self._watch_disconnect, tg.cancel_scope)
-                await self._pump(response, moderator)
-                tg.cancel_scope.cancel()
+            with anyio.move_on_after(self._time_left()) as deadline:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._watch_disconnect, tg.cancel_scope)
+                    await self._pump(response, moderator, tg)
+                    tg.cancel_scope.cancel()
         finally:
             active.dec()
+        if deadline.cancelled_caught and not moderator.is_done and not self.client_gone:
+            # The total time ran out mid-stream: end it the way any other failure ends.
+            self.metrics.upstream_errors.labels(self.label, "timeout").inc()
+            await self._send_chunk(moderator.fail(UPSTREAM_TOO_LONG.format(seconds=self.proxy.config.timeouts.total)))
         # An SDK closes as soon as it has read [DONE] or the error event: that stream completed.
         if self.client_gone and not (moderator.is_done or moderator.has_delivered_end):
-            self.metrics.requests.labels(self.label, "client_closed").inc()
+            self._count("client_closed")
             return
         await self.send({"type": "http.response.body", "body": b"", "more_body": False})
-        if moderator.failure is not None:
-            outcome = "upstream_error"
-        elif moderator.blocked is not None:
-            outcome = "blocked_output"
-        elif moderator.is_redacted:
-            outcome = "redacted"
-        else:
-            outcome = "passed"
-        self.metrics.requests.labels(self.label, outcome).inc()
+        self._count(_stream_outcome(moderator))
 
-    async def _pump(self, response: httpx.Response, moderator: StreamModerator) -> None:
-        try:
-            async for chunk in response.aiter_raw():
-                out = moderator.feed(chunk)
-                if out:
-                    await self.send({"type": "http.response.body", "body": out, "more_body": True})
-                if moderator.is_done:
+    async def _pump(self, response: httpx.Response, moderator: StreamModerator, tg: anyio.abc.TaskGroup) -> None:
+        """Feed the moderator from a reader task, so that silence can be timed and filled."""
+        timeouts = self.proxy.config.timeouts
+        sender, receiver = anyio.create_memory_object_stream[bytes | BaseException | None](READER_BUFFER)
+
+        async def read_upstream() -> None:
+            async with sender:
+                try:
+                    async for chunk in response.aiter_bytes():
+                        await sender.send(chunk)
+                except httpx.HTTPError as exc:
+                    await sender.send(exc)
                     return
-        except httpx.HTTPError as exc:
-            reason = "timeout" if isinstance(exc, httpx.TimeoutException) else "dropped"
-            self.metrics.upstream_errors.labels(self.label, reason).inc()
-            out = moderator.fail(UPSTREAM_DROPPED)
-        else:
-            out = moderator.finish()
-        if out:
-            await self.send({"type": "http.response.body", "body": out, "more_body": True})
+                await sender.send(None)
+
+        tg.start_soon(read_upstream)
+        async with receiver:
+            await self._drain(receiver, moderator, timeouts.idle, timeouts.keepalive)
+
+    async def _drain(
+        self,
+        receiver: MemoryObjectReceiveStream[bytes | BaseException | None],
+        moderator: StreamModerator,
+        idle: float,
+        keepalive: float,
+    ) -> None:
+        last_upstream = last_client = time.monotonic()
+        while not moderator.is_done:
+            now = time.monotonic()
+            wait = idle - (now - last_upstream)
+            if moderator.is_holding:
+                wait = min(wait, keepalive - (now - last_client))
+            item: bytes | BaseException | None | object = _SILENCE
+            with anyio.move_on_after(max(0.0, wait)):
+                item = await receiver.receive()
+            now = time.monotonic()
+            if item is _SILENCE:
+                if now - last_upstream >= idle:
+                    self.metrics.upstream_errors.labels(self.label, "timeout").inc()
+                    await self._send_chunk(moderator.fail(UPSTREAM_IDLE.format(seconds=idle)))
+                    return
+                # The upstream is quiet while text is held: tell the client we are still here.
+                await self._send_chunk(moderator.keepalive())
+                last_client = now
+                continue
+            # Everything that has already arrived is moderated as one batch and sent in one write.
+            batch = [item]
+            while True:
+                try:
+                    batch.append(receiver.receive_nowait())
+                except (anyio.WouldBlock, anyio.EndOfStream):
+                    break
+            out = []
+            for entry in batch:
+                if isinstance(entry, bytes):
+                    out.append(moderator.feed(entry))
+                elif entry is None:
+                    out.append(moderator.finish())
+                elif isinstance(entry, BaseException):
+                    reason = "timeout" if isinstance(entry, httpx.TimeoutException) else "dropped"
+                    self.metrics.upstream_errors.labels(self.label, reason).inc()
+                    out.append(moderator.fail(UPSTREAM_DROPPED))
+                if moderator.is_done:
+                    break
+            last_upstream = now
+            data = b"".join(out)
+            if data:
+                await self._send_chunk(data)
+                last_client = now
+
+    async def _send_chunk(self, data: bytes) -> None:
+        if data:
+            await self.send({"type": "http.response.body", "body": data, "more_body": True})
 
     async def _watch_disconnect(self, cancel_scope: anyio.CancelScope) -> None:
         while True:
@@ -387,9 +548,35 @@ class _Exchange:
         )
 
 
+def _stream_outcome(moderator: StreamModerator) -> str:
+    if moderator.blocked is not None:
+        return "blocked_output"
+    if moderator.failure is not None or moderator.is_upstream_error:
+        return "upstream_error"
+    if moderator.is_redacted:
+        return "redacted"
+    return "passed"
+
+
+def _connect_cause(exc: httpx.HTTPError) -> str:
+    """Why the upstream could not be reached, in words an operator can act on (never the URL's secrets)."""
+    text = str(exc).lower()
+    if "name or service not known" in text or "nodename nor servname" in text or "temporary failure in name" in text:
+        return "could not be found (DNS lookup failed)"
+    if "refused" in text:
+        return "refused the connection"
+    if "ssl" in text or "certificate" in text or "tls" in text:
+        return "failed the TLS handshake"
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return "closed the connection without answering"
+    return "could not be reached"
+
+
 async def _send_bytes(send: Send, status: int, body: bytes, headers: list[tuple[str, str]]) -> None:
-    raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
-    if not any(k.lower() == "date" for k, _ in headers):
+    raw_headers = [
+        (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers if k.lower() != "content-length"
+    ]
+    if not any(k == b"date" for k, _ in raw_headers):
         # The server adds no Date of its own (upstream answers carry theirs): answers made here need one.
         raw_headers.append((b"date", formatdate(usegmt=True).encode()))
     raw_headers.append((b"content-length", str(len(body)).encode()))

@@ -1,22 +1,174 @@
-"""Which provider a request path belongs to (DESIGN.md §3, contract)."""
+"""Which requests are moderated, which are forwarded on trust, and which are refused.
+
+Routing is on the *normalised* path (dot segments resolved, `//` collapsed, no trailing slash),
+and the upstream receives exactly that path: a request can never be checked as one route and
+served as another. OpenAI-compatible APIs live under several base URLs (`/v1`, none at all,
+`/openai/v1` for Azure's v1 API and Groq, `/api/v1` for OpenRouter, `/v1beta/openai` for Gemini's
+compatibility endpoint); each is recognised. Anything else is refused unless it is on the
+pass-through list, whose default holds only routes that return no generated text.
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
 
-GEMINI_PATH = re.compile(r"^/[^/]+/models/[^/]+:(?:streamGenerateContent|generateContent)$")
-AZURE_CHAT_PATH = re.compile(r"^/openai/deployments/[^/]+/chat/completions$")
+from guardstream.errors import ConfigError
+
+UpstreamName = Literal["openai", "anthropic", "gemini"]
+ApiStyle = Literal["openai", "anthropic", "gemini"]
+
+OPENAI_PREFIXES = ("/v1", "/openai/v1", "/api/v1", "/v1beta/openai", "")
+AZURE_DEPLOYMENT = re.compile(r"^/openai/deployments/[^/]+(/.*)$")
+# Gemini's methods follow a colon in the last segment: models/gemini-2.0-flash:streamGenerateContent.
+GEMINI_METHOD = re.compile(r"^/(?:[^/]+/)*models/[^/:]+:([A-Za-z]+)$")
+GEMINI_GENERATE = frozenset({"streamGenerateContent", "generateContent"})
+
+MODERATED_OPENAI = {
+    "/chat/completions": "openai-chat",
+    "/completions": "openai-completions",
+    "/responses": "openai-responses",
+}
+
+DEFAULT_PASSTHROUGH = (
+    "GET /v1/models",
+    "GET /v1/models/*",
+    "POST /v1/embeddings",
+    "POST /v1/messages/count_tokens",
+    "GET /v1/files",
+    "GET /v1/files/*",
+    "GET /v1/batches",
+    "GET /v1/batches/*",
+    "GET /*/models",
+    "GET /*/models/*",
+    "POST /*/models/*:countTokens",
+    "POST /*/models/*:embedContent",
+    "POST /*/models/*:batchEmbedContents",
+)
 
 
-def route_for(method: str, path: str) -> tuple[str | None, str]:
-    """(provider name or None for untouched forwarding, upstream key in `Upstreams`)."""
-    if method == "POST":
-        if path == "/v1/chat/completions" or AZURE_CHAT_PATH.match(path):
-            return "openai-chat", "openai"
-        if path == "/v1/responses":
-            return "openai-responses", "openai"
-        if path == "/v1/messages":
-            return "anthropic", "anthropic"
-        if GEMINI_PATH.match(path):
-            return "gemini", "gemini"
-    return None, "openai"
+@dataclass(frozen=True)
+class Route:
+    """Where one request goes.
+
+    `kind`: `moderated` (a provider name is set), `passthrough` (forwarded untouched) or `refused`.
+    `path` is the normalised path, the one the upstream receives. `style` is the API family the
+    caller's SDK speaks, for error bodies.
+    """
+
+    kind: Literal["moderated", "passthrough", "refused"]
+    provider: str | None
+    upstream: UpstreamName
+    path: str
+    style: ApiStyle
+
+
+def normalize_path(path: str) -> str:
+    """Resolve `.` and `..` segments (never above the root), collapse empty segments, drop a
+    trailing slash: the path every HTTP server would end up serving."""
+    segments: list[str] = []
+    for segment in path.split("/"):
+        if segment in ("", "."):
+            continue
+        if segment == "..":
+            if segments:
+                segments.pop()
+            continue
+        segments.append(segment)
+    return "/" + "/".join(segments)
+
+
+@dataclass(frozen=True)
+class PassthroughRule:
+    """`METHOD /path/pattern`: `*` matches within one path segment (so `/v1/files/*` is a file's
+    metadata, never `/v1/files/{id}/content`), `**` across segments."""
+
+    method: str
+    pattern: str
+    regex: re.Pattern[str]
+
+    @classmethod
+    def parse(cls, text: str, *, source: str = "[routes] passthrough") -> PassthroughRule:
+        method, _, pattern = text.strip().partition(" ")
+        pattern = pattern.strip()
+        if not method.isalpha() or not pattern.startswith("/"):
+            raise ConfigError(f"{source}: {text!r} is not 'METHOD /path' (for example 'GET /v1/models/*').")
+        parts = [re.escape(piece) for piece in pattern.split("**")]
+        body = ".*".join(piece.replace(r"\*", "[^/]*") for piece in parts)
+        return cls(method.upper(), pattern, re.compile(f"^{body}$"))
+
+    def matches(self, method: str, path: str) -> bool:
+        return (self.method == "*" or self.method == method) and self.regex.match(path) is not None
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.pattern}"
+
+
+class Router:
+    def __init__(self, passthrough: Sequence[str] = DEFAULT_PASSTHROUGH) -> None:
+        self.passthrough = tuple(PassthroughRule.parse(rule) for rule in passthrough)
+
+    def route(self, method: str, raw_path: str, headers: Mapping[str, str] | None = None) -> Route:
+        path = normalize_path(raw_path)
+        style = _style(path, headers or {})
+        moderated = _moderated(method, path)
+        if moderated is not None:
+            provider, upstream = moderated
+            return Route("moderated", provider, upstream, path, style)
+        canonical = _canonical(path)
+        upstream = _upstream_for(style)
+        for rule in self.passthrough:
+            if rule.matches(method, path) or (canonical is not None and rule.matches(method, canonical)):
+                return Route("passthrough", None, upstream, path, style)
+        return Route("refused", None, upstream, path, style)
+
+
+def _moderated(method: str, path: str) -> tuple[str, UpstreamName] | None:
+    if method != "POST":
+        return None
+    gemini = GEMINI_METHOD.match(path)
+    if gemini is not None and gemini.group(1) in GEMINI_GENERATE:
+        return "gemini", "gemini"
+    if path in ("/v1/messages", "/messages"):
+        return "anthropic", "anthropic"
+    canonical = _canonical(path)
+    if canonical is not None:
+        provider = MODERATED_OPENAI.get(canonical.removeprefix("/v1"))
+        if provider is not None:
+            return provider, "openai"
+    return None
+
+
+def _canonical(path: str) -> str | None:
+    """The OpenAI-style `/v1/...` form of a path under any known base URL (None if none fits)."""
+    azure = AZURE_DEPLOYMENT.match(path)
+    if azure is not None:
+        return "/v1" + azure.group(1)
+    for prefix in OPENAI_PREFIXES:
+        if prefix and (path == prefix or path.startswith(prefix + "/")):
+            return "/v1" + path[len(prefix) :]
+    if path.removeprefix("/").split("/", 1)[0] in ("chat", "completions", "responses", "models", "embeddings", "files"):
+        return "/v1" + path
+    return None
+
+
+def _style(path: str, headers: Mapping[str, str]) -> ApiStyle:
+    if GEMINI_METHOD.match(path) or "x-goog-api-key" in headers or path.startswith(("/v1beta/models", "/v1alpha/")):
+        return "gemini"
+    if path.startswith(("/v1/messages", "/messages")) or "anthropic-version" in headers:
+        return "anthropic"
+    return "openai"
+
+
+def _upstream_for(style: ApiStyle) -> UpstreamName:
+    # Each API family's own routes (model lists, token counts) go to its own upstream.
+    return style
+
+
+def describe(rules: Sequence[PassthroughRule]) -> str:
+    return ", ".join(str(rule) for rule in rules) or "nothing"
+
+
+__all__ = ["DEFAULT_PASSTHROUGH", "PassthroughRule", "Route", "Router", "normalize_path"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import repeat
 
 __all__ = ["Event", "SSEDecoder", "encode_event"]
@@ -39,6 +39,9 @@ class Event:
     id: str | None = None  # value of the last `id:` field in the block; ids containing NUL are ignored (spec)
     retry: int | None = None  # only when the value is ASCII digits (spec)
     has_data: bool = False  # the spec would dispatch this block: its data buffer is non-empty (`data` alone counts)
+    # Only `data:` and `event:` lines: no comment, id, retry, unknown field or BOM that a client could read
+    # differently from us. A moderator relays only plain blocks byte for byte and re-encodes the others.
+    is_plain: bool = False
 
     def encode(self, *, line_ending: str = "\n") -> bytes:
         """Bytes to send for this event: `raw` when it came off the wire, otherwise a fresh encoding.
@@ -122,6 +125,7 @@ class SSEDecoder:
         self._retry: int | None = None
         self._at_stream_start = True
         self._line_ending: str | None = None
+        self._plain = True
 
     @property
     def line_ending(self) -> str:
@@ -141,12 +145,18 @@ class SSEDecoder:
             return []
         return self._consume(limit)
 
-    def flush(self) -> list[Event]:
+    def flush(self, *, dispatch_unterminated: bool = False) -> list[Event]:
         """End of stream.
 
         Returns the block a held-back trailing CR completes (usually none). The spec discards an unterminated
         block ("any pending data must be discarded"); its bytes are added to `discarded` so callers can report it.
+        With `dispatch_unterminated`, such a block is returned as an event instead (not plain, since its bytes
+        end without the blank line); some clients read it, so a moderator must see it too.
         """
+        if dispatch_unterminated and (self._tail or self._block):
+            # End the partial line and the block as the upstream should have; the raw bytes then include
+            # line endings it never sent, so the event is not plain and is re-encoded if relayed.
+            return [replace(e, is_plain=False) for e in self.decode(b"\n\n") if e.raw.strip(b"\r\n")]
         events = self._consume(len(self._tail)) if self._tail.endswith(b"\r") else []
         self.discarded += b"".join(self._block) + bytes(self._tail)
         self._tail.clear()
@@ -185,6 +195,7 @@ class SSEDecoder:
             if lines[0].startswith(_BOM):
                 lines[0] = lines[0][3:]
                 offset = 3
+                self._plain = False
 
         events: list[Event] = []
         data = self._data
@@ -210,14 +221,17 @@ class SSEDecoder:
                         id_,
                         retry,
                         bool(data),
+                        self._plain,
                     )
                 )
+                self._plain = True
                 block_start = offset
                 data = []
                 event = id_ = None
                 retry = None
                 continue
             if line[0] == _COLON:
+                self._plain = False
                 continue  # comment, e.g. a keep-alive
             # Field name up to the first colon; one leading U+0020 of the value is removed; no colon means
             # the whole line is the name and the value is empty. A colon byte never belongs to a multi-byte
@@ -226,15 +240,19 @@ class SSEDecoder:
             if value[:1] == b" ":
                 value = value[1:]
             if name == b"data":
-                data.append(value.decode("utf-8", "replace"))
+                data.append(self._text(value))
             elif name == b"event":
-                event = value.decode("utf-8", "replace")
+                event = self._text(value)
             elif name == b"id":
+                self._plain = False
                 if b"\0" not in value:
                     id_ = value.decode("utf-8", "replace")
             elif name == b"retry":
+                self._plain = False
                 if value.isdigit():  # bytes.isdigit() is ASCII-only, as the spec requires
                     retry = int(value)
+            else:
+                self._plain = False
             # Any other field name is ignored (names are case-sensitive: `Data` is unknown).
 
         if block_start < offset:
@@ -245,7 +263,16 @@ class SSEDecoder:
         self._retry = retry
         return events
 
+    def _text(self, value: bytes) -> str:
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            # The spec replaces invalid bytes; clients that decode strictly read something else.
+            self._plain = False
+            return value.decode("utf-8", "replace")
+
     def _reset_block(self) -> None:
+        self._plain = True
         self._block = []
         self._data = []
         self._event = None

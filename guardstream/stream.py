@@ -1,17 +1,21 @@
-"""StreamModerator: SSE bytes in, moderated SSE bytes out. The one moderation path.
+"""StreamModerator: SSE bytes in, moderated SSE bytes out. The one streaming moderation path.
 
-Sans-I/O: the proxy and the middleware feed it upstream bytes and send what it returns.
+Sans-I/O: the proxy, the middleware and the Python API feed it bytes and send what it returns.
 
 ```
- bytes ─► SSEDecoder ─► codec.parse ─► TextParts ─► Window per channel ─► verdicts
-                              │                                              │
-                              └────────► release queue (event order) ◄──────┘
+ bytes ─► SSEDecoder ─► codec.parse ─► TextParts ─► TextChannels (a window per view) ─► verdicts
+                              │                                                          │
+                              └──────────► release queue (event order) ◄────────────────┘
                                             │ an event leaves when all its text is released:
-                                            │ raw bytes if untouched, codec.rewrite if redacted
+                                            │ raw bytes if untouched and plain, re-encoded otherwise
                                             ▼
-                                   bytes out; on a block: the released prefix, then one
-                                   terminal event (codec.violation_event) and `is_done`
+                   bytes out; on a block: the released head, then one terminal event, then nothing
 ```
+
+Fail closed on anything it cannot read: a block without data (comments, ids) is never relayed
+(a keep-alive of our own stands in for it where the format allows one); a malformed event, or a
+stream that ends without the format's terminator, ends with the terminal error event and drops
+whatever text was still held; nothing after the terminator is read.
 """
 
 from __future__ import annotations
@@ -22,48 +26,34 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from guardstream.providers.base import Channel, ParsedEvent, StreamCodec, block_message
+from guardstream.channels import ChannelObserver, PartState, TextChannels
+from guardstream.providers.base import ParsedEvent, StreamCodec, block_message
 from guardstream.rules import Rule
 from guardstream.sse import Event, SSEDecoder
-from guardstream.window import DEFAULT_CONTEXT_CHARS, DEFAULT_MAX_HOLDBACK_CHARS, Verdict, Violation, Window
+from guardstream.window import DEFAULT_CONTEXT_CHARS, DEFAULT_MAX_HOLDBACK_CHARS, Violation
 
 OnViolation = Literal["error", "finish"]
 MALFORMED_MESSAGE = "guardstream stopped the response: the upstream sent a malformed event"
+UNTERMINATED_MESSAGE = "guardstream stopped the response: the upstream ended the stream without finishing it"
 
 
-class StreamObserver(Protocol):
+class StreamObserver(ChannelObserver, Protocol):
     """Where a stream reports what it did as it goes (metrics implement this)."""
 
-    def on_violation(self, violation: Violation) -> None: ...
-
     def on_release(self, chars: int, delay_seconds: float) -> None: ...
-
-    def on_holdback(self, chars: int) -> None: ...
-
-    def on_forced_release(self, chars: int) -> None: ...
 
     def on_scan(self, seconds: float) -> None: ...
 
 
 @dataclass(slots=True)
-class _Part:
-    window: Window
-    start: int
-    end: int
-    text: str
-    rendered_to: int
-    pieces: list[str] = field(default_factory=list)
-
-
-@dataclass(slots=True)
 class _Pending:
     event: Event
-    parsed: ParsedEvent | None
+    parsed: ParsedEvent
     received_at: float
-    parts: list[_Part] = field(default_factory=list)
+    parts: list[PartState] = field(default_factory=list)
 
     def is_released(self) -> bool:
-        return all(p.rendered_to >= p.end for p in self.parts)
+        return all(p.is_released for p in self.parts)
 
 
 class StreamModerator:
@@ -71,9 +61,9 @@ class StreamModerator:
 
     ```python
     moderator = StreamModerator(OpenAIChatStream(), rules)
-    async for chunk in upstream.aiter_raw():
+    async for chunk in upstream.aiter_bytes():
         await send(moderator.feed(chunk))
-        if moderator.is_done:      # a terminal event was emitted: close both sides
+        if moderator.is_done:      # the terminator or a terminal event went out: close both sides
             break
     else:
         await send(moderator.finish())
@@ -88,46 +78,82 @@ class StreamModerator:
         max_holdback_chars: int = DEFAULT_MAX_HOLDBACK_CHARS,
         context_chars: int = DEFAULT_CONTEXT_CHARS,
         on_violation: OnViolation = "error",
+        normalize: bool = True,
         observer: StreamObserver | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.codec = codec
         self.rules = tuple(rules)
-        self.max_holdback_chars = max_holdback_chars
-        self.context_chars = context_chars
         self.on_violation = on_violation
         self.observer = observer
         self.clock = clock
         self.decoder = SSEDecoder()
-        self.violations: list[Violation] = []
-        self.blocked: Violation | None = None
+        self.channels = TextChannels(
+            rules,
+            max_holdback_chars=max_holdback_chars,
+            context_chars=context_chars,
+            normalize=normalize,
+            observer=observer,
+        )
         self.failure: str | None = None
         self.is_done = False
-        self.is_redacted = False
-        # The client has the whole answer (its final event left), even if upstream has not closed.
+        self.is_upstream_error = False
+        # The client has the whole answer (its terminator left), even if the upstream has not closed.
         self.has_delivered_end = False
-        self._windows: dict[Channel, Window] = {}
+        # When text was first received, and first released (time to first token, and our part of it).
+        self.first_text_at: float | None = None
+        self.first_release_at: float | None = None
+        self._ended = False
+        self._keepalive = False
         self._queue: deque[_Pending] = deque()
+
+    @property
+    def violations(self) -> list[Violation]:
+        return self.channels.violations
+
+    @property
+    def blocked(self) -> Violation | None:
+        return self.channels.blocked
+
+    @property
+    def is_redacted(self) -> bool:
+        return self.channels.is_redacted
+
+    @property
+    def held_chars(self) -> int:
+        return self.channels.held_chars
+
+    @property
+    def is_holding(self) -> bool:
+        """Events are waiting for their text to be decided (the client hears nothing meanwhile)."""
+        return bool(self._queue)
 
     def feed(self, chunk: bytes) -> bytes:
         if self.is_done:
             return b""
-        out: list[bytes] = []
         for event in self.decoder.decode(chunk):
             self._accept(event)
-            if self.blocked is not None or self.failure is not None:
+            if self._is_stopped():
                 break
-        return self._emit(out)
+        return self._emit()
 
     def finish(self) -> bytes:
-        """The upstream ended cleanly: decide all pending text, then let every event go."""
+        """The upstream closed the body: decide what is left, or fail if it never finished."""
         if self.is_done:
             return b""
-        for event in self.decoder.flush():
-            self._accept(event)
-        if self.blocked is None and self.failure is None:
-            self._flush_windows(lambda channel: True)
-        out = self._emit([])
+        if not self._ended:
+            for event in self.decoder.flush(dispatch_unterminated=True):
+                self._accept(event)
+                if self._is_stopped():
+                    break
+        if not self._is_stopped():
+            if self.codec.is_complete:
+                self.channels.flush()
+                self._ended = True
+            else:
+                # Held text may be the start of a match that the rest would have completed.
+                self.failure = UNTERMINATED_MESSAGE
+        out = self._emit()
         self.is_done = True
         return out
 
@@ -136,91 +162,85 @@ class StreamModerator:
         if self.is_done:
             return b""
         self.failure = message
-        return self._emit([])
+        return self._emit()
+
+    def keepalive(self) -> bytes:
+        """Something for the client to read while text is held (b"" where the format allows none)."""
+        if self.is_done:
+            return b""
+        return self._mirror(self.codec.keepalive())
+
+    def _is_stopped(self) -> bool:
+        return self.channels.blocked is not None or self.failure is not None or self._ended
 
     def _accept(self, event: Event) -> None:
-        pending = _Pending(event, None, self.clock())
         if not event.has_data:
-            self._queue.append(pending)
+            # Comments, ids, data-less blocks: never relayed as they came.
+            self._keepalive = True
             return
+        now = self.clock()
         try:
             parsed = self.codec.parse(event)
         except Exception:  # ProviderError or any other codec failure: a terminal event, never a cut
             self.failure = MALFORMED_MESSAGE
             return
-        pending.parsed = parsed
+        if parsed.is_error:
+            self.is_upstream_error = True
         started = time.perf_counter()
-        for part in parsed.parts:
-            window = self._windows.get(part.channel)
-            if window is None:
-                window = self._windows[part.channel] = Window(
-                    self.rules, max_holdback_chars=self.max_holdback_chars, context_chars=self.context_chars
-                )
-            start = window.end
-            verdict = window.push(part.text)
-            pending.parts.append(_Part(window, start, window.end, part.text, start))
-            self._note(verdict)
-        if self.blocked is None:
-            if parsed.closes_all:
-                self._flush_windows(lambda channel: True)
-            elif parsed.closes:
-                closes = parsed.closes
-                self._flush_windows(lambda channel: any(channel[: len(p)] == p for p in closes))
+        pending = _Pending(event, parsed, now, [self.channels.add(part) for part in parsed.parts])
+        if parsed.is_end and self.channels.blocked is None:
+            self.channels.flush()
+            self._ended = True
+        if self.first_text_at is None and any(not p.part.is_value for p in pending.parts):
+            self.first_text_at = now
         if self.observer is not None:
             self.observer.on_scan(time.perf_counter() - started)
         self._queue.append(pending)
 
-    def _flush_windows(self, selected: Callable[[Channel], bool]) -> None:
-        for channel in [c for c in self._windows if selected(c)]:
-            self._note(self._windows.pop(channel).flush())
-
-    def _note(self, verdict: Verdict) -> None:
-        for violation in verdict.violations:
-            self.violations.append(violation)
-            if violation.action == "redact":
-                self.is_redacted = True
-            if self.observer is not None:
-                self.observer.on_violation(violation)
-        if verdict.blocked is not None and self.blocked is None:
-            self.blocked = verdict.blocked
-        if self.observer is not None:
-            self.observer.on_holdback(verdict.held_chars)
-            if verdict.forced_chars:
-                self.observer.on_forced_release(verdict.forced_chars)
-
-    def _emit(self, out: list[bytes]) -> bytes:
-        self._render()
+    def _emit(self) -> bytes:
+        out: list[bytes] = []
+        if self._keepalive:
+            self._keepalive = False
+            out.append(self._mirror(self.codec.keepalive()))
+        channels = self.channels
+        for pending in self._queue:
+            for part in pending.parts:
+                channels.render(part)
         now = self.clock()
         while self._queue and self._queue[0].is_released():
             pending = self._queue.popleft()
             out.append(self._encode(pending))
-            if pending.parsed is not None and pending.parsed.closes_all:
-                self.has_delivered_end = True
+            if pending.parts and self.first_release_at is None and any(not p.part.is_value for p in pending.parts):
+                self.first_release_at = now
             if self.observer is not None and pending.parts:
-                chars = sum(len("".join(p.pieces)) for p in pending.parts)
+                chars = sum(len(p.rendered()) for p in pending.parts if not p.part.is_value)
                 self.observer.on_release(chars, now - pending.received_at)
-        if self.blocked is not None:
-            out.append(self._end_blocked(self.blocked))
+            if pending.parsed.is_end:
+                self.has_delivered_end = True
+                self.is_done = True
+                self._queue.clear()
+                return b"".join(out)
+        if channels.blocked is not None:
+            out.append(self._end_blocked(channels.blocked))
         elif self.failure is not None:
             self._queue.clear()
-            out.append(self.codec.failure_event(self.failure))
+            out.append(self._mirror(self.codec.failure_event(self.failure)))
             self.is_done = True
         return b"".join(out)
 
-    def _render(self) -> None:
-        for pending in self._queue:
-            for part in pending.parts:
-                released = part.window.released
-                if part.rendered_to < part.end and released > part.rendered_to:
-                    upto = min(released, part.end)
-                    part.pieces.append(part.window.render(part.rendered_to, upto))
-                    part.rendered_to = upto
-
     def _encode(self, pending: _Pending) -> bytes:
-        texts = ["".join(p.pieces) for p in pending.parts]
-        if pending.parsed is None or all(t == p.text for t, p in zip(texts, pending.parts, strict=True)):
+        parsed = pending.parsed
+        if pending.event.is_plain and not parsed.needs_rewrite and all(p.is_unchanged() for p in pending.parts):
             return pending.event.raw
-        return self.codec.rewrite(pending.event, pending.parsed, texts)
+        return self._mirror(
+            self.codec.render(pending.event, parsed, [p.rendered() for p in pending.parts], partial=False)
+        )
+
+    def _mirror(self, data: bytes) -> bytes:
+        """Events made here end their lines the way the upstream does (Gemini uses CRLF). Our
+        encodings use LF only as line ends (JSON escapes newlines), so the swap is exact."""
+        ending = self.decoder.line_ending
+        return data if ending == "\n" else data.replace(b"\n", ending.encode())
 
     def _end_blocked(self, violation: Violation) -> bytes:
         out: list[bytes] = []
@@ -228,17 +248,13 @@ class StreamModerator:
         # shares an event with the match.
         if self._queue:
             head = self._queue[0]
-            if head.parsed is not None and any(p.pieces for p in head.parts):
-                texts = ["".join(p.pieces) for p in head.parts]
-                out.append(self.codec.rewrite_partial(head.event, head.parsed, texts))
-            # Events that never left did not finish anything the client knows of.
-            for pending in self._queue:
-                if pending.parsed is not None:
-                    self.codec.reopen(pending.parsed)
+            if any(p.pieces and not p.part.is_value for p in head.parts):
+                texts = [p.rendered() for p in head.parts]
+                out.append(self.codec.render(head.event, head.parsed, texts, partial=True))
         self._queue.clear()
         if self.on_violation == "finish":
             out.append(self.codec.finish_events())
         else:
             out.append(self.codec.violation_event(block_message(violation.rule.id, violation.rule.category)))
         self.is_done = True
-        return b"".join(out)
+        return self._mirror(b"".join(out))

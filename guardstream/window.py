@@ -18,10 +18,12 @@ is bounded by the delta plus what that rule still holds, never by the length of 
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from guardstream.matchers import ScanTimeout
+from guardstream.normalize import OffsetMap
 from guardstream.prefilter import NO_HOLD, RuleGroup, group_rules
 from guardstream.rules import Action, Rule, redact_text
 
@@ -83,8 +85,14 @@ class Window:
     out = window.render(0, verdict.released)   # "Contact me at " (the address is still held)
     ```
 
+    Rules read a normalised copy of the text (`normalize=True`, see `normalize.py`): zero-width
+    characters removed and compatibility look-alikes folded by NFKC. Every offset the window
+    gives out (`end`, `released`, violations, `render` ranges) counts characters of the text as
+    it was pushed, and `render` returns that text, byte for byte, with redactions applied.
+
     `barrier` lets a slower check (a classifier) cap the release point: text at or after
-    `barrier` stays pending until it moves. `None` means no outside check is pending.
+    `barrier` (an offset into the normalised text) stays pending until it moves. `None` means no
+    outside check is pending.
     """
 
     def __init__(
@@ -93,12 +101,15 @@ class Window:
         *,
         max_holdback_chars: int = DEFAULT_MAX_HOLDBACK_CHARS,
         context_chars: int = DEFAULT_CONTEXT_CHARS,
+        normalize: bool = True,
     ) -> None:
         self.rules = tuple(rules)
         self.max_holdback_chars = max_holdback_chars
         self.context_chars = context_chars
         self.barrier: int | None = None
         self.scanned_chars = 0
+        # The rules' view: normalised text from absolute offset `_base`; all internal offsets
+        # (`_released`, `_rendered`, spans, resume points) count characters of it.
         self._text = ""
         self._base = 0
         self._released = 0
@@ -109,36 +120,88 @@ class Window:
         self._spans: list[_Span] = []
         self._blocked: Violation | None = None
         self._finished = False
+        # The text as pushed, kept apart only once normalising has changed something.
+        self._map = OffsetMap() if normalize else None
+        self._orig: str | None = None
+        self._orig_base = 0
+        self._public_released = 0
+        self._public_blocked: Violation | None = None
 
     @property
     def end(self) -> int:
+        if self._orig is not None:
+            return self._orig_base + len(self._orig)
         return self._base + len(self._text)
 
     @property
     def released(self) -> int:
-        return self._released
+        return self._public_released
 
     @property
     def blocked(self) -> Violation | None:
-        return self._blocked
+        return self._public_blocked
+
+    def fork(self) -> Window:
+        """An independent copy: the same text and decisions so far, its own future.
+
+        Used when two views of a stream (say, a choice by index and by position) have read the
+        same text until now and are about to diverge.
+        """
+        twin = copy.copy(self)
+        twin._groups = [group.copy() for group in self._groups]
+        twin._spans = list(self._spans)
+        if self._map is not None:
+            twin._map = self._map.copy()
+        return twin
 
     def push(self, delta: str) -> Verdict:
         if self._blocked is not None or self._finished:
-            return Verdict(self._released, blocked=self._blocked, held_chars=self.end - self._released)
-        self._text += delta
-        return self._step(final=False)
+            return Verdict(self.released, blocked=self.blocked, held_chars=self.end - self.released)
+        mapped = delta if self._map is None else self._map.append(delta)
+        if mapped is not delta or self._orig is not None:
+            if self._orig is None:
+                self._orig, self._orig_base = self._text, self._base
+            self._orig += delta
+        self._text += mapped
+        return self._public(self._step(final=False))
 
     def flush(self) -> Verdict:
         """End of the channel: decide everything still pending, as if no more text can come."""
         if self._blocked is not None or self._finished:
-            return Verdict(self._released, blocked=self._blocked, held_chars=self.end - self._released)
+            return Verdict(self.released, blocked=self.blocked, held_chars=self.end - self.released)
         verdict = self._step(final=True)
         self._finished = True
-        return verdict
+        return self._public(verdict)
 
     def text(self, start: int, end: int) -> str:
         """Original (unredacted) text of a range still inside the window."""
+        if self._orig is not None:
+            return self._orig[start - self._orig_base : end - self._orig_base]
         return self._text[start - self._base : end - self._base]
+
+    def redactions(self, start: int, end: int) -> list[tuple[int, int, str]]:
+        """The redactions overlapping released `[start, end)`, as `(start, end, replacement)`.
+
+        Ranges must be taken in order (as `render` does): redactions that end by `end` are then
+        forgotten, and the text before `end` may be dropped from the window.
+        """
+        if not (self._base_public() <= start <= end <= self.released):
+            raise ValueError(f"cannot render [{start}, {end}): window holds [{self._base_public()}, {self.released})")
+        found: list[tuple[int, int, str]] = []
+        inner_end = end if self._orig is None else self._to_norm(end)
+        for span in self._spans:
+            span_start, span_end = span.start, span.end
+            if self._orig is not None:
+                span_start, span_end = self._span_to_orig(span_start, span_end)
+            if span_end <= start:
+                continue
+            if span_start >= end:
+                break
+            found.append((span_start, span_end, span.replacement))
+        self._rendered = max(self._rendered, inner_end)
+        if self._spans and self._spans[0].end <= inner_end:
+            self._spans = [s for s in self._spans if s.end > inner_end]
+        return found
 
     def render(self, start: int, end: int) -> str:
         """The text to send for `[start, end)` of released text, redactions applied.
@@ -146,24 +209,38 @@ class Window:
         Ranges must be rendered in order; a replacement is emitted in the range where its match
         starts, and the rest of the match is dropped from whatever range it falls in.
         """
-        if not (self._base <= start <= end <= self._released):
-            raise ValueError(f"cannot render [{start}, {end}): window holds [{self._base}, {self._released}) released")
-        out: list[str] = []
-        pos = start
-        for span in self._spans:
-            if span.end <= pos:
-                continue
-            if span.start >= end:
-                break
-            if span.start >= pos:
-                out.append(self._text[pos - self._base : span.start - self._base])
-                out.append(span.replacement)
-            pos = min(span.end, end)
-        out.append(self._text[pos - self._base : end - self._base])
-        self._rendered = max(self._rendered, end)
-        if self._spans and self._spans[0].end <= end:
-            self._spans = [s for s in self._spans if s.end > end]
-        return "".join(out)
+        return apply_redactions(self.text(start, end), start, self.redactions(start, end))
+
+    # -- offsets between the pushed text and the rules' normalised view ---------------------------
+
+    def _base_public(self) -> int:
+        return self._orig_base if self._orig is not None else self._base
+
+    def _to_norm(self, pos: int) -> int:
+        assert self._map is not None
+        return self._map.to_norm(pos)
+
+    def _span_to_orig(self, start: int, end: int) -> tuple[int, int]:
+        assert self._map is not None
+        return self._map.span_to_orig(start, end)
+
+    def _public(self, verdict: Verdict) -> Verdict:
+        """The verdict in offsets of the pushed text."""
+        if self._orig is None:
+            self._public_released = verdict.released
+            self._public_blocked = self._blocked
+            return verdict
+        assert self._map is not None
+        released = self._map.release_to_orig(verdict.released)
+        violations = tuple(self._violation_to_orig(v) for v in verdict.violations)
+        if self._blocked is not None and self._public_blocked is None:
+            self._public_blocked = self._violation_to_orig(self._blocked)
+        self._public_released = released
+        return Verdict(released, violations, self._public_blocked, verdict.forced_chars, self.end - released)
+
+    def _violation_to_orig(self, violation: Violation) -> Violation:
+        start, end = self._span_to_orig(violation.start, violation.end)
+        return Violation(violation.rule, start, end, violation.is_timeout)
 
     def _step(self, *, final: bool) -> Verdict:
         text, base = self._text, self._base
@@ -273,23 +350,80 @@ class Window:
                 unit_oldest = floor
             oldest = min(oldest, unit_oldest)
         keep = min(self._released - self.context_chars, self._rendered, oldest)
-        if keep > self._base:
-            self._text = self._text[keep - self._base :]
-            self._base = keep
+        if keep <= self._base:
+            return
+        if self._orig is not None:
+            assert self._map is not None
+            # Cut both texts at the same character boundary.
+            orig_keep = self._map.release_to_orig(keep)
+            keep = self._map.to_norm(orig_keep)
+            if keep <= self._base:
+                return
+            self._orig = self._orig[orig_keep - self._orig_base :]
+            self._orig_base = orig_keep
+            self._map.trim(orig_keep)
+        self._text = self._text[keep - self._base :]
+        self._base = keep
+
+
+def apply_redactions(text: str, offset: int, redactions: Sequence[tuple[int, int, str]]) -> str:
+    """`text` (which starts at absolute `offset`) with each `(start, end, replacement)` applied.
+
+    A replacement is emitted where its redaction starts; a redaction that began before `offset`
+    only removes its remaining characters. Redactions must be sorted and must not overlap.
+    """
+    if not redactions:
+        return text
+    out: list[str] = []
+    pos = offset
+    end = offset + len(text)
+    for start, stop, replacement in redactions:
+        if stop <= pos:
+            continue
+        if start >= end:
+            break
+        if start >= pos:
+            out.append(text[pos - offset : start - offset])
+            out.append(replacement)
+        pos = min(stop, end)
+    out.append(text[pos - offset :])
+    return "".join(out)
 
 
 WHOLE_TEXT_CHUNK = 2048
 
 
-def moderate_whole(rules: Sequence[Rule], text: str) -> tuple[str, list[Violation], Violation | None]:
-    """A complete text (a request message, a non-streaming answer): (redacted text, matches, block).
+@dataclass(frozen=True)
+class TextVerdict:
+    """What moderation decided about a whole text: what may be shown, and why."""
+
+    text: str
+    violations: tuple[Violation, ...] = ()
+    blocked: Violation | None = None
+
+    @property
+    def is_blocked(self) -> bool:
+        return self.blocked is not None
+
+
+def moderate_text(rules: Sequence[Rule], text: str, *, normalize: bool = True) -> TextVerdict:
+    """A complete text (a request message, an answer, `guardstream scan`'s input): the one
+    whole-text path.
 
     It goes through the window in pieces, like a stream: the result is the same (zero leak makes
     it so), and no single regex search runs over a long text against its timeout.
     """
-    pieces = [text[i : i + WHOLE_TEXT_CHUNK] for i in range(0, len(text), WHOLE_TEXT_CHUNK)] or [""]
     # All of the text is here, so nothing needs releasing before it is decided.
-    return stream_chunks(rules, pieces, max_holdback_chars=len(text) + 1)
+    window = Window(rules, max_holdback_chars=len(text) + 1, normalize=normalize)
+    violations: list[Violation] = []
+    for i in range(0, len(text), WHOLE_TEXT_CHUNK):
+        verdict = window.push(text[i : i + WHOLE_TEXT_CHUNK])
+        violations.extend(verdict.violations)
+        if verdict.blocked is not None:
+            return TextVerdict(window.render(0, verdict.released), tuple(violations), verdict.blocked)
+    verdict = window.flush()
+    violations.extend(verdict.violations)
+    return TextVerdict(window.render(0, verdict.released), tuple(violations), verdict.blocked)
 
 
 def stream_chunks(
@@ -324,7 +458,11 @@ def check_rule_examples(rule: Rule) -> list[str]:
             chunks = [example] if cut == len(example) else [example[:cut], example[cut:]]
             # Whole: the same function as `guardstream scan` and whole JSON answers; split: streamed.
             whole = len(chunks) == 1
-            out, violations, blocked = moderate_whole([rule], example) if whole else stream_chunks([rule], chunks)
+            if whole:
+                verdict = moderate_text([rule], example)
+                out, violations, blocked = verdict.text, list(verdict.violations), verdict.blocked
+            else:
+                out, violations, blocked = stream_chunks([rule], chunks)
             hit = any(v.rule is rule for v in violations)
             where = "whole" if len(chunks) == 1 else f"split at {cut}"
             if hit != should_match:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import base64
+import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -19,6 +21,19 @@ from guardstream.servers import serve_in_thread
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+def mock_headers(script: dict[str, Any]) -> dict[str, str]:
+    """A mock script as `x-mock-*` headers. guardstream moderates every string of a request body,
+    so a script whose reply plants a secret cannot travel in the body; text goes base64-encoded."""
+    headers = {}
+    for name, value in script.items():
+        header = "x-mock-" + name.replace("_", "-")
+        if isinstance(value, str):
+            headers[header] = "b64:" + base64.b64encode(value.encode()).decode()
+        else:
+            headers[header] = json.dumps(value)
+    return headers
 
 
 class MockModel:

@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from guardstream import Config, ConfigError, ModerationSettings, create_app
-from tests.conftest import MockModel, ProxyFactory, RunningProxy
+from tests.conftest import MockModel, ProxyFactory, RunningProxy, mock_headers
 
 pytestmark = pytest.mark.anyio
 
@@ -42,7 +42,7 @@ def stream_text(proxy: RunningProxy, mock: dict[str, Any], **kwargs: Any) -> tup
     """Collect streamed content as the SDK yields it; returns (text, chunks)."""
     chunks = []
     stream = client(proxy).chat.completions.create(
-        model="gpt-4o-mini", messages=MESSAGES, stream=True, extra_body={"mock": mock}, **kwargs
+        model="gpt-4o-mini", messages=MESSAGES, stream=True, extra_headers=mock_headers(mock), **kwargs
     )
     for chunk in stream:
         chunks.append(chunk)
@@ -65,7 +65,7 @@ def test_secret_in_stream_raises_api_error_naming_the_rule(proxy: RunningProxy) 
         model="gpt-4o-mini",
         messages=MESSAGES,
         stream=True,
-        extra_body={"mock": {"reply": f"{BEFORE_SECRET}{SECRET} and more text", "chunk_chars": 3}},
+        extra_headers=mock_headers({"reply": f"{BEFORE_SECRET}{SECRET} and more text", "chunk_chars": 3}),
     )
     with pytest.raises(openai.APIError) as caught:
         for chunk in stream:
@@ -86,7 +86,7 @@ def test_no_character_of_a_secret_leaks_whatever_the_chunk_size(proxy: RunningPr
         model="gpt-4o-mini",
         messages=MESSAGES,
         stream=True,
-        extra_body={"mock": {"reply": f"key={SECRET}!", "chunk_chars": chunk_chars}},
+        extra_headers=mock_headers({"reply": f"key={SECRET}!", "chunk_chars": chunk_chars}),
     )
     with pytest.raises(openai.APIError):
         for chunk in stream:
@@ -132,7 +132,7 @@ def test_secret_in_tool_call_arguments_is_blocked(proxy: RunningProxy) -> None:
         model="gpt-4o-mini",
         messages=MESSAGES,
         stream=True,
-        extra_body={"mock": {"reply": "Calling the tool.", "tool_calls": [tool_call], "chunk_chars": 4}},
+        extra_headers=mock_headers({"reply": "Calling the tool.", "tool_calls": [tool_call], "chunk_chars": 4}),
     )
     arguments = ""
     with pytest.raises(openai.APIError) as caught:
@@ -159,7 +159,9 @@ def test_stream_is_delivered_before_the_upstream_finishes(proxy: RunningProxy, m
             model="gpt-4o-mini",
             messages=MESSAGES,
             stream=True,
-            extra_body={"mock": {"reply": "early words, then later words", "hold_after": 4, "hold_key": "incremental"}},
+            extra_headers=mock_headers(
+                {"reply": "early words, then later words", "hold_after": 4, "hold_key": "incremental"}
+            ),
         )
         for chunk in stream:
             seen.append(chunk.choices[0].delta.content or "" if chunk.choices else "")
@@ -184,7 +186,7 @@ async def test_async_client_sees_the_same_block(proxy: RunningProxy) -> None:
         model="gpt-4o-mini",
         messages=MESSAGES,
         stream=True,
-        extra_body={"mock": {"reply": f"{BEFORE_SECRET}{SECRET}", "chunk_chars": 5}},
+        extra_headers=mock_headers({"reply": f"{BEFORE_SECRET}{SECRET}", "chunk_chars": 5}),
     )
     with pytest.raises(openai.APIError) as caught:
         async for chunk in stream:
@@ -199,7 +201,7 @@ def test_azure_deployment_path_is_moderated(proxy: RunningProxy) -> None:
         azure_endpoint=proxy.url, api_key="test", api_version="2024-06-01", azure_deployment="gpt", max_retries=0
     )
     stream = azure.chat.completions.create(
-        model="gpt", messages=MESSAGES, stream=True, extra_body={"mock": {"reply": f"x {SECRET}"}}
+        model="gpt", messages=MESSAGES, stream=True, extra_headers=mock_headers({"reply": f"x {SECRET}"})
     )
     with pytest.raises(openai.APIError) as caught:
         for _ in stream:
@@ -225,14 +227,14 @@ def test_usage_chunk_still_arrives(proxy: RunningProxy) -> None:
 def test_non_streaming_answer_with_secret_is_a_400(proxy: RunningProxy) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
         client(proxy).chat.completions.create(
-            model="gpt-4o-mini", messages=MESSAGES, extra_body={"mock": {"reply": f"key {SECRET}"}}
+            model="gpt-4o-mini", messages=MESSAGES, extra_headers=mock_headers({"reply": f"key {SECRET}"})
         )
     assert caught.value.code == "content_filter"
 
 
 def test_non_streaming_answer_is_redacted(proxy: RunningProxy) -> None:
     completion = client(proxy).chat.completions.create(
-        model="gpt-4o-mini", messages=MESSAGES, extra_body={"mock": {"reply": "mail jane.doe@example.com"}}
+        model="gpt-4o-mini", messages=MESSAGES, extra_headers=mock_headers({"reply": "mail jane.doe@example.com"})
     )
     assert completion.choices[0].message.content == "mail [REDACTED:email]"
 
@@ -266,7 +268,7 @@ def test_other_paths_are_forwarded_untouched(proxy: RunningProxy, mock_model: Mo
 def test_upstream_error_status_passes_through(proxy: RunningProxy) -> None:
     with pytest.raises(openai.RateLimitError):
         client(proxy).chat.completions.create(
-            model="gpt-4o-mini", messages=MESSAGES, stream=True, extra_body={"mock": {"status": 429}}
+            model="gpt-4o-mini", messages=MESSAGES, stream=True, extra_headers=mock_headers({"status": 429})
         )
 
 
@@ -283,7 +285,7 @@ def test_upstream_dropping_mid_stream_gives_a_clean_api_error(proxy: RunningProx
         model="gpt-4o-mini",
         messages=MESSAGES,
         stream=True,
-        extra_body={"mock": {"reply": "a b c d e f", "drop_after": 3}},
+        extra_headers=mock_headers({"reply": "a b c d e f", "drop_after": 3}),
     )
     with pytest.raises(openai.APIError) as caught:
         for _ in stream:
@@ -294,7 +296,7 @@ def test_upstream_dropping_mid_stream_gives_a_clean_api_error(proxy: RunningProx
 
 def test_malformed_upstream_event_fails_closed(proxy: RunningProxy) -> None:
     stream = client(proxy).chat.completions.create(
-        model="gpt-4o-mini", messages=MESSAGES, stream=True, extra_body={"mock": {"malformed_after": 2}}
+        model="gpt-4o-mini", messages=MESSAGES, stream=True, extra_headers=mock_headers({"malformed_after": 2})
     )
     with pytest.raises(openai.APIError) as caught:
         for _ in stream:
@@ -331,7 +333,10 @@ def test_upstream_slower_than_the_timeout_is_a_504(start_proxy: ProxyFactory, mo
     with start_proxy(timeout=0.3) as proxy:
         with pytest.raises(openai.APIStatusError) as caught:
             client(proxy).chat.completions.create(
-                model="gpt-4o-mini", messages=MESSAGES, stream=True, extra_body={"mock": {"first_byte_delay_ms": 1500}}
+                model="gpt-4o-mini",
+                messages=MESSAGES,
+                stream=True,
+                extra_headers=mock_headers({"first_byte_delay_ms": 1500}),
             )
         assert caught.value.status_code == 504
         assert proxy.metric("guardstream_upstream_errors_total", provider="openai-chat", reason="timeout") == 1

@@ -78,17 +78,27 @@ def test_untouched_stream_is_byte_identical() -> None:
     assert out == raw
 
 
-def test_finish_reason_flushes_that_choice_before_it_leaves() -> None:
+def test_finish_reason_does_not_end_the_window_while_the_stream_goes_on() -> None:
+    # test for #6: a finish_reason (even "") used to flush the choice, so a key split around it passed.
+    moderator = StreamModerator(OpenAIChatStream(), RULES)
+    out = moderator.feed(chunk("key AKIA4HJQ", finish="") + chunk("7XRZ2PLWKD5N", finish="stop"))
+    out += moderator.feed(b"data: [DONE]\n\n")
+    seen, payloads = client_view(out)
+    assert "AKIA" not in seen
+    assert payloads[-1]["error"]["code"] == "content_filter"
+
+
+def test_held_text_is_decided_at_the_stream_terminator() -> None:
     raw = chunk("text ends with a number 12") + chunk(finish="stop")
     moderator = StreamModerator(OpenAIChatStream(), RULES)
-    out = moderator.feed(raw)
-    assert out == raw  # "12" could start a phone number until the choice finished
+    assert moderator.feed(raw) == b""  # "12" could still start a phone number
+    assert moderator.feed(b"data: [DONE]\n\n") == raw + b"data: [DONE]\n\n"
 
 
 def test_event_waits_while_its_text_is_held_and_leaves_once_decided() -> None:
     moderator = StreamModerator(OpenAIChatStream(), RULES)
     assert moderator.feed(chunk("write to jane.doe@exa")) == b""
-    out = moderator.feed(chunk("mple.com now") + chunk(finish="stop"))
+    out = moderator.feed(chunk("mple.com now") + chunk(finish="stop") + b"data: [DONE]\n\n")
     seen, _ = client_view(out)
     assert seen == "write to [REDACTED:email] now"
 
@@ -132,19 +142,20 @@ def test_deeply_nested_event_fails_closed() -> None:
     assert moderator.is_done and b'"code":"upstream_error"' in out
 
 
-def test_redacted_event_keeps_its_other_sse_fields() -> None:
+def test_redacted_event_is_re_encoded_without_fields_outside_its_data() -> None:
+    # test for #6: comments, ids and unknown fields reach the client only through our own encoding.
     moderator = StreamModerator(OpenAIChatStream(), RULES)
-    raw = b"id: 42\r\nevent: chunk\r\n" + chunk("mail jane.doe@example.com now", "stop").replace(b"\n\n", b"\r\n\r\n")
-    out = moderator.feed(raw) + moderator.finish()
-    assert out.startswith(b"id: 42\r\nevent: chunk\r\ndata: ")
+    raw = b"id: 42\r\n: note\r\n" + chunk("mail jane.doe@example.com now", "stop").replace(b"\n\n", b"\r\n\r\n")
+    out = moderator.feed(raw + b"data: [DONE]\r\n\r\n") + moderator.finish()
+    assert out.startswith(b"data: ") and b"id:" not in out and b"note" not in out
     assert out.endswith(b"\r\n\r\n")
-    (event,) = [e for e in SSEDecoder().decode(out) if e.has_data]
+    (event,) = [e for e in SSEDecoder().decode(out) if e.has_data and e.data != "[DONE]"]
     assert "[REDACTED:email]" in event.data
 
 
 def test_choice_blocked_at_its_own_finish_reason_reports_content_filter_not_stop() -> None:
     moderator = StreamModerator(OpenAIChatStream(), RULES, on_violation="finish")
-    out = moderator.feed(chunk("key " + SECRET, "stop")) + moderator.finish()
+    out = moderator.feed(chunk("key " + SECRET, "stop") + b"data: [DONE]\n\n") + moderator.finish()
     _, payloads = client_view(out)
     reasons = [c["finish_reason"] for p in payloads for c in p["choices"]]
     assert SECRET not in out.decode()

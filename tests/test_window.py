@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -45,7 +46,7 @@ TRICKY_PIECES = [
 ]
 
 
-def stream(rules: Sequence[Rule], chunks: Sequence[str], **options: int) -> tuple[str, Window, list[Verdict]]:
+def stream(rules: Sequence[Rule], chunks: Sequence[str], **options: Any) -> tuple[str, Window, list[Verdict]]:
     """Feed chunks as a client would see them: render whatever each step releases."""
     window = Window(rules, **options)
     out: list[str] = []

@@ -1,112 +1,130 @@
-"""What every provider codec offers the moderator: text out of events, events back with new text.
+"""What every wire format offers the moderator: text out of events and bodies, events back.
 
-A codec knows one wire format and nothing about windows or HTTP. Each text-carrying field of
-an event becomes a `TextPart` on a *channel* (an independent text stream: a choice, a content
-block, a tool call), located by a JSON path so that redaction can rewrite just that field.
+A codec knows one wire format and nothing about windows or HTTP. Every string an event carries
+becomes a `TextPart` (see `payload.py`): moderated text on the channels a client reads, or a
+value checked on its own. After moderation the codec writes the released text back: untouched
+events leave as the upstream sent them; anything else is re-encoded from the parsed payload.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Hashable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from guardstream.errors import ProviderError
-from guardstream.sse import Event
+from guardstream.payload import Channel, TextPart, dumps, set_text
+from guardstream.sse import Event, encode_event
 
-Channel = tuple[Hashable, ...]
-JsonPath = tuple[str | int, ...]
-
-
-@dataclass(slots=True)
-class TextPart:
-    channel: Channel
-    text: str
-    path: JsonPath
+ReleasedText = Callable[[Channel], str]
 
 
 @dataclass(slots=True)
 class ParsedEvent:
     """What one upstream event means for moderation.
 
-    `closes` lists channel prefixes that this event ends (their windows are flushed before it
-    leaves); `closes_all` marks the end of the answer, so every window is flushed first.
+    `is_end`: the stream's own terminator (`[DONE]`, `message_stop`, `response.completed`): every
+    window is decided before it leaves, and nothing after it is read. `is_error`: an error the
+    upstream reported in the stream (its text is moderated like any answer). `needs_rewrite`:
+    the raw bytes must not be relayed even if no text changed (copies that disagree with the
+    text, say), so the codec re-encodes the event.
     """
 
     parts: list[TextPart] = field(default_factory=list)
     payload: Any = None
-    closes: list[Channel] = field(default_factory=list)
-    closes_all: bool = False
+    is_end: bool = False
+    is_error: bool = False
+    needs_rewrite: bool = False
 
 
 class StreamCodec(Protocol):
-    """Per-stream codec state (ids, sequence numbers, open blocks) for one provider format."""
+    """Per-stream codec state (ids, sequence numbers, open blocks) for one wire format."""
 
     provider: str
 
-    def parse(self, event: Event) -> ParsedEvent: ...
-
-    def rewrite(self, event: Event, parsed: ParsedEvent, texts: list[str]) -> bytes: ...
-
-    def rewrite_partial(self, event: Event, parsed: ParsedEvent, texts: list[str]) -> bytes:
-        """The part of an event released before a block: it must not claim the answer finished."""
+    @property
+    def is_complete(self) -> bool:
+        """The upstream has sent what ends its stream properly (so far as the format tells)."""
         ...
 
-    def reopen(self, parsed: ParsedEvent) -> None:
-        """An event dropped at a block never reached the client: undo what it closed."""
+    def parse(self, event: Event) -> ParsedEvent:
+        """Raise `ProviderError` (or anything) for an event that breaks the format: the stream
+        then ends with `failure_event` (fail closed)."""
+        ...
+
+    def render(self, event: Event, parsed: ParsedEvent, texts: Sequence[str], *, partial: bool) -> bytes:
+        """The event with each part's text replaced by `texts` (the released, redacted text).
+
+        `partial`: this is the released head of the event a block cut through, so it must not
+        claim the answer finished (no finish reason, no usage).
+        """
         ...
 
     def violation_event(self, message: str) -> bytes:
-        """Terminal error in the provider's format (PROTOCOLS.md §0): the SDK raises."""
+        """Terminal error in the provider's format: its SDK raises its normal error type."""
         ...
 
     def finish_events(self) -> bytes:
-        """Graceful end with the provider's "filtered" reason (PROTOCOLS.md §0, graceful column)."""
+        """Graceful end with the provider's "filtered" reason: the SDK ends cleanly."""
         ...
 
     def failure_event(self, message: str) -> bytes:
         """Terminal error for a broken or malformed upstream stream (fail closed)."""
         ...
 
-
-def dumps(payload: Any) -> str:
-    # ensure_ascii keeps U+2028/U+2029 escaped: some SDK parsers split lines on them (PROTOCOLS.md §6).
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=True)
-
-
-def loads_event(event: Event) -> Any:
-    try:
-        return json.loads(event.data)
-    except (ValueError, RecursionError) as exc:
-        raise ProviderError("the upstream sent an event whose data is not valid JSON") from exc
+    def keepalive(self) -> bytes:
+        """Bytes that keep the client's connection alive and that its SDK ignores (b"" if none)."""
+        ...
 
 
-def set_path(payload: Any, path: JsonPath, value: str) -> None:
-    target = payload
-    for key in path[:-1]:
-        target = target[key]
-    target[path[-1]] = value
+class PayloadCodec(Protocol):
+    """A wire format's whole JSON bodies: requests, non-streaming answers and error bodies."""
 
+    def request_parts(self, body: Any) -> list[TextPart]:
+        """Every string of a request body the model reads, as text, in the order it reads it."""
+        ...
 
-def get_path(payload: Any, path: JsonPath) -> Any:
-    target = payload
-    for key in path:
-        target = target[key]
-    return target
+    def response_parts(self, body: Any) -> list[TextPart]:
+        """Every string of a non-streaming answer."""
+        ...
 
+    def error_body(self, message: str, code: str, *, status: int) -> bytes:
+        """The provider's native error body, which its SDK turns into its normal error type."""
+        ...
 
-def block_message(rule_id: str, category: str) -> str:
-    """The error text every provider shows for a block (DESIGN.md §3, contract)."""
-    return f"guardstream blocked the response: rule {rule_id} ({category})"
+    def finish_body(self, body: Any, parts: Sequence[TextPart], texts: Sequence[str]) -> Any:
+        """A non-streaming answer cut at a block, with the provider's "filtered" finish reason."""
+        ...
 
 
 @dataclass(frozen=True)
 class Provider:
-    """Everything the proxy needs to know about one API's wire format."""
+    """Everything the guard needs to know about one API's wire format."""
 
     name: str
-    stream_codec: Any  # Callable[[], StreamCodec]: fresh per-stream state
-    request_texts: Any  # Callable[[Any], list[tuple[JsonPath, str]]]: user-supplied text of a request body
-    response_parts: Any  # Callable[[Any], list[TextPart]]: text of a non-streaming response body
-    error_body: Any  # Callable[[str, str], bytes]: native error body for (message, code)
+    stream_codec: Callable[[], StreamCodec]
+    payload: PayloadCodec
+
+
+def rewrite_payload(payload: Any, parts: Sequence[TextPart], texts: Sequence[str]) -> None:
+    """Write each part's released text back into `payload`, keys last (children use old names)."""
+    for part, text in reversed(list(zip(parts, texts, strict=True))):
+        if text != part.text:
+            set_text(payload, part, text)
+
+
+def encode_like(event: Event, data: str, line_ending: str = "\n") -> bytes:
+    """A fresh event with the upstream's event name and new data: nothing else of the raw block
+    (comments, ids, unknown fields) is carried over."""
+    return encode_event(data, event.event, line_ending=line_ending)
+
+
+def render_json_event(
+    event: Event, parsed: ParsedEvent, texts: Sequence[str], line_ending: str = "\n", event_name: str | None = None
+) -> bytes:
+    rewrite_payload(parsed.payload, parsed.parts, texts)
+    return encode_event(dumps(parsed.payload), event_name or event.event, line_ending=line_ending)
+
+
+def block_message(rule_id: str, category: str) -> str:
+    """The error text every provider shows for a block (a documented contract)."""
+    return f"guardstream blocked the response: rule {rule_id} ({category})"

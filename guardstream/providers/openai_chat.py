@@ -1,18 +1,274 @@
-"""OpenAI Chat Completions (`POST /v1/chat/completions`, also Azure's deployment path).
+"""OpenAI Chat Completions (`/v1/chat/completions` under any base URL, and Azure's deployment path).
 
-Channels: one per choice `index` for `content`, one for `refusal`, and one per tool call
-`index` for its `arguments`; a choice's `finish_reason` closes its channels (PROTOCOLS.md §1.3).
+Every string of a chunk is moderated (default deny); the structural keys below are checked value
+by value. Text under `choices[]` streams on two views at once, because clients read it both ways:
+by the choice's `index` (the SDK's own accumulator) and by the choice's position in the list
+(`chunk.choices[0].delta.content`, the way most application code reads it). While the two agree
+(one choice) they share one window. Tool calls add the tool call's index or position.
+
+`logprobs` repeat the text: `content[].token` (and its `bytes`) must spell exactly the text of the
+same event, or they are dropped; they are dropped too whenever the event's text is rewritten.
+The alternatives in `top_logprobs` are text of their own.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from guardstream.errors import ProviderError
-from guardstream.providers.base import ParsedEvent, Provider, TextPart, dumps, loads_event, set_path
-from guardstream.sse import Event, encode_event, replace_data
+from guardstream.payload import Channel, TextPart, TextWalker, dumps, loads_strict
+from guardstream.providers.base import ParsedEvent, Provider, render_json_event, rewrite_payload
+from guardstream.providers.errors import openai_error
+from guardstream.sse import Event, encode_event
 
 PROVIDER = "openai-chat"
+EVENT_NAMES = frozenset({None, "message", "error"})
+
+STRUCTURAL = frozenset(
+    {
+        "id",
+        "object",
+        "created",
+        "model",
+        "system_fingerprint",
+        "service_tier",
+        "index",
+        "finish_reason",
+        "role",
+        "type",
+        "obfuscation",
+        "tool_call_id",
+        "tool_choice",
+        "expires_at",
+        "format",
+        "voice",
+        "url",
+        "modalities",
+        "reasoning_effort",
+        "stop",
+    }
+)
+KNOWN_KEYS = frozenset(
+    {
+        *STRUCTURAL,
+        "choices",
+        "delta",
+        "message",
+        "content",
+        "refusal",
+        "tool_calls",
+        "function",
+        "name",
+        "arguments",
+        "function_call",
+        "logprobs",
+        "token",
+        "logprob",
+        "bytes",
+        "top_logprobs",
+        "usage",
+        "prompt_tokens",
+        "completion_tokens",
+        "total_tokens",
+        "prompt_tokens_details",
+        "completion_tokens_details",
+        "cached_tokens",
+        "audio_tokens",
+        "reasoning_tokens",
+        "accepted_prediction_tokens",
+        "rejected_prediction_tokens",
+        "audio",
+        "data",
+        "transcript",
+        "annotations",
+        "url_citation",
+        "url",
+        "title",
+        "start_index",
+        "end_index",
+        "text",
+        "reasoning",
+        "reasoning_content",
+        "error",
+        "param",
+        "code",
+        "messages",
+        "tools",
+        "description",
+        "parameters",
+        "properties",
+        "required",
+        "stream",
+        "stream_options",
+        "include_usage",
+        "temperature",
+        "top_p",
+        "n",
+        "max_tokens",
+        "max_completion_tokens",
+        "seed",
+        "user",
+        "metadata",
+        "response_format",
+        "json_schema",
+        "schema",
+        "strict",
+        "prediction",
+        "image_url",
+        "detail",
+        "input_audio",
+        "file",
+        "file_id",
+        "file_data",
+        "filename",
+        "functions",
+        "presence_penalty",
+        "frequency_penalty",
+        "logit_bias",
+        "parallel_tool_calls",
+        "store",
+        "enum",
+        "items",
+        "additionalProperties",
+    }
+)
+# Binary payloads, not text: base64 audio and inline files or images.
+OPAQUE = frozenset(
+    {
+        "delta.audio.data",
+        "message.audio.data",
+        "messages.content.input_audio.data",
+        "messages.content.file.file_data",
+        "messages.audio.data",
+    }
+)
+LOGPROB_KEYS = frozenset({"token", "logprob", "bytes", "top_logprobs"})
+ALTERNATIVE_KEYS = frozenset({"token", "logprob", "bytes"})
+ALIASES = {"delta.content.text": "delta.content", "message.content.text": "message.content"}
+WALKER = TextWalker(STRUCTURAL, KNOWN_KEYS, OPAQUE, ALIASES)
+
+
+def _top_views(field: str) -> tuple[Channel, ...]:
+    return (("top", field),)
+
+
+def _index(item: dict[str, Any], default: int) -> int:
+    """A choice's or tool call's `index`: a channel key, so it must be a plain int (fail closed)."""
+    index = item.get("index", default)
+    if not isinstance(index, int) or isinstance(index, bool):
+        raise ProviderError(f"the upstream sent an index that is not an integer: {type(index).__name__}")
+    return index
+
+
+def extract(payload: Any, out: list[TextPart]) -> None:
+    """Every string of a chunk or a whole completion, with its views."""
+    if not isinstance(payload, dict):
+        WALKER.walk(payload, (), "", _top_views, out)
+        return
+    for key, value in payload.items():
+        if key not in KNOWN_KEYS:
+            out.append(TextPart((), key, (key,), is_key=True))
+        if key == "choices" and isinstance(value, list):
+            for pos, choice in enumerate(value):
+                if isinstance(choice, dict):
+                    _extract_choice(choice, pos, out)
+                else:
+                    WALKER.walk(choice, ("choices", pos), "choices", _top_views, out)
+        else:
+            WALKER.walk(value, (key,), key, _top_views, out)
+
+
+def _extract_choice(choice: dict[str, Any], pos: int, out: list[TextPart]) -> None:
+    idx = _index(choice, pos)
+
+    def views(field: str) -> tuple[Channel, ...]:
+        return (("i", idx, field), ("p", pos, field))
+
+    base = ("choices", pos)
+    for key, value in choice.items():
+        if key not in KNOWN_KEYS:
+            out.append(TextPart((), key, (*base, key), is_key=True))
+        if key in ("delta", "message") and isinstance(value, dict):
+            for field, item in value.items():
+                if field not in KNOWN_KEYS:
+                    out.append(TextPart((), field, (*base, key, field), is_key=True))
+                if field == "tool_calls" and isinstance(item, list):
+                    _extract_tool_calls(item, idx, pos, (*base, key, field), out)
+                else:
+                    WALKER.walk(item, (*base, key, field), f"{key}.{field}", views, out)
+        elif key == "logprobs":
+            WALKER.walk(_top_logprobs_only(value), (*base, key), key, views, out)
+        else:
+            WALKER.walk(value, (*base, key), key, views, out)
+
+
+def _extract_tool_calls(calls: list[Any], idx: int, pos: int, base: tuple[str | int, ...], out: list[TextPart]) -> None:
+    for tool_pos, call in enumerate(calls):
+        tool_idx = _index(call, tool_pos) if isinstance(call, dict) else tool_pos
+
+        def views(field: str, tool_idx: int = tool_idx, tool_pos: int = tool_pos) -> tuple[Channel, ...]:
+            return (("i", idx, "tool", tool_idx, field), ("p", pos, "tool", tool_pos, field))
+
+        WALKER.walk(call, (*base, tool_pos), "", views, out)
+
+
+def _top_logprobs_only(logprobs: Any) -> Any:
+    """The strings of `logprobs` that are text of their own: the alternatives in `top_logprobs`
+    (the chosen `token`s are copies of the content, checked by `_logprobs_agree`)."""
+    if not isinstance(logprobs, dict):
+        return logprobs
+    found: dict[str, Any] = {}
+    for key, entries in logprobs.items():
+        if key in ("content", "refusal") and isinstance(entries, list):
+            found[key] = [
+                {"top_logprobs": entry.get("top_logprobs")} if isinstance(entry, dict) else entry for entry in entries
+            ]
+        else:
+            found[key] = entries
+    return found
+
+
+def _logprobs_agree(choice: dict[str, Any]) -> bool:
+    """Do the chosen tokens spell exactly the event's text, and each `bytes` its token?"""
+    logprobs = choice.get("logprobs")
+    if logprobs is None:
+        return True
+    if not isinstance(logprobs, dict):
+        return False
+    delta = choice.get("delta") or choice.get("message") or {}
+    if not isinstance(delta, dict):
+        return False
+    for key, entries in logprobs.items():
+        if entries is None:
+            continue
+        if key not in ("content", "refusal") or not isinstance(entries, list):
+            return False
+        tokens = []
+        for entry in entries:
+            if not isinstance(entry, dict) or not isinstance(entry.get("token"), str) or not _bytes_agree(entry):
+                return False
+            if not entry.keys() <= LOGPROB_KEYS:
+                return False
+            alternatives = entry.get("top_logprobs") or []
+            if not isinstance(alternatives, list):
+                return False
+            for alternative in alternatives:
+                if not isinstance(alternative, dict) or not alternative.keys() <= ALTERNATIVE_KEYS:
+                    return False
+                if not _bytes_agree(alternative):
+                    return False
+            tokens.append(entry["token"])
+        text = delta.get(key)
+        if "".join(tokens) != (text if isinstance(text, str) else ""):
+            return False
+    return True
+
+
+def _bytes_agree(entry: dict[str, Any]) -> bool:
+    raw = entry.get("bytes")
+    token = entry.get("token")
+    return raw is None or (isinstance(token, str) and raw == list(token.encode("utf-8", "surrogatepass")))
 
 
 class OpenAIChatStream:
@@ -20,57 +276,63 @@ class OpenAIChatStream:
 
     def __init__(self) -> None:
         self._template: dict[str, Any] = {}
-        self._open_choices: set[int] = set()
+        self._indices: set[int] = set()
+        self._done = False
+
+    @property
+    def is_complete(self) -> bool:
+        return self._done
 
     def parse(self, event: Event) -> ParsedEvent:
+        if event.event not in EVENT_NAMES:
+            raise ProviderError("the upstream sent an event name Chat Completions does not use")
         if event.data.startswith("[DONE]"):
-            return ParsedEvent(closes_all=True)
-        payload = loads_event(event)
+            if event.data != "[DONE]":
+                raise ProviderError("the upstream sent text after [DONE]")
+            self._done = True
+            return ParsedEvent(is_end=True)
+        payload = loads_strict(event.data)
         if not isinstance(payload, dict):
-            return ParsedEvent(payload=payload)
-        if payload.get("error"):
-            return ParsedEvent(payload=payload, closes_all=True)
+            raise ProviderError("the upstream sent an event that is not a JSON object")
         parsed = ParsedEvent(payload=payload)
+        choices = payload.get("choices")
+        if isinstance(choices, list):
+            for pos, choice in enumerate(choices):
+                if isinstance(choice, dict):
+                    self._indices.add(_index(choice, pos))
+                    if not _logprobs_agree(choice):
+                        choice["logprobs"] = None
+                        parsed.needs_rewrite = True
+        extract(payload, parsed.parts)
+        if payload.get("error") or event.event == "error":
+            parsed.is_error = parsed.is_end = True
+            self._done = True
+            return parsed
         for key in ("id", "object", "created", "model", "system_fingerprint"):
             if key in payload:
                 self._template[key] = payload[key]
-        choices = payload.get("choices")
-        if not isinstance(choices, list):
-            return parsed
-        for i, choice in enumerate(choices):
-            if not isinstance(choice, dict):
-                continue
-            index = _index(choice, i)
-            self._open_choices.add(index)
-            delta = choice.get("delta")
-            if isinstance(delta, dict):
-                _delta_parts(parsed.parts, delta, index, ("choices", i, "delta"))
-            if choice.get("finish_reason") is not None:
-                parsed.closes.append((index,))
-                self._open_choices.discard(index)
         return parsed
 
-    def rewrite(self, event: Event, parsed: ParsedEvent, texts: list[str]) -> bytes:
-        for part, text in zip(parsed.parts, texts, strict=True):
-            set_path(parsed.payload, part.path, text)
-        return replace_data(event, dumps(parsed.payload))
-
-    def rewrite_partial(self, event: Event, parsed: ParsedEvent, texts: list[str]) -> bytes:
-        """The released start of the event a block cut through: no finish_reason and no usage,
-        since the stream does not end the way this event said."""
-        for choice in parsed.payload.get("choices") or []:
-            if isinstance(choice, dict):
-                choice["finish_reason"] = None
-        parsed.payload.pop("usage", None)
-        return self.rewrite(event, parsed, texts)
-
-    def reopen(self, parsed: ParsedEvent) -> None:
-        """An event that never reached the client: the choices it finished are still open."""
+    def render(self, event: Event, parsed: ParsedEvent, texts: Sequence[str], *, partial: bool) -> bytes:
+        if parsed.payload is None:  # [DONE]
+            return encode_event("[DONE]")
         payload = parsed.payload
+        changed = {
+            part.path[1]
+            for part, text in zip(parsed.parts, texts, strict=True)
+            if text != part.text and _in_choice(part)
+        }
         choices = payload.get("choices") if isinstance(payload, dict) else None
-        for i, choice in enumerate(choices or []):
-            if isinstance(choice, dict) and choice.get("finish_reason") is not None:
-                self._open_choices.add(_index(choice, i))
+        if isinstance(choices, list):
+            for pos, choice in enumerate(choices):
+                if isinstance(choice, dict) and (partial or pos in changed) and choice.get("logprobs") is not None:
+                    # A copy of text that no longer is what the event says: drop it.
+                    choice["logprobs"] = None
+                if partial and isinstance(choice, dict) and "finish_reason" in choice:
+                    choice["finish_reason"] = None
+        if partial and isinstance(payload, dict):
+            payload.pop("usage", None)
+        return render_json_event(event, parsed, texts, event_name=event.event if event.event != "message" else None)
 
     def violation_event(self, message: str) -> bytes:
         return encode_event(dumps({"error": _error(message, "content_filter")}))
@@ -82,90 +344,55 @@ class OpenAIChatStream:
         template = {"id": "chatcmpl-guardstream", "object": "chat.completion.chunk", "created": 0, "model": ""}
         template.update(self._template)
         out = []
-        for index in sorted(self._open_choices) or [0]:
+        for index in sorted(self._indices) or [0]:
             chunk = dict(template)
             chunk["choices"] = [{"index": index, "delta": {}, "logprobs": None, "finish_reason": "content_filter"}]
             out.append(encode_event(dumps(chunk)))
         out.append(encode_event("[DONE]"))
         return b"".join(out)
 
-
-def _index(item: dict[str, Any], default: int) -> int:
-    """A choice's or tool call's `index`: a channel key, so it must be a plain int (fail closed)."""
-    index = item.get("index", default)
-    if not isinstance(index, int) or isinstance(index, bool):
-        raise ProviderError(f"the upstream sent an index that is not an integer: {type(index).__name__}")
-    return index
+    def keepalive(self) -> bytes:
+        return b": keep-alive\n\n"
 
 
-def _delta_parts(parts: list[TextPart], delta: dict[str, Any], index: int, base: tuple[str | int, ...]) -> None:
-    for field in ("content", "refusal"):
-        text = delta.get(field)
-        if isinstance(text, str) and text:
-            parts.append(TextPart((index, field), text, (*base, field)))
-    tool_calls = delta.get("tool_calls")
-    if isinstance(tool_calls, list):
-        for k, call in enumerate(tool_calls):
-            if not isinstance(call, dict):
-                continue
-            function = call.get("function")
-            arguments = function.get("arguments") if isinstance(function, dict) else None
-            if isinstance(arguments, str) and arguments:
-                channel = (index, "tool", _index(call, k))
-                parts.append(TextPart(channel, arguments, (*base, "tool_calls", k, "function", "arguments")))
+def _in_choice(part: TextPart) -> bool:
+    return len(part.path) > 1 and part.path[0] == "choices"
 
 
 def _error(message: str, code: str, type_: str = "invalid_request_error") -> dict[str, Any]:
     return {"message": message, "type": type_, "param": None, "code": code}
 
 
-def error_body(message: str, code: str) -> bytes:
-    return dumps({"error": _error(message, code)}).encode()
+class OpenAIChatPayload:
+    """Chat Completions request and response bodies."""
 
-
-def request_texts(body: Any) -> list[tuple[tuple[str | int, ...], str]]:
-    """Text a request sends the model: message contents (string or content parts) and the
-    arguments of earlier tool calls in the history, where a secret travels just as well."""
-    found: list[tuple[tuple[str | int, ...], str]] = []
-    messages = body.get("messages") if isinstance(body, dict) else None
-    if not isinstance(messages, list):
-        return found
-    for i, message in enumerate(messages):
-        if not isinstance(message, dict):
-            continue
-        content = message.get("content")
-        if isinstance(content, str):
-            found.append((("messages", i, "content"), content))
-        elif isinstance(content, list):
-            for j, part in enumerate(content):
-                if isinstance(part, dict) and isinstance(part.get("text"), str):
-                    found.append((("messages", i, "content", j, "text"), part["text"]))
-        tool_calls = message.get("tool_calls")
-        for k, call in enumerate(tool_calls if isinstance(tool_calls, list) else []):
-            function = call.get("function") if isinstance(call, dict) else None
-            if isinstance(function, dict) and isinstance(function.get("arguments"), str):
-                found.append((("messages", i, "tool_calls", k, "function", "arguments"), function["arguments"]))
-        function_call = message.get("function_call")
-        if isinstance(function_call, dict) and isinstance(function_call.get("arguments"), str):
-            found.append((("messages", i, "function_call", "arguments"), function_call["arguments"]))
-    return found
-
-
-def response_parts(body: Any) -> list[TextPart]:
-    parts: list[TextPart] = []
-    choices = body.get("choices") if isinstance(body, dict) else None
-    if not isinstance(choices, list):
+    def request_parts(self, body: Any) -> list[TextPart]:
+        parts: list[TextPart] = []
+        # One channel for the whole request: the model reads it as one text, so a key split over
+        # two messages or two content parts is still one key.
+        WALKER.walk(body, (), "", _request_views, parts)
         return parts
-    for i, choice in enumerate(choices):
-        if isinstance(choice, dict) and isinstance(choice.get("message"), dict):
-            _delta_parts(parts, choice["message"], _index(choice, i), ("choices", i, "message"))
-    return parts
+
+    def response_parts(self, body: Any) -> list[TextPart]:
+        parts: list[TextPart] = []
+        extract(body, parts)
+        return parts
+
+    def error_body(self, message: str, code: str, *, status: int) -> bytes:
+        return openai_error(message, code, status=status)
+
+    def finish_body(self, body: Any, parts: Sequence[TextPart], texts: Sequence[str]) -> Any:
+        rewrite_payload(body, parts, texts)
+        cut = {part.path[1] for part, text in zip(parts, texts, strict=True) if text != part.text and _in_choice(part)}
+        for pos, choice in enumerate(body.get("choices") or []):
+            if isinstance(choice, dict) and pos in cut:
+                choice["finish_reason"] = "content_filter"
+                choice["logprobs"] = None
+        return body
 
 
-OPENAI_CHAT = Provider(
-    name=PROVIDER,
-    stream_codec=OpenAIChatStream,
-    request_texts=request_texts,
-    response_parts=response_parts,
-    error_body=error_body,
-)
+def _request_views(field: str) -> tuple[Channel, ...]:
+    return (("request",),)
+
+
+OPENAI_CHAT = Provider(name=PROVIDER, stream_codec=OpenAIChatStream, payload=OpenAIChatPayload())

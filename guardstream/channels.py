@@ -1,0 +1,216 @@
+"""The text of one answer (or one request) as a client reads it: views, windows and released parts.
+
+Sans-I/O. A payload's strings arrive as `TextPart`s. A *text* part streams through one `Window`
+per view it belongs to: the concatenations a client may read (a choice by index and by
+position; an Anthropic block on its own and all text blocks in a row). Views that have read the
+same text so far share one window, so a one-choice answer costs one window; when a part reaches
+only some of the views sharing a window, the window is forked and they go their own ways.
+
+A part is released as far as every one of its windows allows, and rendered with the union of
+their redactions, so the text a client sees is safe on every view at once. A *value* part (an
+id, a type, an object key) is checked on its own, once per distinct value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from guardstream.payload import Channel, TextPart
+from guardstream.rules import Rule
+from guardstream.window import (
+    DEFAULT_CONTEXT_CHARS,
+    DEFAULT_MAX_HOLDBACK_CHARS,
+    Verdict,
+    Violation,
+    Window,
+    apply_redactions,
+)
+
+
+class ChannelObserver(Protocol):
+    """Where moderation reports what it decided (metrics implement this)."""
+
+    def on_violation(self, violation: Violation) -> None: ...
+
+    def on_holdback(self, chars: int) -> None: ...
+
+    def on_forced_release(self, chars: int) -> None: ...
+
+
+@dataclass(slots=True)
+class PartState:
+    """Where one part stands: which windows hold it and how much of it has been rendered."""
+
+    part: TextPart
+    # (window, start, end): the part's text occupies [start, end) of each window.
+    spans: list[tuple[Window, int, int]] = field(default_factory=list)
+    rendered_to: int = 0
+    pieces: list[str] = field(default_factory=list)
+
+    @property
+    def is_released(self) -> bool:
+        return self.rendered_to >= len(self.part.text)
+
+    def rendered(self) -> str:
+        return "".join(self.pieces)
+
+    def is_unchanged(self) -> bool:
+        return self.is_released and self.rendered() == self.part.text
+
+
+class TextChannels:
+    """All the windows of one answer or request, keyed by view."""
+
+    def __init__(
+        self,
+        rules: Sequence[Rule],
+        *,
+        max_holdback_chars: int = DEFAULT_MAX_HOLDBACK_CHARS,
+        context_chars: int = DEFAULT_CONTEXT_CHARS,
+        normalize: bool = True,
+        observer: ChannelObserver | None = None,
+    ) -> None:
+        self.rules = tuple(rules)
+        self.max_holdback_chars = max_holdback_chars
+        self.context_chars = context_chars
+        self.normalize = normalize
+        self.observer = observer
+        self.violations: list[Violation] = []
+        self.blocked: Violation | None = None
+        self.is_redacted = False
+        self._views: dict[Channel, Window] = {}
+        # Which views read each window (by id): a window is forked when a part reaches only some.
+        self._readers: dict[int, set[Channel]] = {}
+        self._values: dict[tuple[str, bool], tuple[str, Violation | None]] = {}
+
+    def _window(self) -> Window:
+        return Window(
+            self.rules,
+            max_holdback_chars=self.max_holdback_chars,
+            context_chars=self.context_chars,
+            normalize=self.normalize,
+        )
+
+    def add(self, part: TextPart) -> PartState:
+        """Take in one part: a text part is pushed into its windows, a value is decided now."""
+        state = PartState(part)
+        if part.is_value:
+            rendered, blocked = self._check_value(part)
+            state.pieces.append(rendered)
+            state.rendered_to = len(part.text)
+            if blocked is not None and self.blocked is None:
+                self.blocked = blocked
+            return state
+        for window in self._windows_for(part.views):
+            start = window.end
+            verdict = window.push(part.text)
+            state.spans.append((window, start, window.end))
+            self._note(verdict)
+        return state
+
+    def flush(self) -> None:
+        """The text is complete: decide everything still held."""
+        for window in {id(w): w for w in self._views.values()}.values():
+            self._note(window.flush())
+
+    def render(self, state: PartState) -> None:
+        """Advance `state.pieces` to what every window of the part has released."""
+        if state.is_released or not state.spans:
+            return
+        length = len(state.part.text)
+        upto = length
+        for window, start, end in state.spans:
+            upto = min(upto, max(0, min(window.released, end) - start))
+        if upto <= state.rendered_to:
+            return
+        lo = state.rendered_to
+        if len(state.spans) == 1:
+            window, start, _ = state.spans[0]
+            state.pieces.append(window.render(start + lo, start + upto))
+        else:
+            redactions: list[tuple[int, int, str]] = []
+            for window, start, _ in state.spans:
+                redactions += [(s - start, e - start, r) for s, e, r in window.redactions(start + lo, start + upto)]
+            state.pieces.append(apply_redactions(state.part.text[lo:upto], lo, _merge(redactions)))
+        state.rendered_to = upto
+
+    @property
+    def held_chars(self) -> int:
+        return sum(w.end - w.released for w in {id(w): w for w in self._views.values()}.values())
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _windows_for(self, views: tuple[Channel, ...]) -> list[Window]:
+        wanted = set(views)
+        windows: dict[int, Window] = {}
+        fresh: list[Channel] = []
+        for view in views:
+            window = self._views.get(view)
+            if window is None:
+                fresh.append(view)
+                continue
+            if id(window) in windows:
+                continue
+            readers = self._readers[id(window)]
+            if not readers <= wanted:
+                # Some readers of this window do not read this part: they keep the window, the
+                # views that read the part go on with a copy.
+                twin = window.fork()
+                moving = readers & wanted
+                readers -= moving
+                self._readers[id(twin)] = moving
+                for moved in moving:
+                    self._views[moved] = twin
+                window = twin
+            windows[id(window)] = window
+        if fresh:
+            # Views that have read nothing so far all read the same text from here on.
+            window = self._window()
+            self._readers[id(window)] = set(fresh)
+            for view in fresh:
+                self._views[view] = window
+            windows[id(window)] = window
+        return list(windows.values())
+
+    def _check_value(self, part: TextPart) -> tuple[str, Violation | None]:
+        key = (part.text, part.is_key)
+        cached = self._values.get(key)
+        if cached is not None:
+            return cached
+        window = self._window()
+        window.push(part.text)
+        verdict = window.flush()
+        self._note(verdict, observe=False)
+        rendered = window.render(0, verdict.released)
+        result = (rendered, verdict.blocked)
+        self._values[key] = result
+        return result
+
+    def _note(self, verdict: Verdict, *, observe: bool = True) -> None:
+        observer = self.observer
+        for violation in verdict.violations:
+            self.violations.append(violation)
+            if violation.action == "redact":
+                self.is_redacted = True
+            if observer is not None:
+                observer.on_violation(violation)
+        if verdict.blocked is not None and self.blocked is None:
+            self.blocked = verdict.blocked
+        if observe and observer is not None:
+            observer.on_holdback(verdict.held_chars)
+            if verdict.forced_chars:
+                observer.on_forced_release(verdict.forced_chars)
+
+
+def _merge(redactions: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+    """Overlapping redactions from several windows become one; the earliest one's replacement wins."""
+    merged: list[tuple[int, int, str]] = []
+    for start, end, replacement in sorted(redactions):
+        if merged and start < merged[-1][1]:
+            last = merged[-1]
+            merged[-1] = (last[0], max(last[1], end), last[2])
+        else:
+            merged.append((start, end, replacement))
+    return merged

@@ -1,0 +1,235 @@
+"""The moderation service behind every face: the proxy, the ASGI middleware and the Python API.
+
+A `Guard` is built once from a `Config`: rules per direction, settings, metrics. It knows no
+HTTP. It checks (and redacts) request bodies, moderates whole answers and error bodies, makes
+the `StreamModerator` for a streamed answer, and moderates plain text, whole or streamed:
+
+```python
+guard = Guard()                                   # the default packs: pii, secrets
+guard.check("my key is AKIA4HJQ7XRZ2PLWKD5N").blocked          # Violation(rule=secrets.aws-…)
+
+async for piece in guard.stream(model_tokens()):   # released text; raises Blocked at a match
+    await websocket.send_text(piece)
+```
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from guardstream.channels import ChannelObserver, TextChannels
+from guardstream.config import Config, ModerationSettings
+from guardstream.errors import ConfigError, GuardstreamError
+from guardstream.metrics import Metrics
+from guardstream.packs import load_rules
+from guardstream.payload import TextPart, TextWalker, dumps, loads_strict
+from guardstream.providers.base import Provider, StreamCodec, block_message, rewrite_payload
+from guardstream.rules import Direction, Rule, RuleSet, longest_example_match
+from guardstream.stream import StreamModerator
+from guardstream.window import TextVerdict, Violation, Window, moderate_text
+
+
+class Blocked(GuardstreamError):
+    """A rule blocked the text. `rule` and `category` name it; the text is never included.
+
+    ```python
+    try:
+        async for piece in guard.stream(tokens):
+            await send(piece)
+    except guardstream.Blocked as exc:
+        await send(f"[stopped: {exc.category}]")
+    ```
+    """
+
+    def __init__(self, violation: Violation, *, direction: Direction = "output") -> None:
+        self.violation = violation
+        self.rule = violation.rule.id
+        self.category = violation.rule.category
+        self.direction = direction
+        super().__init__(block_message(self.rule, self.category))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(rule={self.rule!r}, category={self.category!r}, direction={self.direction!r})"
+
+
+@dataclass
+class BodyVerdict:
+    """What moderation decided about a JSON body (a request, a whole answer, an error body)."""
+
+    payload: Any
+    parts: list[TextPart] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+    violations: list[Violation] = field(default_factory=list)
+    blocked: Violation | None = None
+    is_changed: bool = False
+
+
+def check_holdback(rules: Iterable[Rule], max_holdback_chars: int) -> None:
+    """Zero leak holds for matches up to max_holdback_chars; a cap below a rule's own examples
+    would quietly switch that rule off, so refuse to start instead."""
+    for rule in rules:
+        longest = longest_example_match(rule)
+        if rule.action != "flag" and longest > max_holdback_chars:
+            raise ConfigError(
+                f"max_holdback_chars = {max_holdback_chars} is shorter than matches of rule {rule.id} "
+                f"({longest} characters in its examples), which could then leak; raise it to at least {longest}."
+            )
+
+
+# Error bodies: the message text and whatever else they carry, one text; codes and types on their own.
+ERROR_WALKER = TextWalker(
+    structural=frozenset({"type", "code", "status", "param", "request_id", "id", "reason", "domain"}),
+    known_keys=frozenset(
+        {"error", "type", "code", "status", "param", "message", "request_id", "details", "id", "reason", "domain"}
+    ),
+)
+
+
+class Guard:
+    """Moderation for one set of rules and settings.
+
+    `config` names the packs (`[moderation] packs`) and settings; `rules` (a loaded `RuleSet`)
+    replaces the packs when given. `metrics` records what the guard does.
+    """
+
+    def __init__(
+        self,
+        config: Config | None = None,
+        *,
+        rules: RuleSet | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.config = config or Config()
+        self.settings: ModerationSettings = self.config.moderation
+        self.ruleset = rules if rules is not None else load_rules(self.settings.packs)
+        check_holdback(self.ruleset, self.settings.max_holdback_chars)
+        self.output_rules: tuple[Rule, ...] = self.ruleset.for_direction("output")
+        self.input_rules: tuple[Rule, ...] = self.ruleset.for_direction("input")
+        self.metrics = metrics
+
+    def rules_for(self, direction: Direction) -> tuple[Rule, ...]:
+        return self.output_rules if direction == "output" else self.input_rules
+
+    # -- plain text ---------------------------------------------------------------------------
+
+    def check(self, text: str, *, direction: Direction = "output") -> TextVerdict:
+        """Moderate a complete text: the same decisions a stream of it would get, however split."""
+        return moderate_text(self.rules_for(direction), text, normalize=self.settings.normalize)
+
+    def window(self, *, direction: Direction = "output") -> Window:
+        return Window(
+            self.rules_for(direction),
+            max_holdback_chars=self.settings.max_holdback_chars,
+            context_chars=self.settings.context_chars,
+            normalize=self.settings.normalize,
+        )
+
+    async def stream(self, chunks: AsyncIterable[str], *, direction: Direction = "output") -> AsyncIterator[str]:
+        """Yield text as soon as it is cleared; raise `Blocked` at a block (nothing of it is yielded)."""
+        window = self.window(direction=direction)
+        pos = 0
+        async for chunk in chunks:
+            verdict = window.push(chunk)
+            piece = window.render(pos, verdict.released)
+            pos = verdict.released
+            if piece:
+                yield piece
+            if verdict.blocked is not None:
+                raise Blocked(verdict.blocked, direction=direction)
+        verdict = window.flush()
+        piece = window.render(pos, verdict.released)
+        if piece:
+            yield piece
+        if verdict.blocked is not None:
+            raise Blocked(verdict.blocked, direction=direction)
+
+    def stream_sync(self, chunks: Iterable[str], *, direction: Direction = "output") -> Iterator[str]:
+        """`stream` for synchronous code: the same guarantee, the same `Blocked`."""
+        window = self.window(direction=direction)
+        pos = 0
+        for chunk in chunks:
+            verdict = window.push(chunk)
+            piece = window.render(pos, verdict.released)
+            pos = verdict.released
+            if piece:
+                yield piece
+            if verdict.blocked is not None:
+                raise Blocked(verdict.blocked, direction=direction)
+        verdict = window.flush()
+        piece = window.render(pos, verdict.released)
+        if piece:
+            yield piece
+        if verdict.blocked is not None:
+            raise Blocked(verdict.blocked, direction=direction)
+
+    # -- JSON bodies --------------------------------------------------------------------------
+
+    def moderate_parts(
+        self, payload: Any, parts: list[TextPart], *, direction: Direction, observer: ChannelObserver | None = None
+    ) -> BodyVerdict:
+        """Decide every part of a complete body at once, and write redactions back into `payload`."""
+        channels = TextChannels(
+            self.rules_for(direction),
+            # The whole body is here: nothing needs releasing before it is decided.
+            max_holdback_chars=max(self.settings.max_holdback_chars, sum(len(p.text) for p in parts) + 1),
+            context_chars=self.settings.context_chars,
+            normalize=self.settings.normalize,
+            observer=observer,
+        )
+        states = [channels.add(part) for part in parts]
+        channels.flush()
+        for state in states:
+            channels.render(state)
+        texts = [state.rendered() for state in states]
+        verdict = BodyVerdict(payload, parts, texts, list(channels.violations), channels.blocked)
+        if channels.blocked is None:
+            verdict.is_changed = any(t != p.text for t, p in zip(texts, parts, strict=True))
+            if verdict.is_changed:
+                rewrite_payload(payload, parts, texts)
+        return verdict
+
+    def check_request(self, provider: Provider, payload: Any) -> BodyVerdict:
+        """Input rules over every string of a request body the model reads (rewritten on redaction)."""
+        return self.moderate_parts(payload, provider.payload.request_parts(payload), direction="input")
+
+    def moderate_answer(self, provider: Provider, payload: Any) -> BodyVerdict:
+        """Output rules over a whole (non-streaming) answer."""
+        return self.moderate_parts(payload, provider.payload.response_parts(payload), direction="output")
+
+    def moderate_error_body(self, body: bytes) -> tuple[bytes, Violation | None, bool]:
+        """An upstream's error body passes the output rules like any answer: (body, block, changed).
+
+        JSON bodies keep their shape (every string is text); anything else is moderated as text.
+        A body that is neither valid JSON nor UTF-8 cannot be read, so it is not relayed: callers
+        replace it with their own error.
+        """
+        try:
+            payload = loads_strict(body)
+        except GuardstreamError:
+            try:
+                text = body.decode("utf-8")
+            except UnicodeDecodeError:
+                return b"", None, True
+            verdict = self.check(text)
+            return verdict.text.encode(), verdict.blocked, verdict.text != text
+        parts: list[TextPart] = []
+        ERROR_WALKER.walk(payload, (), "", lambda field: (("error",),), parts)
+        result = self.moderate_parts(payload, parts, direction="output")
+        if result.is_changed:
+            return dumps(result.payload).encode(), None, True
+        return body, result.blocked, False
+
+    # -- streams ------------------------------------------------------------------------------
+
+    def stream_moderator(self, codec: StreamCodec, *, observer: Any = None) -> StreamModerator:
+        return StreamModerator(
+            codec,
+            self.output_rules,
+            max_holdback_chars=self.settings.max_holdback_chars,
+            context_chars=self.settings.context_chars,
+            on_violation=self.settings.on_violation,
+            normalize=self.settings.normalize,
+            observer=observer,
+        )

@@ -1,0 +1,167 @@
+"""JSON payloads as moderated text: strict parsing, and every string found, not just the known ones.
+
+Two parsers reading the same bytes must agree, or a guard checks one text while the client (or
+the model) reads another. Python's `json` quietly keeps the *last* of two duplicate keys, accepts
+`NaN`, turns `1e400` into infinity and rejects what other parsers accept. So a payload is only
+trusted when it is unambiguous: duplicate keys, non-finite numbers, invalid UTF-8, trailing data
+and absurd nesting are refused (fail closed) instead of being read one way here and another way
+there.
+
+Default deny: `TextWalker` returns every string of a payload as text to moderate, except values
+of a closed, per-format set of *structural* keys (ids, type, role, model, finish reasons), which
+are still checked, each value on its own, and a closed set of *opaque* fields (base64 audio or
+image data, signatures) that carry no readable text. A field a provider adds tomorrow is
+moderated, not forwarded on trust.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Any
+
+from guardstream.errors import ProviderError
+
+Channel = tuple[Hashable, ...]
+JsonPath = tuple[str | int, ...]
+Views = Callable[[str], tuple[Channel, ...]]
+# Inline images and audio are pixels and samples, not text a reader sees.
+BINARY_DATA_URLS = ("data:image/", "data:audio/")
+
+
+class AmbiguousJSON(ProviderError):
+    """JSON that parsers may read differently (or not at all): refused rather than guessed."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        duplicate = next(key for key, _ in pairs if key in seen or seen.add(key))  # type: ignore[func-returns-value]
+        raise AmbiguousJSON(f"the JSON has the key {duplicate!r} twice; parsers disagree on which one counts")
+    return obj
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise AmbiguousJSON("the JSON has a number too large for a double")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise AmbiguousJSON(f"the JSON has {name}, which is not JSON")
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys, parse_float=_finite, parse_constant=_no_constant)
+
+
+def loads_strict(data: str | bytes) -> Any:
+    """Parse JSON that every conforming parser reads the same way; raise `AmbiguousJSON` otherwise."""
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise AmbiguousJSON(f"the body is not valid UTF-8 (byte {exc.start})") from None
+    if data.startswith("\ufeff"):
+        raise AmbiguousJSON("the JSON starts with a byte-order mark")
+    try:
+        return _DECODER.decode(data)
+    except AmbiguousJSON:
+        raise
+    except RecursionError:
+        raise AmbiguousJSON("the JSON is nested too deeply") from None
+    except ValueError as exc:
+        # JSONDecodeError, and the int parser's limit on digit count.
+        raise AmbiguousJSON(f"the body is not valid JSON ({exc})") from None
+
+
+def dumps(payload: Any) -> str:
+    # ensure_ascii keeps U+2028/U+2029/U+0085 escaped: some SDK parsers split lines on them.
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+
+
+@dataclass(slots=True)
+class TextPart:
+    """One string of a payload, and how it is moderated.
+
+    A *text* part streams through one window per view (`views`): the concatenations a client may
+    read (a choice by its `index`, and by its position in `choices`). A *value* part (no views:
+    an id, a type, an object key) is checked on its own. `path` locates it for rewriting; with
+    `is_key` the string is the last key of the path itself.
+    """
+
+    views: tuple[Channel, ...]
+    text: str
+    path: JsonPath
+    is_key: bool = False
+
+    @property
+    def is_value(self) -> bool:
+        return not self.views
+
+
+@dataclass(frozen=True)
+class TextWalker:
+    """Finds every string under a node, for one wire format.
+
+    `structural`: keys whose string values are checked on their own (never joined into a text);
+    `known_keys`: object keys that need no check (the format's own vocabulary; any other key is a
+    string the payload carries and is checked as a value); `opaque`: dotted field names (list
+    indices left out) whose values are binary data, not text; `aliases`: field names that are
+    the same text as another (a content given as a list of parts is the content).
+    """
+
+    structural: frozenset[str]
+    known_keys: frozenset[str]
+    opaque: frozenset[str] = frozenset()
+    aliases: dict[str, str] | None = None
+
+    def walk(self, node: Any, path: JsonPath, field: str, views: Views, out: list[TextPart]) -> None:
+        """Append a part for every string under `node` (at `path`; `field` is its dotted name)."""
+        if isinstance(node, str):
+            if field in self.opaque or not node or node.startswith(BINARY_DATA_URLS):
+                return
+            key = field.rpartition(".")[2]
+            if key in self.structural:
+                out.append(TextPart((), node, path))
+            else:
+                name = self.aliases.get(field, field) if self.aliases else field
+                out.append(TextPart(views(name), node, path))
+        elif isinstance(node, dict):
+            prefix = f"{field}." if field else ""
+            for key, value in node.items():
+                if key not in self.known_keys:
+                    out.append(TextPart((), key, (*path, key), is_key=True))
+                self.walk(value, (*path, key), prefix + key, views, out)
+        elif isinstance(node, list):
+            for i, item in enumerate(node):
+                self.walk(item, (*path, i), field, views, out)
+
+
+def set_text(payload: Any, part: TextPart, text: str) -> None:
+    """Write `text` where `part` was found (renaming the key for a key part)."""
+    target = payload
+    for key in part.path[:-1]:
+        target = target[key]
+    last = part.path[-1]
+    if not part.is_key:
+        target[last] = text
+        return
+    if text == last:
+        return
+    # Rename the key in place, keeping the order of the others.
+    assert isinstance(last, str) and isinstance(target, dict)
+    items = list(target.items())
+    target.clear()
+    for key, value in items:
+        target[text if key == last else key] = value
+
+
+def get_path(payload: Any, path: JsonPath) -> Any:
+    target = payload
+    for key in path:
+        target = target[key]
+    return target
