@@ -13,6 +13,7 @@ id, a type, an object key) is checked on its own, once per distinct value.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -84,6 +85,8 @@ class TextChannels:
         # Which views read each window (by id): a window is forked when a part reaches only some.
         self._readers: dict[int, set[Channel]] = {}
         self._values: dict[tuple[str, bool], tuple[str, Violation | None]] = {}
+        # Parts still being released, per window (by id): a fork must hold them back as well.
+        self._pending: dict[int, deque[PartState]] = {}
 
     def _window(self) -> Window:
         return Window(
@@ -107,6 +110,11 @@ class TextChannels:
             start = window.end
             verdict = window.push(part.text)
             state.spans.append((window, start, window.end))
+            pending = self._pending.setdefault(id(window), deque())
+            # Parts of one window are released in order: forget the ones that are out.
+            while pending and pending[0].is_released:
+                pending.popleft()
+            pending.append(state)
             self._note(verdict)
         return state
 
@@ -157,7 +165,7 @@ class TextChannels:
             if not readers <= wanted:
                 # Some readers of this window do not read this part: they keep the window, the
                 # views that read the part go on with a copy.
-                twin = window.fork()
+                twin = self._fork(window)
                 moving = readers & wanted
                 readers -= moving
                 self._readers[id(twin)] = moving
@@ -173,6 +181,18 @@ class TextChannels:
                 self._views[view] = window
             windows[id(window)] = window
         return list(windows.values())
+
+    def _fork(self, window: Window) -> Window:
+        """A copy of `window` for views that go their own way. Text it holds was read on those
+        views too, so every part not yet released waits for the copy as well."""
+        twin = window.fork()
+        pending = deque(state for state in self._pending.get(id(window), ()) if not state.is_released)
+        self._pending[id(window)] = pending
+        self._pending[id(twin)] = deque(pending)
+        for state in pending:
+            start, end = next((s, e) for w, s, e in state.spans if w is window)
+            state.spans.append((twin, start, end))
+        return twin
 
     def _check_value(self, part: TextPart) -> tuple[str, Violation | None]:
         key = (part.text, part.is_key)

@@ -72,6 +72,9 @@ def serve(config_path: str | None, upstream: str | None, host: str | None, port:
         click.echo(
             f"guardstream: packs {packs_text}; listening on http://{config.server.host}:{config.server.port}", err=True
         )
+        # Say plainly what is not moderated: pass-through routes reach the upstream on trust.
+        passthrough = ", ".join(config.routes.passthrough) or "nothing"
+        click.echo(f"guardstream: forwarded unmoderated ([routes] passthrough): {passthrough}", err=True)
         # The upstream's Date and Server headers pass through; uvicorn must not add a second pair.
         uvicorn.run(
             app,

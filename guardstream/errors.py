@@ -4,8 +4,9 @@
 GuardstreamError
  ├── ConfigError          a config file, flag or environment variable is wrong (refuse to start)
  │    └── RuleError       a rule pack is wrong: names the file, the rule id and the reason
- ├── ProviderError        an upstream event could not be understood (fail closed)
- └── UpstreamError        the upstream could not be reached or broke off (chained to the httpx error)
+ ├── ProviderError        an upstream event or body could not be understood (fail closed)
+ │    └── AmbiguousJSON   JSON that parsers may read differently (duplicate keys, NaN, ...)
+ └── Blocked              a rule blocked the text (the Python streaming API raises it)
 ```
 
 Messages are sentences that say what to fix, because they are shown to operators at start-up
@@ -44,15 +45,3 @@ class RuleError(ConfigError):
 
 class ProviderError(GuardstreamError):
     """An upstream event that does not follow the provider's wire format."""
-
-
-class UpstreamError(GuardstreamError):
-    """The upstream API could not be reached, or the stream broke off."""
-
-    def __init__(self, reason: str, *, provider: str) -> None:
-        self.reason = reason
-        self.provider = provider
-        super().__init__(f"upstream for {provider} failed: {reason}")
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(reason={self.reason!r}, provider={self.provider!r})"

@@ -67,9 +67,14 @@ def resolve_pack(name: str) -> Path:
 
 
 def load_rules(
-    packs: Iterable[str], *, timeout: float = DEFAULT_TIMEOUT_SECONDS, check_examples: bool = True
+    packs: Iterable[str] | str, *, timeout: float = DEFAULT_TIMEOUT_SECONDS, check_examples: bool = True
 ) -> RuleSet:
-    """Load and compile packs by built-in name or path; raise `RuleError` on the first problem."""
+    """Load and compile packs by built-in name or path; raise `RuleError` on the first problem.
+
+    `packs` is a list of names (`["pii", "secrets"]`) or one comma-separated string (`"pii,secrets"`).
+    """
+    if isinstance(packs, str):
+        packs = [name.strip() for name in packs.split(",") if name.strip()]
     rules: list[Rule] = []
     seen: dict[str, str] = {}
     names: list[str] = []

@@ -73,7 +73,7 @@ def longest_example_match(rule: Rule) -> int:
     return max((e - s for example in rule.examples_match for s, e in find_matches(rule, example)), default=0)
 
 
-def redact_text(text: str, rules: Sequence[Rule]) -> str:
+def redact_text(rules: Sequence[Rule], text: str) -> str:
     """The whole-text redaction that streaming must reproduce exactly, whatever the chunking.
 
     Overlapping matches of redact rules merge into one span, replaced by the replacement of the

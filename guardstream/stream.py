@@ -255,6 +255,9 @@ class StreamModerator:
         if self.on_violation == "finish":
             out.append(self.codec.finish_events())
         else:
-            out.append(self.codec.violation_event(block_message(violation.rule.id, violation.rule.category)))
+            rule = violation.rule
+            out.append(
+                self.codec.violation_event(block_message(rule.id, rule.category), rule=rule.id, category=rule.category)
+            )
         self.is_done = True
         return self._mirror(b"".join(out))

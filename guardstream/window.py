@@ -453,7 +453,7 @@ def check_rule_examples(rule: Rule) -> list[str]:
     for example, should_match in [(e, True) for e in rule.examples_match] + [
         (e, False) for e in rule.examples_no_match
     ]:
-        expected = redact_text(example, [rule])
+        expected = redact_text([rule], example)
         for cut in [len(example), *range(1, len(example))]:
             chunks = [example] if cut == len(example) else [example[:cut], example[cut:]]
             # Whole: the same function as `guardstream scan` and whole JSON answers; split: streamed.

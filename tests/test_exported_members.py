@@ -20,3 +20,45 @@ def test_public_members_are_documented_in_all() -> None:
 
 def test_version_is_a_string() -> None:
     assert isinstance(guardstream.__version__, str)
+
+
+def test_the_public_api_is_exactly_what_users_call_and_extend() -> None:
+    # test for #8: faces, the guard, config, rules, the codec types a custom format needs, and the
+    # errors guardstream raises. Internals stay importable from their modules.
+    assert guardstream.__all__ == [
+        "Blocked",
+        "BodyVerdict",
+        "Config",
+        "ConfigError",
+        "Event",
+        "Guard",
+        "GuardStreamMiddleware",
+        "GuardstreamError",
+        "GuardstreamProxy",
+        "ModerationSettings",
+        "ParsedEvent",
+        "PayloadCodec",
+        "Provider",
+        "ProviderError",
+        "RouteSettings",
+        "Rule",
+        "RuleError",
+        "RuleSet",
+        "ServerSettings",
+        "StreamCodec",
+        "StreamModerator",
+        "TextPart",
+        "TextVerdict",
+        "Timeouts",
+        "Upstreams",
+        "Violation",
+        "__version__",
+        "create_app",
+        "load_config",
+        "load_rules",
+    ]
+
+
+def test_load_rules_takes_one_pack_name_as_a_string() -> None:
+    assert guardstream.load_rules("pii").packs == ("pii",)
+    assert guardstream.load_rules("pii, secrets").packs == ("pii", "secrets")

@@ -144,7 +144,7 @@ def test_overlapping_redactions_merge_into_the_first(tmp_path: Path) -> None:
         '[[rule]]\nid = "t.b"\npattern = "cdef"\naction = "redact"\nreplacement = "<B>"\n'
     )
     rules = load_rules([write_pack(tmp_path, body)]).rules
-    assert redact_text("xabcdefx", rules) == "x<A>x"
+    assert redact_text(rules, "xabcdefx") == "x<A>x"
 
 
 def test_luhn_accepts_real_card_numbers_only() -> None:

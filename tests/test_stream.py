@@ -58,12 +58,12 @@ def client_view(out: bytes) -> tuple[str, list[dict[str, Any]]]:
 def test_client_sees_exactly_the_redacted_prefix_however_bytes_are_split(text: str, size: int, cuts: list[int]) -> None:
     out, moderator = run(transcript(text, size), cuts)
     seen, payloads = client_view(out)
-    expected = redact_text(text, RULES)
+    expected = redact_text(RULES, text)
     blocks = [start for r in RULES if r.action == "block" for start, _ in find_matches(r, text)]
     if blocks:
         # Nothing from the first match on: what arrived is the redacted text before it, or less.
         assert moderator.blocked is not None
-        assert len(seen) <= len(redact_text(text[: min(blocks)], RULES))
+        assert len(seen) <= len(redact_text(RULES, text[: min(blocks)]))
         assert expected.startswith(seen)
         assert payloads[-1]["error"]["code"] == "content_filter"
         assert not out.endswith(b"data: [DONE]\n\n")

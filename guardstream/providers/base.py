@@ -39,7 +39,10 @@ class ParsedEvent:
 class StreamCodec(Protocol):
     """Per-stream codec state (ids, sequence numbers, open blocks) for one wire format."""
 
-    provider: str
+    @property
+    def provider(self) -> str:
+        """The format's name, a metrics label."""
+        ...
 
     @property
     def is_complete(self) -> bool:
@@ -59,7 +62,7 @@ class StreamCodec(Protocol):
         """
         ...
 
-    def violation_event(self, message: str) -> bytes:
+    def violation_event(self, message: str, *, rule: str, category: str) -> bytes:
         """Terminal error in the provider's format: its SDK raises its normal error type."""
         ...
 

@@ -1,10 +1,11 @@
 """OpenAI Chat Completions (`/v1/chat/completions` under any base URL, and Azure's deployment path).
 
 Every string of a chunk is moderated (default deny); the structural keys below are checked value
-by value. Text under `choices[]` streams on two views at once, because clients read it both ways:
-by the choice's `index` (the SDK's own accumulator) and by the choice's position in the list
-(`chunk.choices[0].delta.content`, the way most application code reads it). While the two agree
-(one choice) they share one window. Tool calls add the tool call's index or position.
+by value. Text under `choices[]` streams on three views at once, because clients read it in all
+three ways: by the choice's `index` (the SDK's own accumulator), by its position in the list
+(`chunk.choices[0].delta.content`, the way most application code reads it), and every choice in
+wire order (code that prints each choice it gets). While they agree (one choice) they share one
+window. Tool calls add the tool call's index or position.
 
 `logprobs` repeat the text: `content[].token` (and its `bytes`) must spell exactly the text of the
 same event, or they are dropped; they are dropped too whenever the event's text is rewritten.
@@ -18,7 +19,7 @@ from typing import Any
 
 from guardstream.errors import ProviderError
 from guardstream.payload import Channel, TextPart, TextWalker, dumps, loads_strict
-from guardstream.providers.base import ParsedEvent, Provider, render_json_event, rewrite_payload
+from guardstream.providers.base import ParsedEvent, Provider, rewrite_payload
 from guardstream.providers.errors import openai_error
 from guardstream.sse import Event, encode_event
 
@@ -183,7 +184,7 @@ def _extract_choice(choice: dict[str, Any], pos: int, out: list[TextPart]) -> No
     idx = _index(choice, pos)
 
     def views(field: str) -> tuple[Channel, ...]:
-        return (("i", idx, field), ("p", pos, field))
+        return (("i", idx, field), ("p", pos, field), ("a", field))
 
     base = ("choices", pos)
     for key, value in choice.items():
@@ -208,7 +209,7 @@ def _extract_tool_calls(calls: list[Any], idx: int, pos: int, base: tuple[str | 
         tool_idx = _index(call, tool_pos) if isinstance(call, dict) else tool_pos
 
         def views(field: str, tool_idx: int = tool_idx, tool_pos: int = tool_pos) -> tuple[Channel, ...]:
-            return (("i", idx, "tool", tool_idx, field), ("p", pos, "tool", tool_pos, field))
+            return (("i", idx, "tool", tool_idx, field), ("p", pos, "tool", tool_pos, field), ("a", "tool", field))
 
         WALKER.walk(call, (*base, tool_pos), "", views, out)
 
@@ -317,24 +318,23 @@ class OpenAIChatStream:
         if parsed.payload is None:  # [DONE]
             return encode_event("[DONE]")
         payload = parsed.payload
-        changed = {
-            part.path[1]
-            for part, text in zip(parsed.parts, texts, strict=True)
-            if text != part.text and _in_choice(part)
-        }
-        choices = payload.get("choices") if isinstance(payload, dict) else None
+        rewrite_payload(payload, parsed.parts, texts)
+        changed = {p.path[1] for p, text in zip(parsed.parts, texts, strict=True) if text != p.text and _in_choice(p)}
+        choices = payload.get("choices")
         if isinstance(choices, list):
             for pos, choice in enumerate(choices):
-                if isinstance(choice, dict) and (partial or pos in changed) and choice.get("logprobs") is not None:
+                if not isinstance(choice, dict):
+                    continue
+                if (partial or pos in changed) and choice.get("logprobs") is not None:
                     # A copy of text that no longer is what the event says: drop it.
                     choice["logprobs"] = None
-                if partial and isinstance(choice, dict) and "finish_reason" in choice:
+                if partial and "finish_reason" in choice:
                     choice["finish_reason"] = None
-        if partial and isinstance(payload, dict):
+        if partial:
             payload.pop("usage", None)
-        return render_json_event(event, parsed, texts, event_name=event.event if event.event != "message" else None)
+        return encode_event(dumps(payload), event.event if event.event != "message" else None)
 
-    def violation_event(self, message: str) -> bytes:
+    def violation_event(self, message: str, *, rule: str, category: str) -> bytes:
         return encode_event(dumps({"error": _error(message, "content_filter")}))
 
     def failure_event(self, message: str) -> bytes:

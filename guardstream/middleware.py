@@ -1,0 +1,283 @@
+"""`GuardStreamMiddleware`: moderate the SSE your own app streams, as pure ASGI middleware.
+
+```python
+app = FastAPI()
+app.add_middleware(GuardStreamMiddleware, packs=["pii", "secrets"], text_field="content")
+```
+
+In Starlette's shape (like its `GZipMiddleware`): one responder per request wraps `send`. A
+`text/event-stream` response is moderated event by event; anything else passes after a header
+check. The format is read from the events: OpenAI-, Anthropic- and Gemini-style streams are
+moderated (and cut) in their own format, any other JSON events by their fields, non-JSON `data:`
+lines as plain text.
+
+On a block the client gets one terminal event and the body ends. The app's generator is then
+stopped by the next `send` raising inside it (so it pulls no more tokens from its model); the
+middleware never reads `receive` for that, since it would steal the app's own messages.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any, NoReturn
+
+from prometheus_client import CollectorRegistry
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from guardstream.config import Config
+from guardstream.errors import GuardstreamError
+from guardstream.guard import Guard
+from guardstream.metrics import Metrics
+from guardstream.payload import TextPart, dumps, loads_strict
+from guardstream.providers.base import ParsedEvent, StreamCodec, block_message
+from guardstream.providers.generic import WALKER, ErrorEvent, GenericStream, default_error_event
+from guardstream.providers.registry import sniff_codec
+from guardstream.sse import Event
+from guardstream.stream import StreamModerator
+
+
+class _StreamEnded(Exception):
+    """Raised into the app by `send` once the moderated stream has ended: stop producing."""
+
+
+async def unattached_send(message: Message) -> NoReturn:  # pragma: no cover - replaced before use
+    raise RuntimeError("send awaitable not set")
+
+
+class GuardStreamMiddleware:
+    """Moderates `text/event-stream` responses of the wrapped app (and, optionally, its requests).
+
+    - `config` / `packs`: which rules (default: the `pii` and `secrets` packs); `guard`: a ready
+      `Guard` shared with other parts of the app.
+    - `text_field`: the dotted field of the app's JSON events that carries the text (`content`,
+      `delta.text`). Every other string is moderated too; this one is where redaction happens.
+    - `paths`: path prefixes to moderate (default: every path).
+    - `moderate_requests`: check JSON request bodies with the input rules before the endpoint runs.
+    - `error_event`: `(message, rule, category) -> data` for the terminal event of an app's own
+      format (default `{"error": {"message", "type", "code", "rule"}}`).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        config: Config | None = None,
+        packs: Sequence[str] | None = None,
+        guard: Guard | None = None,
+        text_field: str | None = None,
+        paths: Sequence[str] | None = None,
+        moderate_requests: bool = False,
+        error_event: ErrorEvent = default_error_event,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.app = app
+        if guard is None:
+            config = config or Config()
+            if packs is not None:
+                config = replace(config, moderation=replace(config.moderation, packs=tuple(packs)))
+            metrics = Metrics(registry) if registry is not None else None
+            guard = Guard(config, metrics=metrics)
+        self.guard = guard
+        self.text_field = text_field
+        self.paths = tuple(paths) if paths is not None else None
+        self.moderate_requests = moderate_requests
+        self.error_event = error_event
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self.paths is not None and not scope["path"].startswith(self.paths):
+            await self.app(scope, receive, send)
+            return
+        await _GuardResponder(self, scope).run(receive, send)
+
+
+class _GuardResponder:
+    """One request: state lives here, never on the middleware."""
+
+    def __init__(self, middleware: GuardStreamMiddleware, scope: Scope) -> None:
+        self.middleware = middleware
+        self.guard = middleware.guard
+        self.scope = scope
+        self.send: Send = unattached_send
+        self.start: Message | None = None
+        self.moderator: StreamModerator | None = None
+        self.is_finished = False
+
+    async def run(self, receive: Receive, send: Send) -> None:
+        self.send = send
+        if self.middleware.moderate_requests and self.scope["method"] in ("POST", "PUT", "PATCH"):
+            receive = await self._check_request(receive)
+            if self.is_finished:
+                return
+        try:
+            await self.middleware.app(self.scope, receive, self.send_with_moderation)
+        except _StreamEnded:
+            pass
+        if self.moderator is not None and not self.is_finished:
+            # The app returned without ending its body: end it ourselves, decided.
+            await self._finish(self.moderator.finish())
+
+    async def send_with_moderation(self, message: Message) -> None:
+        if self.is_finished:
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                return  # the app ends a body that has already ended
+            # The stream was cut: the app's generator must not pull more from its model.
+            raise _StreamEnded
+        if message["type"] == "http.response.start":
+            # Don't send the start until we know whether the body will change (its headers then do).
+            self.start = message
+            headers = MutableHeaders(raw=message["headers"])
+            if headers.get("content-type", "").split(";")[0].strip().lower() != "text/event-stream":
+                await self.send(message)
+                self.start = None
+                return
+            if headers.get("content-encoding", "identity").lower() != "identity":
+                # Compressed events cannot be read, so they are not sent (fail closed).
+                await self._refuse("the app's event stream is compressed, so guardstream cannot read it")
+                return
+            del headers["content-length"]
+            headers["cache-control"] = "no-store"
+            headers["x-accel-buffering"] = "no"
+            self.moderator = self._moderator()
+            return
+        if message["type"] != "http.response.body":
+            await self.send(message)
+            return
+        if self.moderator is None:
+            if self.start is not None:  # pragma: no cover - a body before its start: pass it on
+                await self.send(self.start)
+                self.start = None
+            await self.send(message)
+            return
+        moderator = self.moderator
+        out = moderator.feed(message.get("body", b""))
+        if not message.get("more_body", False):
+            await self._finish(out + moderator.finish())
+            return
+        if moderator.is_done:
+            await self._finish(out)
+            if moderator.blocked is not None or moderator.failure is not None:
+                raise _StreamEnded
+            return
+        await self._send_body(out, more_body=True)
+
+    def _moderator(self) -> StreamModerator:
+        codec: StreamCodec = _SniffingStream(self.middleware.text_field, self.middleware.error_event)
+        metrics = self.guard.metrics
+        observer = metrics.stream(codec.provider) if metrics is not None else None
+        return self.guard.stream_moderator(codec, observer=observer)
+
+    async def _send_body(self, body: bytes, *, more_body: bool) -> None:
+        if self.start is not None:
+            await self.send(self.start)
+            self.start = None
+        if body or not more_body:
+            await self.send({"type": "http.response.body", "body": body, "more_body": more_body})
+
+    async def _finish(self, out: bytes) -> None:
+        self.is_finished = True
+        await self._send_body(out, more_body=False)
+
+    async def _refuse(self, message: str) -> None:
+        self.start = None
+        self.is_finished = True
+        body = dumps({"error": {"message": f"guardstream: {message}", "type": "server_error", "code": "stream_error"}})
+        await _send_json(self.send, 502, body.encode())
+        raise _StreamEnded
+
+    async def _check_request(self, receive: Receive) -> Receive:
+        """Read the whole body, check it, and replay it (possibly redacted) to the app."""
+        chunks: list[bytes] = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return receive  # the client left; the app will see it
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        media_type = MutableHeaders(scope=self.scope).get("content-type", "").split(";")[0].strip().lower()
+        if body and (media_type == "application/json" or media_type.endswith("+json")):
+            try:
+                payload = loads_strict(body)
+            except GuardstreamError as exc:
+                await self._reject(400, f"guardstream could not read the request body: {exc}.", "invalid_request_body")
+                return receive
+            parts: list[TextPart] = []
+            WALKER.walk(payload, (), "", lambda field: (("request",),), parts)
+            verdict = self.guard.moderate_parts(payload, parts, direction="input")
+            if verdict.blocked is not None:
+                rule = verdict.blocked.rule
+                reason = block_message(rule.id, rule.category).replace("the response", "the request")
+                await self._reject(400, reason, "content_filter")
+                return receive
+            if verdict.is_changed:
+                body = dumps(verdict.payload).encode()
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        return replay
+
+    async def _reject(self, status: int, message: str, code: str) -> None:
+        self.is_finished = True
+        await _send_json(self.send, status, dumps({"error": {"message": message, "type": code, "code": code}}).encode())
+
+
+async def _send_json(send: Send, status: int, body: bytes) -> None:
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+class _SniffingStream:
+    """Picks the codec from the first event: a provider's own format, or the app's."""
+
+    def __init__(self, text_field: str | None, error_event: ErrorEvent) -> None:
+        self._generic = GenericStream(text_field=text_field, error_event=error_event)
+        self._codec: StreamCodec | None = None
+
+    @property
+    def provider(self) -> str:
+        return self._codec.provider if self._codec is not None else self._generic.provider
+
+    @property
+    def is_complete(self) -> bool:
+        return self._codec.is_complete if self._codec is not None else True
+
+    def _pick(self, event: Event) -> StreamCodec:
+        if self._codec is None:
+            try:
+                payload: Any = json.loads(event.data)
+            except ValueError:
+                payload = None
+            self._codec = sniff_codec(event, payload) or self._generic
+        return self._codec
+
+    def parse(self, event: Event) -> ParsedEvent:
+        return self._pick(event).parse(event)
+
+    def render(self, event: Event, parsed: ParsedEvent, texts: Sequence[str], *, partial: bool) -> bytes:
+        return self._pick(event).render(event, parsed, texts, partial=partial)
+
+    def violation_event(self, message: str, *, rule: str, category: str) -> bytes:
+        return (self._codec or self._generic).violation_event(message, rule=rule, category=category)
+
+    def failure_event(self, message: str) -> bytes:
+        return (self._codec or self._generic).failure_event(message)
+
+    def finish_events(self) -> bytes:
+        return (self._codec or self._generic).finish_events()
+
+    def keepalive(self) -> bytes:
+        return (self._codec or self._generic).keepalive()

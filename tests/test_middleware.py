@@ -1,0 +1,315 @@
+"""GuardStreamMiddleware (#8): an app's own SSE, moderated as it streams.
+
+Raw-ASGI tests call the middleware with a recording `send` (httpx's ASGITransport and Starlette's
+TestClient buffer whole bodies, so they cannot show incremental delivery); end-to-end tests run
+FastAPI and Starlette apps under uvicorn on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from fastapi import FastAPI
+from fastapi.responses import StreamingResponse as FastAPIStreamingResponse
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message
+
+from guardstream import GuardStreamMiddleware
+from guardstream.servers import serve_in_thread
+from guardstream.sse import SSEDecoder
+
+pytestmark = pytest.mark.anyio
+
+SECRET = "AKIA4HJQ7XRZ2PLWKD5N"
+ANSWER = f"Here is the deploy key: {SECRET}. Keep it safe, it opens everything."
+BEFORE = "Here is the deploy key: "
+
+
+def fastapi_style(text: str, size: int) -> Iterator[str]:
+    for i in range(0, len(text), size):
+        yield f"data: {json.dumps({'content': text[i : i + size]})}\n\n"
+    yield 'data: {"done": true}\n\n'
+
+
+def spring_style(text: str, size: int) -> Iterator[str]:
+    for i in range(0, len(text), size):
+        yield f"data: {json.dumps({'id': 'msg_1', 'content': text[i : i + size]})}\n\n"
+    yield "data: [DONE]\n\n"
+
+
+def openai_style(text: str, size: int) -> Iterator[str]:
+    for i in range(0, len(text), size):
+        chunk = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m"}
+        chunk["choices"] = [{"index": 0, "delta": {"content": text[i : i + size]}, "finish_reason": None}]
+        yield f"data: {json.dumps(chunk)}\n\n"
+    yield "data: [DONE]\n\n"
+
+
+FORMATS = {"fastapi": fastapi_style, "spring": spring_style, "openai": openai_style}
+
+
+def read_text(body: bytes) -> tuple[str, list[Any]]:
+    """(the content a browser client assembles, every event payload)."""
+    payloads: list[Any] = []
+    text = []
+    for event in SSEDecoder().decode(body):
+        if not event.has_data or event.data == "[DONE]":
+            continue
+        payload = json.loads(event.data)
+        payloads.append(payload)
+        if "content" in payload:
+            text.append(payload["content"])
+        for choice in payload.get("choices", []):
+            text.append(choice["delta"].get("content") or "")
+    return "".join(text), payloads
+
+
+# -- raw ASGI ---------------------------------------------------------------------------------
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+        self.arrived = anyio.Event()
+
+    async def __call__(self, message: Message) -> None:
+        self.messages.append(message)
+        self.arrived.set()
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(m.get("body", b"") for m in self.messages if m["type"] == "http.response.body")
+
+
+def scope(spec_version: str = "2.4", path: str = "/chat", method: str = "GET") -> dict[str, Any]:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": spec_version},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "headers": [(b"host", b"test")],
+        "client": ("127.0.0.1", 1),
+        "server": ("test", 80),
+    }
+
+
+async def never_disconnects() -> Message:
+    await anyio.sleep_forever()
+    raise AssertionError  # pragma: no cover
+
+
+class Generator:
+    """An app's token generator that records how far it was pulled."""
+
+    def __init__(self, events: list[str]) -> None:
+        self.events = events
+        self.pulled = 0
+        self.proceed = anyio.Event()
+        self.closed = False
+
+    async def __aiter__(self) -> AsyncIterator[str]:
+        try:
+            for event in self.events:
+                self.pulled += 1
+                yield event
+                if self.pulled == 1:
+                    await self.proceed.wait()
+        finally:
+            self.closed = True
+
+
+def streaming_app(generator: Generator) -> ASGIApp:
+    async def endpoint(request: Request) -> StreamingResponse:
+        return StreamingResponse(generator.__aiter__(), media_type="text/event-stream")
+
+    return Starlette(routes=[Route("/chat", endpoint)])
+
+
+async def test_events_are_delivered_one_at_a_time_not_buffered() -> None:
+    # Each event ends where no rule could still be matching, so nothing needs holding back.
+    generator = Generator(list(fastapi_style("first words. then more words. ", 13)))
+    app = GuardStreamMiddleware(streaming_app(generator))
+    recorder = Recorder()
+    with anyio.fail_after(2):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(app, scope(), never_disconnects, recorder)
+            while b"first words" not in recorder.body:
+                recorder.arrived = anyio.Event()
+                await recorder.arrived.wait()
+            # The first event is out while the generator is still waiting to produce the second.
+            assert generator.pulled == 1
+            generator.proceed.set()
+            while not any(m["type"] == "http.response.body" and not m.get("more_body") for m in recorder.messages):
+                recorder.arrived = anyio.Event()
+                await recorder.arrived.wait()
+            tg.cancel_scope.cancel()
+    assert read_text(recorder.body)[0] == "first words. then more words. "
+
+
+@pytest.mark.parametrize("spec_version", ["2.3", "2.4"])
+async def test_the_apps_generator_stops_after_a_block(spec_version: str) -> None:
+    events = [f"data: {json.dumps({'content': SECRET})}\n\n"] + [f"data: {json.dumps({'content': ' more'})}\n\n"] * 50
+    generator = Generator(events)
+    generator.proceed.set()
+    app = GuardStreamMiddleware(streaming_app(generator))
+    recorder = Recorder()
+
+    async def disconnect_late() -> Message:
+        await anyio.sleep(5)
+        return {"type": "http.disconnect"}
+
+    with anyio.fail_after(2):
+        await app(scope(spec_version), disconnect_late, recorder)
+    text, payloads = read_text(recorder.body)
+    assert SECRET not in recorder.body.decode() and payloads[-1]["error"]["code"] == "content_filter"
+    assert generator.pulled < len(events)
+    assert not recorder.messages[-1].get("more_body")
+
+
+async def test_content_length_is_dropped_and_streaming_headers_set() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        body = b'data: {"content": "mail jane.doe@example.com"}\n\n'
+        headers = [(b"content-type", b"text/event-stream"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+
+    recorder = Recorder()
+    await GuardStreamMiddleware(app)(scope(), never_disconnects, recorder)
+    headers = dict(recorder.messages[0]["headers"])
+    assert b"content-length" not in headers and headers[b"cache-control"] == b"no-store"
+    assert read_text(recorder.body)[0] == "mail [REDACTED:email]"
+
+
+async def test_a_compressed_event_stream_fails_closed() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        headers = [(b"content-type", b"text/event-stream"), (b"content-encoding", b"gzip")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"\x1f\x8b...", "more_body": False})
+
+    recorder = Recorder()
+    await GuardStreamMiddleware(app)(scope(), never_disconnects, recorder)
+    assert recorder.messages[0]["status"] == 502 and b"\x1f\x8b" not in recorder.body
+
+
+async def test_other_responses_pass_untouched() -> None:
+    app = Starlette(routes=[Route("/chat", lambda r: PlainTextResponse(f"plain {SECRET}"))])
+    recorder = Recorder()
+    await GuardStreamMiddleware(app)(scope(), never_disconnects, recorder)
+    assert recorder.body == f"plain {SECRET}".encode()
+
+
+# -- end to end under uvicorn -----------------------------------------------------------------
+
+
+def fastapi_app(style: str, size: int, **options: Any) -> FastAPI:
+    app = FastAPI()
+    app.state.ran = 0
+
+    @app.get("/chat")
+    async def chat(text: str = ANSWER) -> FastAPIStreamingResponse:
+        async def tokens() -> AsyncIterator[str]:
+            for event in FORMATS[style](text, size):
+                yield event
+
+        return FastAPIStreamingResponse(tokens(), media_type="text/event-stream")
+
+    @app.post("/ask")
+    async def ask(request: Request) -> dict[str, str]:
+        app.state.ran += 1
+        return {"echo": (await request.json())["question"]}
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": f"fine {SECRET}"}
+
+    app.add_middleware(GuardStreamMiddleware, **options)
+    return app
+
+
+def starlette_app(style: str, size: int, **options: Any) -> Starlette:
+    async def chat(request: Request) -> StreamingResponse:
+        text = request.query_params.get("text", ANSWER)
+        return StreamingResponse(iter(FORMATS[style](text, size)), media_type="text/event-stream")
+
+    async def health(request: Request) -> JSONResponse:
+        return JSONResponse({"status": f"fine {SECRET}"})
+
+    app = Starlette(routes=[Route("/chat", chat), Route("/health", health)])
+    app.add_middleware(GuardStreamMiddleware, **options)
+    return app
+
+
+def unguarded_body(style: str, text: str, size: int) -> bytes:
+    return "".join(FORMATS[style](text, size)).encode()
+
+
+@pytest.fixture(params=["fastapi", "starlette"])
+def framework(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def serve(framework: str, style: str, size: int, **options: Any) -> Any:
+    builder = fastapi_app if framework == "fastapi" else starlette_app
+    return serve_in_thread(builder(style, size, **options))
+
+
+@pytest.mark.parametrize("style", list(FORMATS))
+def test_benign_streams_arrive_byte_identical(framework: str, style: str) -> None:
+    text = "A calm answer, with nothing in it to hide."
+    with serve(framework, style, 5) as url:
+        body = httpx.get(f"{url}/chat", params={"text": text}).content
+    assert body == unguarded_body(style, text, 5)
+
+
+@pytest.mark.parametrize("style", list(FORMATS))
+@pytest.mark.parametrize("size", [1, 2, 3, 5, 8, 64])
+def test_a_secret_ends_the_stream_with_nothing_of_it_delivered(framework: str, style: str, size: int) -> None:
+    with serve(framework, style, size) as url:
+        body = httpx.get(f"{url}/chat").content
+    text, payloads = read_text(body)
+    assert text == BEFORE and "AKIA" not in body.decode()
+    assert payloads[-1]["error"]["code"] == "content_filter"
+    assert "secrets.aws-access-key-id" in payloads[-1]["error"]["message"]
+
+
+@pytest.mark.parametrize("style", list(FORMATS))
+def test_redaction_happens_in_place(framework: str, style: str) -> None:
+    with serve(framework, style, 3) as url:
+        body = httpx.get(f"{url}/chat", params={"text": "Write to jane.doe@example.com today."}).content
+    assert read_text(body)[0] == "Write to [REDACTED:email] today."
+
+
+def test_non_sse_routes_are_untouched(framework: str) -> None:
+    with serve(framework, "fastapi", 5) as url:
+        assert httpx.get(f"{url}/health").json() == {"status": f"fine {SECRET}"}
+
+
+def test_a_blocked_request_is_answered_400_and_the_endpoint_never_runs() -> None:
+    app = fastapi_app("fastapi", 5, moderate_requests=True)
+    with serve_in_thread(app) as url:
+        blocked = httpx.post(f"{url}/ask", json={"question": f"is {SECRET} valid?"})
+        allowed = httpx.post(f"{url}/ask", json={"question": "is the sky blue?"})
+    assert blocked.status_code == 400 and blocked.json()["error"]["code"] == "content_filter"
+    assert allowed.json() == {"echo": "is the sky blue?"}
+    assert app.state.ran == 1
+
+
+def test_text_field_and_custom_error_events() -> None:
+    def error_event(message: str, rule: str, category: str) -> str:
+        return json.dumps({"type": "stopped", "why": category})
+
+    with serve("starlette", "fastapi", 4, text_field="content", error_event=error_event) as url:
+        body = httpx.get(f"{url}/chat").content
+    assert read_text(body)[1][-1] == {"type": "stopped", "why": "credential"}

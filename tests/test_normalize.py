@@ -1,0 +1,100 @@
+"""Evasion (#6): rules see through invisible characters and look-alikes; the text stays as sent."""
+
+from __future__ import annotations
+
+import unicodedata
+
+from hypothesis import given, settings, strategies as st
+
+from guardstream.normalize import INVISIBLE, OffsetMap, needs_mapping
+from guardstream.packs import load_rules
+from guardstream.window import Window, moderate_text, stream_chunks
+
+RULES = load_rules(["secrets", "pii"]).for_direction("output")
+SECRET = "AKIA4HJQ7XRZ2PLWKD5N"
+EMAIL = "jane.doe@example.com"
+INVISIBLES = ["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad"]
+
+
+def fullwidth(ch: str) -> str:
+    return chr(ord(ch) + 0xFEE0) if "!" <= ch <= "~" else ch
+
+
+@st.composite
+def disguised(draw: st.DrawFn, text: str) -> str:
+    out = []
+    for ch in text:
+        if draw(st.booleans()):
+            ch = fullwidth(ch)
+        out.append(ch)
+        if draw(st.integers(0, 3)) == 0:
+            out.append(draw(st.sampled_from(INVISIBLES)))
+    return "".join(out)
+
+
+def chunked(text: str, cuts: list[int]) -> list[str]:
+    points = sorted({c % (len(text) + 1) for c in cuts} | {0, len(text)})
+    return [text[a:b] for a, b in zip(points, points[1:], strict=False)]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    secret=disguised(SECRET),
+    before=st.sampled_from(["key: ", "ｋｅｙ ", "é日 ", ""]),
+    cuts=st.lists(st.integers(0, 200)),
+)
+def test_a_disguised_secret_is_blocked_before_any_of_it_leaves(secret: str, before: str, cuts: list[int]) -> None:
+    text = before + secret + " done"
+    out, _, blocked = stream_chunks(RULES, chunked(text, cuts))
+    assert blocked is not None and blocked.rule.id == "secrets.aws-access-key-id"
+    assert before.startswith(out)
+
+
+@settings(max_examples=150, deadline=None)
+@given(email=disguised(EMAIL), cuts=st.lists(st.integers(0, 200)))
+def test_a_disguised_address_is_redacted_and_the_rest_is_left_as_sent(email: str, cuts: list[int]) -> None:
+    text = "write to " + email + " — ｔｈａｎｋｓ\u200b!"
+    out, _, blocked = stream_chunks(RULES, chunked(text, cuts))
+    assert blocked is None
+    # Invisible characters after the address are not part of it, and stay where they were.
+    trailing = email[len(email.rstrip("".join(INVISIBLES))) :]
+    assert out == "write to [REDACTED:email]" + trailing + " — ｔｈａｎｋｓ\u200b!"
+
+
+def test_text_that_needs_no_mapping_costs_no_copy() -> None:
+    window = Window(RULES)
+    window.push("plain ascii text ")
+    window.push("und schön")
+    assert window._orig is None  # the rules read the text itself
+    assert not needs_mapping("und schön") and needs_mapping("ｓ") and needs_mapping("a\u200bb")
+
+
+def test_normalising_can_be_switched_off() -> None:
+    text = "key " + "\u200b".join(SECRET)
+    assert moderate_text(RULES, text).blocked is not None
+    assert moderate_text(RULES, text, normalize=False).blocked is None
+
+
+def test_an_expanding_character_is_released_whole() -> None:
+    offsets = OffsetMap()
+    assert offsets.append("a\ufb01b") == "afib"  # ﬁ -> fi
+    assert [offsets.release_to_orig(n) for n in range(5)] == [0, 1, 1, 2, 3]
+    assert offsets.span_to_orig(2, 3) == (1, 2)  # the "i" of "fi" is the ligature
+
+
+def test_offsets_survive_trimming() -> None:
+    offsets = OffsetMap()
+    offsets.append("ａｂ\u200bc")
+    offsets.append("d" * 10)
+    offsets.trim(4)
+    assert offsets.to_norm(5) == 4 and offsets.release_to_orig(4) == 5
+
+
+@given(st.text(max_size=40))
+def test_mapping_agrees_with_per_character_normalisation(text: str) -> None:
+    offsets = OffsetMap()
+    normal = offsets.append(text)
+    expected = "".join("" if INVISIBLE.match(ch) else unicodedata.normalize("NFKC", ch) for ch in text)
+    assert normal == expected
+    assert offsets.release_to_orig(len(normal)) == len(text)
+    assert all(offsets.to_norm(i) <= offsets.to_norm(i + 1) for i in range(len(text)))
