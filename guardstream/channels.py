@@ -49,12 +49,18 @@ class PartState:
     spans: list[tuple[Window, int, int]] = field(default_factory=list)
     rendered_to: int = 0
     pieces: list[str] = field(default_factory=list)
+    # A copy (a snapshot repeating a channel's text): the parts it repeats, rendered as they were.
+    copies: list[PartState] | None = None
 
     @property
     def is_released(self) -> bool:
+        if self.copies is not None:
+            return all(state.is_released for state in self.copies)
         return self.rendered_to >= len(self.part.text)
 
     def rendered(self) -> str:
+        if self.copies is not None:
+            return "".join(state.rendered() for state in self.copies)
         return "".join(self.pieces)
 
     def is_unchanged(self) -> bool:
@@ -87,6 +93,8 @@ class TextChannels:
         self._values: dict[tuple[str, bool], tuple[str, Violation | None]] = {}
         # Parts still being released, per window (by id): a fork must hold them back as well.
         self._pending: dict[int, deque[PartState]] = {}
+        # Per copied view, the parts read on it so far (kept only for formats with snapshots).
+        self._view_parts: dict[Channel, list[PartState]] = {}
 
     def _window(self) -> Window:
         return Window(
@@ -98,7 +106,11 @@ class TextChannels:
 
     def add(self, part: TextPart) -> PartState:
         """Take in one part: a text part is pushed into its windows, a value is decided now."""
+        if part.copy_of is not None:
+            return self._add_copy(part)
         state = PartState(part)
+        if part.tracked:
+            self._view_parts.setdefault(part.views[0], []).append(state)
         if part.is_value:
             rendered, blocked = self._check_value(part)
             state.pieces.append(rendered)
@@ -118,6 +130,23 @@ class TextChannels:
             self._note(verdict)
         return state
 
+    def _add_copy(self, part: TextPart) -> PartState:
+        """A snapshot of a channel's text carries exactly what the client got on that channel.
+
+        What the upstream repeats is checked against what it streamed: text beyond it is new text
+        on the channel (so it is moderated), and a snapshot that disagrees is moderated as a text
+        of its own. Either way the copy never shows text the window did not release.
+        """
+        assert part.copy_of is not None
+        states = self._view_parts.setdefault(part.copy_of, [])
+        original = "".join(state.part.text for state in states)
+        if not part.text.startswith(original):
+            return self.add(TextPart((("snapshot", *part.path),), part.text, part.path))
+        if len(part.text) > len(original):
+            extra = TextPart(part.views, part.text[len(original) :], part.path, tracked=True)
+            self.add(extra)
+        return PartState(part, copies=list(states))
+
     def flush(self) -> None:
         """The text is complete: decide everything still held."""
         for window in {id(w): w for w in self._views.values()}.values():
@@ -125,6 +154,10 @@ class TextChannels:
 
     def render(self, state: PartState) -> None:
         """Advance `state.pieces` to what every window of the part has released."""
+        if state.copies is not None:
+            for copied in state.copies:
+                self.render(copied)
+            return
         if state.is_released or not state.spans:
             return
         length = len(state.part.text)
@@ -143,6 +176,15 @@ class TextChannels:
                 redactions += [(s - start, e - start, r) for s, e, r in window.redactions(start + lo, start + upto)]
             state.pieces.append(apply_redactions(state.part.text[lo:upto], lo, _merge(redactions)))
         state.rendered_to = upto
+
+    def released_text(self, view: Channel) -> str:
+        """What the client got on a tracked view so far: the rendered text of its released parts."""
+        out = []
+        for state in self._view_parts.get(view, ()):
+            out.append(state.rendered())
+            if not state.is_released:
+                break
+        return "".join(out)
 
     @property
     def held_chars(self) -> int:

@@ -32,7 +32,7 @@ from guardstream.errors import GuardstreamError
 from guardstream.guard import Guard
 from guardstream.metrics import Metrics
 from guardstream.payload import TextPart, dumps, loads_strict
-from guardstream.providers.base import ParsedEvent, StreamCodec, block_message
+from guardstream.providers.base import ParsedEvent, ReleasedText, StreamCodec, block_message
 from guardstream.providers.generic import WALKER, ErrorEvent, GenericStream, default_error_event
 from guardstream.providers.registry import sniff_codec
 from guardstream.sse import Event
@@ -276,8 +276,11 @@ class _SniffingStream:
     def failure_event(self, message: str) -> bytes:
         return (self._codec or self._generic).failure_event(message)
 
-    def finish_events(self) -> bytes:
-        return (self._codec or self._generic).finish_events()
+    def delivered(self, parsed: ParsedEvent, *, partial: bool) -> None:
+        (self._codec or self._generic).delivered(parsed, partial=partial)
+
+    def finish_events(self, released: ReleasedText) -> bytes:
+        return (self._codec or self._generic).finish_events(released)
 
     def keepalive(self) -> bytes:
         return (self._codec or self._generic).keepalive()

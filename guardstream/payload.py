@@ -97,10 +97,14 @@ class TextPart:
     text: str
     path: JsonPath
     is_key: bool = False
+    # A snapshot repeating everything streamed on the view `copy_of` (Responses' `*.done` events).
+    copy_of: Channel | None = None
+    # Text on a view that snapshots copy: the channels remember it (its first view is the one).
+    tracked: bool = False
 
     @property
     def is_value(self) -> bool:
-        return not self.views
+        return not self.views and self.copy_of is None
 
 
 @dataclass(frozen=True)

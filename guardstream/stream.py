@@ -210,6 +210,7 @@ class StreamModerator:
         while self._queue and self._queue[0].is_released():
             pending = self._queue.popleft()
             out.append(self._encode(pending))
+            self.codec.delivered(pending.parsed, partial=False)
             if pending.parts and self.first_release_at is None and any(not p.part.is_value for p in pending.parts):
                 self.first_release_at = now
             if self.observer is not None and pending.parts:
@@ -251,9 +252,10 @@ class StreamModerator:
             if any(p.pieces and not p.part.is_value for p in head.parts):
                 texts = [p.rendered() for p in head.parts]
                 out.append(self.codec.render(head.event, head.parsed, texts, partial=True))
+                self.codec.delivered(head.parsed, partial=True)
         self._queue.clear()
         if self.on_violation == "finish":
-            out.append(self.codec.finish_events())
+            out.append(self.codec.finish_events(self.channels.released_text))
         else:
             rule = violation.rule
             out.append(

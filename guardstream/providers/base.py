@@ -66,8 +66,17 @@ class StreamCodec(Protocol):
         """Terminal error in the provider's format: its SDK raises its normal error type."""
         ...
 
-    def finish_events(self) -> bytes:
-        """Graceful end with the provider's "filtered" reason: the SDK ends cleanly."""
+    def delivered(self, parsed: ParsedEvent, *, partial: bool) -> None:
+        """`parsed` (or, with `partial`, its released head) went to the client: what the client
+        has seen decides how a graceful finish must close the answer (open blocks, items)."""
+        ...
+
+    def finish_events(self, released: ReleasedText) -> bytes:
+        """Graceful end with the provider's "filtered" reason: the SDK ends cleanly.
+
+        `released(view)` is the text the client got on a tracked view, for formats whose final
+        events repeat it.
+        """
         ...
 
     def failure_event(self, message: str) -> bytes:

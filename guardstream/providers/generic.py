@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from guardstream.payload import AmbiguousJSON, Channel, TextPart, TextWalker, dumps, loads_strict
-from guardstream.providers.base import ParsedEvent, rewrite_payload
+from guardstream.providers.base import ParsedEvent, ReleasedText, rewrite_payload
 from guardstream.sse import Event, encode_event
 
 JSON_FIELD = "json-field"
@@ -74,7 +74,10 @@ class GenericStream:
     def failure_event(self, message: str) -> bytes:
         return encode_event(dumps({"error": {"message": message, "type": "server_error", "code": "stream_error"}}))
 
-    def finish_events(self) -> bytes:
+    def delivered(self, parsed: ParsedEvent, *, partial: bool) -> None:
+        pass
+
+    def finish_events(self, released: ReleasedText) -> bytes:
         return encode_event(dumps({"done": True, "finish_reason": "content_filter"}))
 
     def keepalive(self) -> bytes:

@@ -19,7 +19,7 @@ from typing import Any
 
 from guardstream.errors import ProviderError
 from guardstream.payload import Channel, TextPart, TextWalker, dumps, loads_strict
-from guardstream.providers.base import ParsedEvent, Provider, rewrite_payload
+from guardstream.providers.base import ParsedEvent, Provider, ReleasedText, rewrite_payload
 from guardstream.providers.errors import openai_error
 from guardstream.sse import Event, encode_event
 
@@ -340,7 +340,10 @@ class OpenAIChatStream:
     def failure_event(self, message: str) -> bytes:
         return encode_event(dumps({"error": _error(message, "upstream_error", "server_error")}))
 
-    def finish_events(self) -> bytes:
+    def delivered(self, parsed: ParsedEvent, *, partial: bool) -> None:
+        pass
+
+    def finish_events(self, released: ReleasedText) -> bytes:
         template = {"id": "chatcmpl-guardstream", "object": "chat.completion.chunk", "created": 0, "model": ""}
         template.update(self._template)
         out = []

@@ -6,9 +6,10 @@ from typing import Any
 
 from guardstream.providers.base import Provider, StreamCodec
 from guardstream.providers.openai_chat import OPENAI_CHAT, OpenAIChatStream
+from guardstream.providers.openai_responses import OPENAI_RESPONSES, OpenAIResponsesStream
 from guardstream.sse import Event
 
-PROVIDERS: dict[str, Provider] = {provider.name: provider for provider in (OPENAI_CHAT,)}
+PROVIDERS: dict[str, Provider] = {provider.name: provider for provider in (OPENAI_CHAT, OPENAI_RESPONSES)}
 
 
 def provider_named(name: str) -> Provider | None:
@@ -17,6 +18,11 @@ def provider_named(name: str) -> Provider | None:
 
 def sniff_codec(event: Event, payload: Any) -> StreamCodec | None:
     """The provider format a stream's first event is in, if it is one (the middleware sees no path)."""
-    if isinstance(payload, dict) and payload.get("object") == "chat.completion.chunk":
+    if not isinstance(payload, dict):
+        return None
+    if payload.get("object") == "chat.completion.chunk":
         return OpenAIChatStream()
+    kind = payload.get("type")
+    if isinstance(kind, str) and kind.startswith("response.") and event.event == kind:
+        return OpenAIResponsesStream()
     return None
