@@ -1,0 +1,170 @@
+"""What a request asks the mock to answer: a `MockScript`, from the body's `"mock"` object or `x-mock-*` headers."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from guardstream.mock.framing import dumps
+
+__all__ = ["DEFAULT_REPLY", "MockScript", "MockScriptError", "MockToolCall"]
+
+DEFAULT_REPLY = "Hello! I am the guardstream mock model."
+MOCK_HEADER_PREFIX = "x-mock-"
+
+
+class MockScriptError(ValueError):
+    """The mock script of a request is invalid. The mock answers HTTP 400 in the provider's error shape."""
+
+
+@dataclass(frozen=True)
+class MockToolCall:
+    """One function call the mock model makes after its text."""
+
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
+class MockScript:
+    """What the mock answers, and how: text, chunking, timing and injected faults.
+
+    Every field can be set in the request body's `"mock"` object or with an `x-mock-<field-with-dashes>`
+    header (body wins). Header values are JSON for non-text fields (`x-mock-chunk-chars: 2`); text fields
+    are taken as-is, or base64 after a `b64:` prefix so non-latin-1 text fits in a header.
+    Fault positions (`drop_after`, `malformed_after`, `hold_after`) count events written, from 0.
+    """
+
+    reply: str = DEFAULT_REPLY
+    replies: tuple[str, ...] = ()
+    chunk_chars: int = 4
+    delay_ms: float = 0.0
+    first_byte_delay_ms: float = 0.0
+    tool_calls: tuple[MockToolCall, ...] = ()
+    refusal: str | None = None
+    thinking: str | None = None
+    drop_after: int | None = None
+    malformed_after: int | None = None
+    hold_after: int | None = None
+    hold_key: str | None = None
+    status: int | None = None
+    error_message: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.chunk_chars < 1:
+            raise MockScriptError(f"Mock field 'chunk_chars' has value {self.chunk_chars!r}. It must be at least 1.")
+        if (self.hold_after is None) != (self.hold_key is None):
+            raise MockScriptError("Mock fields 'hold_after' and 'hold_key' go together. Set both or neither.")
+
+    @classmethod
+    def from_request(cls, body: Mapping[str, Any], headers: Mapping[str, str]) -> MockScript:
+        """Read the script from `body["mock"]` and `x-mock-*` headers; raise `MockScriptError` if invalid."""
+        raw: dict[str, Any] = {}
+        for header, value in headers.items():
+            header = header.lower()
+            if header.startswith(MOCK_HEADER_PREFIX):
+                name = header.removeprefix(MOCK_HEADER_PREFIX).replace("-", "_")
+                _check_field_name(name)
+                raw[name] = _decode_header(name, value)
+        mock = body.get("mock", {})
+        if not isinstance(mock, Mapping):
+            raise MockScriptError(f"The request's 'mock' key has value {mock!r}. It must be a JSON object.")
+        for name, value in mock.items():
+            _check_field_name(name)
+            raw[name] = value
+        return cls(**{name: _FIELD_VALIDATORS[name](name, value) for name, value in raw.items()})
+
+    def reply_for(self, index: int) -> str:
+        """The text of choice `index`: its entry in `replies`, else `reply`."""
+        return self.replies[index] if index < len(self.replies) else self.reply
+
+    def answer_for(self, index: int) -> str:
+        """The text the model streams for choice `index`: the refusal when there is one."""
+        return self.refusal if self.refusal is not None else self.reply_for(index)
+
+
+def _check_field_name(name: str) -> None:
+    if name not in _FIELD_VALIDATORS:
+        known = ", ".join(_FIELD_VALIDATORS)
+        raise MockScriptError(f"Unknown mock field '{name}'. Known fields: {known}.")
+
+
+def _decode_header(name: str, value: str) -> object:
+    if name in _TEXT_FIELDS:
+        if not value.startswith("b64:"):
+            return value
+        try:
+            return base64.b64decode(value[4:], validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError) as exc:
+            raise MockScriptError(f"Header 'x-mock-{name}' is not valid base64 of UTF-8 text after 'b64:'.") from exc
+    try:
+        return json.loads(value)
+    except ValueError as exc:
+        raise MockScriptError(f"Header 'x-mock-{name}' has value {value!r}. Not valid JSON.") from exc
+
+
+def _text(name: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise MockScriptError(f"Mock field '{name}' has value {value!r}. Not a string.")
+    return value
+
+
+def _count(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise MockScriptError(f"Mock field '{name}' has value {value!r}. Not a non-negative integer.")
+    return value
+
+
+def _milliseconds(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
+        raise MockScriptError(f"Mock field '{name}' has value {value!r}. Not a non-negative number.")
+    return float(value)
+
+
+def _error_status(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 400 <= value <= 599:
+        raise MockScriptError(f"Mock field '{name}' has value {value!r}. Not an HTTP error status (400-599).")
+    return value
+
+
+def _replies(name: str, value: object) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise MockScriptError(f"Mock field '{name}' has value {value!r}. Not a list of strings.")
+    return tuple(_text(name, item) for item in value)
+
+
+def _tool_calls(name: str, value: object) -> tuple[MockToolCall, ...]:
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise MockScriptError(f'Mock field \'{name}\' must be a list of {{"name": ..., "arguments": ...}} objects.')
+    calls = []
+    for item in value:
+        arguments = item.get("arguments", "")
+        # An object is accepted as a convenience; the wire always carries the JSON text.
+        if isinstance(arguments, dict):
+            arguments = dumps(arguments)
+        calls.append(MockToolCall(name=_text(f"{name}.name", item.get("name")), arguments=_text(name, arguments)))
+    return tuple(calls)
+
+
+_TEXT_FIELDS = frozenset({"reply", "refusal", "thinking", "hold_key", "error_message"})
+_FIELD_VALIDATORS: dict[str, Callable[[str, object], Any]] = {
+    "reply": _text,
+    "replies": _replies,
+    "chunk_chars": _count,
+    "delay_ms": _milliseconds,
+    "first_byte_delay_ms": _milliseconds,
+    "tool_calls": _tool_calls,
+    "refusal": _text,
+    "thinking": _text,
+    "drop_after": _count,
+    "malformed_after": _count,
+    "hold_after": _count,
+    "hold_key": _text,
+    "status": _error_status,
+    "error_message": _text,
+}
