@@ -18,6 +18,9 @@ from guardstream.mock.turn import CREATED
 from guardstream.mock.writer import EventStream, Holds, sleep_ms
 
 MODEL_IDS = ("gpt-4o-mini", "gpt-4o", "claude-sonnet-4-6", "gemini-2.0-flash")
+# The base URLs people give OpenAI-compatible SDKs: the host alone, /v1, Azure's v1 and Groq (/openai/v1),
+# OpenRouter (/api/v1) and Gemini's OpenAI-compatible endpoint (/v1beta/openai).
+OPENAI_PREFIXES = ("", "/v1", "/openai/v1", "/api/v1", "/v1beta/openai")
 GEMINI_METHODS = ("generateContent", "streamGenerateContent")
 
 _Builder = Callable[[Request, JSONObject, MockScript], Answer | Response]
@@ -118,12 +121,16 @@ def create_mock_app() -> Starlette:
     ```
     """
     server = _MockServer()
-    routes = [
-        Route("/v1/chat/completions", server.chat_completions, methods=["POST"]),
+    routes = []
+    for prefix in OPENAI_PREFIXES:
+        routes += [
+            Route(f"{prefix}/chat/completions", server.chat_completions, methods=["POST"]),
+            Route(f"{prefix}/responses", server.responses, methods=["POST"]),
+            Route(f"{prefix}/models", server.models, methods=["GET"]),
+        ]
+    routes += [
         Route("/openai/deployments/{deployment}/chat/completions", server.chat_completions, methods=["POST"]),
-        Route("/v1/responses", server.responses, methods=["POST"]),
         Route("/v1/messages", server.messages, methods=["POST"]),
-        Route("/v1/models", server.models, methods=["GET"]),
         # Gemini puts the method after a colon in the last segment (models/gemini-2.0-flash:generateContent).
         Route("/{version}/models/{rest}", server.gemini, methods=["POST"]),
         Route("/_mock/requests", server.list_requests, methods=["GET"]),

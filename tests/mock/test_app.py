@@ -6,8 +6,22 @@ from typing import Any
 
 import httpx
 import openai
+import pytest
+
+from guardstream.mock import DEFAULT_REPLY
 
 MESSAGES: list[Any] = [{"role": "user", "content": "hi"}]
+
+
+@pytest.mark.parametrize("prefix", ["", "/v1", "/openai/v1", "/api/v1", "/v1beta/openai"])
+def test_openai_routes_answer_under_every_base_url_prefix(mock_url: str, prefix: str) -> None:
+    with openai.OpenAI(base_url=f"{mock_url}{prefix}", api_key="test", max_retries=0, timeout=5) as client:
+        completion = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        response = client.responses.create(model="gpt-4o-mini", input="hi")
+        models = [model.id for model in client.models.list()]
+    assert completion.choices[0].message.content == DEFAULT_REPLY
+    assert response.output_text == DEFAULT_REPLY
+    assert "gpt-4o-mini" in models
 
 
 def test_openai_models_list(openai_client: openai.OpenAI) -> None:
