@@ -1,8 +1,8 @@
 """The built-in scripted model server: a real upstream for tests, the demo and benchmarks.
 
-It speaks OpenAI Chat Completions (also on the Azure deployment path), OpenAI Responses, Anthropic
-Messages and Gemini `generateContent` / `streamGenerateContent`, streamed and not, in the shapes the
-official SDKs parse. The *request* chooses the answer: a `"mock"` object in the JSON body, or
+It speaks OpenAI Chat Completions (also on the Azure deployment path), legacy OpenAI Completions,
+OpenAI Responses, Anthropic Messages and Gemini `generateContent` / `streamGenerateContent`, streamed
+and not, in the shapes the official SDKs parse. The *request* chooses the answer: a `"mock"` object in the JSON body, or
 `x-mock-<field>` headers, fill in a `MockScript`.
 
 ```python
@@ -20,7 +20,7 @@ byte-identical answers: tests compare a proxied answer with a direct one byte fo
 
 Modules: `script` (what a request asks for), `framing` (events to bytes), `writer` (timing and
 faults), `errors` (native error bodies), `turn` (what the builders share), one builder per format
-(`openai_chat`, `openai_responses`, `anthropic`, `gemini`) and `app` (routes and state).
+(`openai_chat`, `openai_completions`, `openai_responses`, `anthropic`, `gemini`) and `app` (routes and state).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from guardstream.mock import anthropic, gemini, openai_chat, openai_responses
+from guardstream.mock import anthropic, gemini, openai_chat, openai_completions, openai_responses
 from guardstream.mock.errors import ErrorBody, anthropic_error, gemini_error, openai_error
 from guardstream.mock.framing import Answer, JSONObject, dumps, utf8
 from guardstream.mock.script import MockScript, MockScriptError
@@ -73,6 +73,9 @@ class _MockServer:
     async def chat_completions(self, request: Request) -> Response:
         return await self._answer(request, openai_error, openai_chat.answer)
 
+    async def completions(self, request: Request) -> Response:
+        return await self._answer(request, openai_error, openai_completions.answer)
+
     async def responses(self, request: Request) -> Response:
         return await self._answer(request, openai_error, openai_responses.answer)
 
@@ -125,6 +128,7 @@ def create_mock_app() -> Starlette:
     for prefix in OPENAI_PREFIXES:
         routes += [
             Route(f"{prefix}/chat/completions", server.chat_completions, methods=["POST"]),
+            Route(f"{prefix}/completions", server.completions, methods=["POST"]),
             Route(f"{prefix}/responses", server.responses, methods=["POST"]),
             Route(f"{prefix}/models", server.models, methods=["GET"]),
         ]

@@ -5,24 +5,19 @@ from __future__ import annotations
 from starlette.requests import Request
 
 from guardstream.mock.framing import OPENAI_SSE, Answer, Event, JSONObject, dumps, json_answer
-from guardstream.mock.script import MockScript, MockScriptError
-from guardstream.mock.turn import CREATED, Turn, make_turn, pieces
+from guardstream.mock.script import MockScript
+from guardstream.mock.turn import CREATED, Turn, choice_count, interleave, make_turn, pieces, wants_usage_chunk
 
 SYSTEM_FINGERPRINT = "fp_guardstream_mock"
 
 
 def answer(request: Request, body: JSONObject, script: MockScript) -> Answer:
-    n = body.get("n")
-    n = 1 if n is None else n
-    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 128:
-        raise MockScriptError(f"Request field 'n' has value {n!r}. It must be an integer from 1 to 128.")
-    options = body.get("stream_options")
-    include_usage = isinstance(options, dict) and options.get("include_usage") is True
+    n = choice_count(body)
     model = body.get("model") or request.path_params.get("deployment") or "gpt-4o-mini"
     turn = make_turn(request, body, script, str(model), body.get("messages"))
     headers = {"x-request-id": f"req_mock_{turn.digest}"}
     if body.get("stream"):
-        return Answer(chat_chunks(turn, n, include_usage), OPENAI_SSE, headers)
+        return Answer(chat_chunks(turn, n, wants_usage_chunk(body)), OPENAI_SSE, headers)
     return json_answer(chat_completion(turn, n), headers)
 
 
@@ -76,8 +71,7 @@ def chat_chunks(turn: Turn, n: int, include_usage: bool) -> list[Event]:
             ]
         events.append(chunk(index, {}, "tool_calls" if script.tool_calls else "stop"))
         per_choice.append(events)
-    # Choices interleave on the wire, one choice per chunk, as the real API sends them for n > 1.
-    merged = [events[step] for step in range(max(map(len, per_choice))) for events in per_choice if step < len(events)]
+    merged = interleave(per_choice)
     if include_usage:
         usage = chat_usage(turn.prompt_tokens, completion_tokens)
         merged.append(Event(dumps({**envelope, "choices": [], "usage": usage})))

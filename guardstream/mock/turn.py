@@ -6,6 +6,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass
+from typing import TypeVar
 
 from starlette.requests import Request
 
@@ -13,6 +14,8 @@ from guardstream.mock.framing import JSONObject, dumps
 from guardstream.mock.script import MockScript, MockScriptError, MockToolCall
 
 CREATED = 1_700_000_000
+
+T = TypeVar("T")
 
 
 def count_tokens(text: str) -> int:
@@ -36,6 +39,26 @@ def arguments_object(call: MockToolCall) -> JSONObject:
             f"Tool call '{call.name}' has arguments {call.arguments!r}. This format needs a JSON object there."
         )
     return value
+
+
+def choice_count(body: JSONObject) -> int:
+    """The request's `n` (OpenAI Chat and legacy Completions): how many choices to answer."""
+    n = body.get("n")
+    n = 1 if n is None else n
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 128:
+        raise MockScriptError(f"Request field 'n' has value {n!r}. It must be an integer from 1 to 128.")
+    return n
+
+
+def wants_usage_chunk(body: JSONObject) -> bool:
+    """Whether an OpenAI stream ends with a usage chunk (`stream_options.include_usage`)."""
+    options = body.get("stream_options")
+    return isinstance(options, dict) and options.get("include_usage") is True
+
+
+def interleave(per_choice: list[list[T]]) -> list[T]:
+    """Choices' events merged one choice per step, as the real API sends them for n > 1."""
+    return [events[step] for step in range(max(map(len, per_choice))) for events in per_choice if step < len(events)]
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,11 @@ MESSAGES: list[Any] = [{"role": "user", "content": "hi"}]
 def test_openai_routes_answer_under_every_base_url_prefix(mock_url: str, prefix: str) -> None:
     with openai.OpenAI(base_url=f"{mock_url}{prefix}", api_key="test", max_retries=0, timeout=5) as client:
         completion = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        legacy = client.completions.create(model="gpt-3.5-turbo-instruct", prompt="hi")
         response = client.responses.create(model="gpt-4o-mini", input="hi")
         models = [model.id for model in client.models.list()]
     assert completion.choices[0].message.content == DEFAULT_REPLY
+    assert legacy.choices[0].text == DEFAULT_REPLY
     assert response.output_text == DEFAULT_REPLY
     assert "gpt-4o-mini" in models
 
