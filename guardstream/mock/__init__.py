@@ -2,8 +2,10 @@
 
 It speaks OpenAI Chat Completions (also on the Azure deployment path), legacy OpenAI Completions,
 OpenAI Responses, Anthropic Messages and Gemini `generateContent` / `streamGenerateContent`, streamed
-and not, in the shapes the official SDKs parse. The *request* chooses the answer: a `"mock"` object in the JSON body, or
-`x-mock-<field>` headers, fill in a `MockScript`.
+and not, in the shapes the official SDKs parse, under the base-URL prefixes SDKs are given. Endpoints
+that generate no chat answer (models, embeddings, token counts, files, batches) give a proxy's
+pass-through routes a real upstream. The *request* chooses the answer: a `"mock"` object in the JSON
+body, or `x-mock-<field>` headers, fill in a `MockScript`.
 
 ```python
 uvicorn.run(create_mock_app(), port=8081)
@@ -20,7 +22,8 @@ byte-identical answers: tests compare a proxied answer with a direct one byte fo
 
 Modules: `script` (what a request asks for), `framing` (events to bytes), `writer` (timing and
 faults), `errors` (native error bodies), `turn` (what the builders share), one builder per format
-(`openai_chat`, `openai_completions`, `openai_responses`, `anthropic`, `gemini`) and `app` (routes and state).
+(`openai_chat`, `openai_completions`, `openai_responses`, `anthropic`, `gemini`), `openai_resources`
+(models, embeddings, files, batches, echo) and `app` (routes and state).
 """
 
 from __future__ import annotations

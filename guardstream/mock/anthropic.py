@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
-from guardstream.mock.framing import NAMED_SSE, Answer, Event, JSONObject, dumps, json_answer
+from guardstream.mock.framing import NAMED_SSE, Answer, Event, JSONObject, buffered_json, dumps, json_answer
 from guardstream.mock.script import MockScript
 from guardstream.mock.turn import Turn, arguments_object, count_tokens, make_turn, pieces
 
@@ -22,6 +22,11 @@ def answer(request: Request, body: JSONObject, script: MockScript) -> Answer:
     content = [block.final for block in content_blocks(turn, is_streaming=False)]
     message = message_object(turn, content, stop_reason_for(script), output_tokens_of(turn))
     return json_answer(message, headers)
+
+
+def count_answer(request: Request, body: JSONObject, script: MockScript) -> Answer:
+    """`POST /v1/messages/count_tokens`: the input tokens `/v1/messages` would report for this body."""
+    return buffered_json({"input_tokens": count_tokens(dumps(prompt_of(body)))})
 
 
 def prompt_of(body: JSONObject) -> object:

@@ -3,25 +3,30 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from guardstream.mock import anthropic, gemini, openai_chat, openai_completions, openai_responses
+from guardstream.mock import (
+    anthropic,
+    gemini,
+    openai_chat,
+    openai_completions,
+    openai_resources,
+    openai_responses,
+)
 from guardstream.mock.errors import ErrorBody, anthropic_error, gemini_error, openai_error
-from guardstream.mock.framing import Answer, JSONObject, dumps, utf8
+from guardstream.mock.framing import Answer, JSONObject, dumps, json_answer, utf8
 from guardstream.mock.script import MockScript, MockScriptError
-from guardstream.mock.turn import CREATED
-from guardstream.mock.writer import EventStream, Holds, sleep_ms
+from guardstream.mock.writer import EventStream, Holds, sleep_ms, whole_response
 
-MODEL_IDS = ("gpt-4o-mini", "gpt-4o", "claude-sonnet-4-6", "gemini-2.0-flash")
 # The base URLs people give OpenAI-compatible SDKs: the host alone, /v1, Azure's v1 and Groq (/openai/v1),
 # OpenRouter (/api/v1) and Gemini's OpenAI-compatible endpoint (/v1beta/openai).
 OPENAI_PREFIXES = ("", "/v1", "/openai/v1", "/api/v1", "/v1beta/openai")
-GEMINI_METHODS = ("generateContent", "streamGenerateContent")
+GEMINI_METHODS = ("generateContent", "streamGenerateContent", "countTokens")
 
 _Builder = Callable[[Request, JSONObject, MockScript], Answer | Response]
 
@@ -56,49 +61,57 @@ class _MockServer:
 
     async def _answer(self, request: Request, error_body: ErrorBody, build: _Builder) -> Response:
         body = await self._record(request)
+        if body is None and request.method == "GET":
+            body = {}
         try:
             if not isinstance(body, dict):
                 raise MockScriptError("The request body must be a JSON object.")
             script = MockScript.from_request(body, request.headers)
-            if script.status is None:
-                answer = build(request, body, script)
-                return answer if isinstance(answer, Response) else EventStream(answer, script, self.holds)
+            if script.status is not None:
+                return await self._error(script, error_body)
+            answer = build(request, body, script)
         except MockScriptError as exc:
             return _json_response(400, error_body(400, str(exc)))
+        if isinstance(answer, Response):
+            return answer
+        if answer.is_buffered:
+            await sleep_ms(script.first_byte_delay_ms)
+            return whole_response(answer)
+        return EventStream(answer, script, self.holds)
+
+    async def _error(self, script: MockScript, error_body: ErrorBody) -> Response:
         await sleep_ms(script.first_byte_delay_ms)
         status = script.status or 500
         message = script.error_message or f"The mock script asked for HTTP {status}."
-        return _json_response(status, error_body(status, message))
+        return whole_response(json_answer(error_body(status, message)), status)
 
-    async def chat_completions(self, request: Request) -> Response:
-        return await self._answer(request, openai_error, openai_chat.answer)
+    def openai_endpoint(self, build: _Builder) -> Callable[[Request], Awaitable[Response]]:
+        """An endpoint answering with `build`, and with OpenAI's error shape."""
 
-    async def completions(self, request: Request) -> Response:
-        return await self._answer(request, openai_error, openai_completions.answer)
+        async def endpoint(request: Request) -> Response:
+            return await self._answer(request, openai_error, build)
 
-    async def responses(self, request: Request) -> Response:
-        return await self._answer(request, openai_error, openai_responses.answer)
+        return endpoint
 
     async def messages(self, request: Request) -> Response:
         return await self._answer(request, anthropic_error, anthropic.answer)
+
+    async def count_message_tokens(self, request: Request) -> Response:
+        return await self._answer(request, anthropic_error, anthropic.count_answer)
 
     async def gemini(self, request: Request) -> Response:
         model, _, method = str(request.path_params["rest"]).rpartition(":")
 
         def build(request: Request, body: JSONObject, script: MockScript) -> Answer | Response:
             if not model or method not in GEMINI_METHODS:
-                message = f"Method '{method}' is not served by the mock. Use generateContent or streamGenerateContent."
+                served = ", ".join(GEMINI_METHODS)
+                message = f"Method '{method}' is not served by the mock. Use one of: {served}."
                 return _json_response(404, gemini_error(404, message))
+            if method == "countTokens":
+                return gemini.count_answer(request, body, script)
             return gemini.answer(request, body, script, model, method)
 
         return await self._answer(request, gemini_error, build)
-
-    async def models(self, request: Request) -> Response:
-        await self._record(request)
-        data = [
-            {"id": model, "object": "model", "created": CREATED, "owned_by": "guardstream-mock"} for model in MODEL_IDS
-        ]
-        return _json_response(200, {"object": "list", "data": data})
 
     async def list_requests(self, request: Request) -> Response:
         return Response(utf8(dumps(self.requests)), media_type="application/json")
@@ -124,17 +137,32 @@ def create_mock_app() -> Starlette:
     ```
     """
     server = _MockServer()
-    routes = []
-    for prefix in OPENAI_PREFIXES:
-        routes += [
-            Route(f"{prefix}/chat/completions", server.chat_completions, methods=["POST"]),
-            Route(f"{prefix}/completions", server.completions, methods=["POST"]),
-            Route(f"{prefix}/responses", server.responses, methods=["POST"]),
-            Route(f"{prefix}/models", server.models, methods=["GET"]),
-        ]
+    openai_routes = [
+        ("POST", "/chat/completions", openai_chat.answer),
+        ("POST", "/completions", openai_completions.answer),
+        ("POST", "/responses", openai_responses.answer),
+        ("GET", "/models", openai_resources.models),
+        ("GET", "/models/{model:path}", openai_resources.model),
+        ("POST", "/embeddings", openai_resources.embeddings),
+        ("GET", "/files", openai_resources.files),
+        ("GET", "/files/{file_id}", openai_resources.file),
+        ("GET", "/files/{file_id}/content", openai_resources.file_content),
+        ("GET", "/batches/{batch_id}", openai_resources.batch),
+        ("POST", "/assistants/echo", openai_resources.echo),
+    ]
+    routes = [
+        Route(prefix + path, server.openai_endpoint(build), methods=[method])
+        for prefix in OPENAI_PREFIXES
+        for method, path, build in openai_routes
+    ]
     routes += [
-        Route("/openai/deployments/{deployment}/chat/completions", server.chat_completions, methods=["POST"]),
+        Route(
+            "/openai/deployments/{deployment}/chat/completions",
+            server.openai_endpoint(openai_chat.answer),
+            methods=["POST"],
+        ),
         Route("/v1/messages", server.messages, methods=["POST"]),
+        Route("/v1/messages/count_tokens", server.count_message_tokens, methods=["POST"]),
         # Gemini puts the method after a colon in the last segment (models/gemini-2.0-flash:generateContent).
         Route("/{version}/models/{rest}", server.gemini, methods=["POST"]),
         Route("/_mock/requests", server.list_requests, methods=["GET"]),

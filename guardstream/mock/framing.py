@@ -67,18 +67,35 @@ JSON_BODY = Framing("application/json", _encode_raw)
 JSON_ARRAY = Framing("application/json", _encode_raw, prefix=b"[", separator=b",\r\n", suffix=b"]")
 
 
+def raw_framing(media_type: str) -> Framing:
+    """Events written exactly as given, nothing around them."""
+    return Framing(media_type, _encode_raw)
+
+
 @dataclass(frozen=True)
 class Answer:
     """A successful answer, as a builder describes it: what to write and how it is framed.
 
-    The app turns it into a response that applies the script's timing and faults.
+    The app writes it event by event, applying the script's timing and faults; a buffered answer
+    (small metadata JSON) is sent whole, with a Content-Length, as the real APIs send those.
     """
 
     events: list[Event]
     framing: Framing
     headers: Mapping[str, str] = field(default_factory=dict)
+    is_buffered: bool = False
+
+    def body(self) -> bytes:
+        """Every event framed, as one body."""
+        encoded = [self.framing.encode(event) for event in self.events]
+        return self.framing.prefix + self.framing.separator.join(encoded) + self.framing.suffix
 
 
 def json_answer(value: object, headers: Mapping[str, str] | None = None) -> Answer:
     """A non-streaming answer: the whole JSON document as one event."""
     return Answer([Event(dumps(value))], JSON_BODY, headers or {})
+
+
+def buffered_json(value: object) -> Answer:
+    """A small JSON document sent whole (models, token counts, file metadata)."""
+    return Answer([Event(dumps(value))], JSON_BODY, is_buffered=True)

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
-from guardstream.mock.framing import GEMINI_SSE, JSON_ARRAY, Answer, Event, JSONObject, dumps, json_answer
+from guardstream.mock.framing import (
+    GEMINI_SSE,
+    JSON_ARRAY,
+    Answer,
+    Event,
+    JSONObject,
+    buffered_json,
+    dumps,
+    json_answer,
+)
 from guardstream.mock.script import MockScript
 from guardstream.mock.turn import Turn, arguments_object, count_tokens, make_turn, pieces
 
@@ -22,6 +31,11 @@ def answer(request: Request, body: JSONObject, script: MockScript, model: str, m
     # Without alt=sse the real API streams one JSON array, element by element.
     framing = GEMINI_SSE if request.query_params.get("alt") == "sse" else JSON_ARRAY
     return Answer([Event(dumps(chunk)) for chunk in chunks], framing)
+
+
+def count_answer(request: Request, body: JSONObject, script: MockScript) -> Answer:
+    """`countTokens`: the prompt tokens a generation would report for this body."""
+    return buffered_json({"totalTokens": count_tokens(dumps(prompt_of(body)))})
 
 
 def prompt_of(body: JSONObject) -> object:

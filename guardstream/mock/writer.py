@@ -44,6 +44,11 @@ class Holds:
             del self._events[key]
 
 
+def whole_response(answer: Answer, status: int = 200) -> Response:
+    """A buffered answer, or an error, as one body with a Content-Length."""
+    return Response(answer.body(), status_code=status, headers=answer.headers, media_type=answer.framing.media_type)
+
+
 class EventStream(Response):
     """Writes scripted events one at a time, applying the script's timing and injected faults.
 

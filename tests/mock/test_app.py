@@ -20,10 +20,14 @@ def test_openai_routes_answer_under_every_base_url_prefix(mock_url: str, prefix:
         legacy = client.completions.create(model="gpt-3.5-turbo-instruct", prompt="hi")
         response = client.responses.create(model="gpt-4o-mini", input="hi")
         models = [model.id for model in client.models.list()]
+        model = client.models.retrieve("gpt-4o")
+        embedding = client.embeddings.create(model="text-embedding-3-small", input="hi")
     assert completion.choices[0].message.content == DEFAULT_REPLY
     assert legacy.choices[0].text == DEFAULT_REPLY
     assert response.output_text == DEFAULT_REPLY
     assert "gpt-4o-mini" in models
+    assert model.id == "gpt-4o"
+    assert len(embedding.data[0].embedding) == 8
 
 
 def test_openai_models_list(openai_client: openai.OpenAI) -> None:
