@@ -19,9 +19,9 @@ from guardstream.mock import (
     openai_responses,
 )
 from guardstream.mock.errors import ErrorBody, anthropic_error, gemini_error, openai_error
-from guardstream.mock.framing import Answer, JSONObject, dumps, json_answer, utf8
+from guardstream.mock.framing import JSON_BODY, Answer, Event, JSONObject, dumps, json_answer, utf8
 from guardstream.mock.script import MockScript, MockScriptError
-from guardstream.mock.writer import EventStream, Holds, sleep_ms, whole_response
+from guardstream.mock.writer import EventStream, Holds, sleep_ms, whole_response, with_raw_body
 
 # The base URLs people give OpenAI-compatible SDKs: the host alone, /v1, Azure's v1 and Groq (/openai/v1),
 # OpenRouter (/api/v1) and Gemini's OpenAI-compatible endpoint (/v1beta/openai).
@@ -74,16 +74,19 @@ class _MockServer:
             return _json_response(400, error_body(400, str(exc)))
         if isinstance(answer, Response):
             return answer
+        answer = with_raw_body(answer, script)
         if answer.is_buffered:
             await sleep_ms(script.first_byte_delay_ms)
-            return whole_response(answer)
+            return whole_response(answer, script)
         return EventStream(answer, script, self.holds)
 
     async def _error(self, script: MockScript, error_body: ErrorBody) -> Response:
         await sleep_ms(script.first_byte_delay_ms)
         status = script.status or 500
+        if script.error_body is not None:
+            return whole_response(Answer([Event(script.error_body)], JSON_BODY), script, status)
         message = script.error_message or f"The mock script asked for HTTP {status}."
-        return whole_response(json_answer(error_body(status, message)), status)
+        return whole_response(json_answer(error_body(status, message)), script, status)
 
     def openai_endpoint(self, build: _Builder) -> Callable[[Request], Awaitable[Response]]:
         """An endpoint answering with `build`, and with OpenAI's error shape."""

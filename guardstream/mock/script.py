@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import json
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +18,10 @@ __all__ = ["DEFAULT_REPLY", "MockScript", "MockScriptError", "MockToolCall"]
 
 DEFAULT_REPLY = "Hello! I am the guardstream mock model."
 MOCK_HEADER_PREFIX = "x-mock-"
+# RFC 9110 token characters: what a header name may be made of.
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+# The server frames the body itself; a scripted value for these would break HTTP framing, not test a proxy.
+FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding"})
 
 
 class MockScriptError(ValueError):
@@ -38,6 +44,10 @@ class MockScript:
     header (body wins). Header values are JSON for non-text fields (`x-mock-chunk-chars: 2`); text fields
     are taken as-is, or base64 after a `b64:` prefix so non-latin-1 text fits in a header.
     Fault positions (`drop_after`, `malformed_after`, `hold_after`) count events written, from 0.
+
+    The raw fields replace what goes on the wire for adversarial tests: `raw_events` (the body, one
+    HTTP chunk per string), `raw_body` (the body in one piece), `content_type`, `headers` (extra
+    response headers) and `error_body` (the body of a scripted `status`).
     """
 
     reply: str = DEFAULT_REPLY
@@ -54,12 +64,23 @@ class MockScript:
     hold_key: str | None = None
     status: int | None = None
     error_message: str | None = None
+    raw_events: tuple[str, ...] | None = None
+    raw_body: str | None = None
+    content_type: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    error_body: str | None = None
 
     def __post_init__(self) -> None:
         if self.chunk_chars < 1:
             raise MockScriptError(f"Mock field 'chunk_chars' has value {self.chunk_chars!r}. It must be at least 1.")
         if (self.hold_after is None) != (self.hold_key is None):
             raise MockScriptError("Mock fields 'hold_after' and 'hold_key' go together. Set both or neither.")
+        if self.raw_events is not None and self.raw_body is not None:
+            raise MockScriptError("Mock fields 'raw_events' and 'raw_body' both replace the body. Set one of them.")
+        if self.error_body is not None and self.status is None:
+            raise MockScriptError("Mock field 'error_body' is the body of an error answer. Set 'status' too.")
+        if self.error_body is not None and self.error_message is not None:
+            raise MockScriptError("Mock fields 'error_body' and 'error_message' both set the error. Set one of them.")
 
     @classmethod
     def from_request(cls, body: Mapping[str, Any], headers: Mapping[str, str]) -> MockScript:
@@ -86,6 +107,16 @@ class MockScript:
     def answer_for(self, index: int) -> str:
         """The text the model streams for choice `index`: the refusal when there is one."""
         return self.refusal if self.refusal is not None else self.reply_for(index)
+
+    def fingerprint(self) -> str:
+        """A stable text naming what shapes the generated answer, from which ids are derived.
+
+        Fields that only change how the answer is sent are left out, so adding one never changes the
+        ids (and so the bytes) of answers that do not use it.
+        """
+        fields = dataclasses.fields(self)
+        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields if f.name not in _WIRE_FIELDS)
+        return f"{type(self).__name__}({shown})"
 
 
 def _check_field_name(name: str) -> None:
@@ -132,10 +163,40 @@ def _error_status(name: str, value: object) -> int:
     return value
 
 
-def _replies(name: str, value: object) -> tuple[str, ...]:
-    if not isinstance(value, list):
+def _texts(name: str, value: object) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise MockScriptError(f"Mock field '{name}' has value {value!r}. Not a list of strings.")
-    return tuple(_text(name, item) for item in value)
+    return tuple(value)
+
+
+def _header_value(name: str, value: object) -> str:
+    text = _text(name, value)
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        is_valid = False
+    else:
+        is_valid = not any(ord(char) < 32 and char != "\t" or ord(char) == 127 for char in text)
+    if not is_valid:
+        raise MockScriptError(
+            f"Mock field '{name}' has value {value!r}. A header value must be latin-1 text without control characters."
+        )
+    return text
+
+
+def _headers(name: str, value: object) -> tuple[tuple[str, str], ...]:
+    if not isinstance(value, dict):
+        raise MockScriptError(f"Mock field '{name}' has value {value!r}. Not an object of header names to values.")
+    pairs = []
+    for header, text in value.items():
+        if not HEADER_NAME.fullmatch(header):
+            raise MockScriptError(f"Mock field '{name}' names header {header!r}. Not a valid header name.")
+        if header.lower() in FRAMING_HEADERS:
+            raise MockScriptError(
+                f"Mock field '{name}' sets {header!r}. The server frames the body itself; leave that header out."
+            )
+        pairs.append((header.lower(), _header_value(f"{name}.{header}", text)))
+    return tuple(pairs)
 
 
 def _tool_calls(name: str, value: object) -> tuple[MockToolCall, ...]:
@@ -151,10 +212,13 @@ def _tool_calls(name: str, value: object) -> tuple[MockToolCall, ...]:
     return tuple(calls)
 
 
-_TEXT_FIELDS = frozenset({"reply", "refusal", "thinking", "hold_key", "error_message"})
+_TEXT_FIELDS = frozenset(
+    {"reply", "refusal", "thinking", "hold_key", "error_message", "raw_body", "content_type", "error_body"}
+)
+_WIRE_FIELDS = frozenset({"raw_events", "raw_body", "content_type", "headers", "error_body"})
 _FIELD_VALIDATORS: dict[str, Callable[[str, object], Any]] = {
     "reply": _text,
-    "replies": _replies,
+    "replies": _texts,
     "chunk_chars": _count,
     "delay_ms": _milliseconds,
     "first_byte_delay_ms": _milliseconds,
@@ -167,4 +231,9 @@ _FIELD_VALIDATORS: dict[str, Callable[[str, object], Any]] = {
     "hold_key": _text,
     "status": _error_status,
     "error_message": _text,
+    "raw_events": _texts,
+    "raw_body": _text,
+    "content_type": _header_value,
+    "headers": _headers,
+    "error_body": _text,
 }

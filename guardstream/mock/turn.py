@@ -79,6 +79,6 @@ class Turn:
 
 def make_turn(request: Request, body: JSONObject, script: MockScript, model: str, prompt: object) -> Turn:
     # The digest covers everything that shapes the answer, so identical requests get identical ids.
-    seed = json.dumps([request.url.path, body, repr(script)], sort_keys=True, ensure_ascii=True)
+    seed = json.dumps([request.url.path, body, script.fingerprint()], sort_keys=True, ensure_ascii=True)
     digest = hashlib.sha256(seed.encode("ascii")).hexdigest()[:16]
     return Turn(script, model, digest, count_tokens(dumps(prompt)))

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import replace
 
 import anyio
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from guardstream.mock.framing import Answer, Event
+from guardstream.mock.framing import Answer, Event, raw_framing
 from guardstream.mock.script import MockScript
 
 HOLD_TIMEOUT_SECONDS = 30.0
@@ -44,9 +45,39 @@ class Holds:
             del self._events[key]
 
 
-def whole_response(answer: Answer, status: int = 200) -> Response:
+def with_raw_body(answer: Answer, script: MockScript) -> Answer:
+    """The answer with the script's `raw_events` or `raw_body` in place of its own events, written as given."""
+    if script.raw_events is not None:
+        events = [Event(text) for text in script.raw_events]
+    elif script.raw_body is not None:
+        events = [Event(script.raw_body)]
+    else:
+        return answer
+    return replace(answer, events=events, framing=raw_framing(answer.framing.media_type))
+
+
+def _headers(answer: Answer, script: MockScript) -> dict[str, str]:
+    headers = dict(answer.headers)
+    if answer.framing.media_type == "text/event-stream":
+        headers["cache-control"] = "no-cache"
+    # Given explicitly, the media type is sent as scripted: no charset is appended to a text/* type.
+    if script.content_type is not None:
+        headers["content-type"] = script.content_type
+    return headers
+
+
+def _add_scripted_headers(response: Response, script: MockScript) -> None:
+    scripted = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in script.headers]
+    names = {name for name, _ in scripted}
+    response.raw_headers = [(name, value) for name, value in response.raw_headers if name not in names] + scripted
+
+
+def whole_response(answer: Answer, script: MockScript, status: int = 200) -> Response:
     """A buffered answer, or an error, as one body with a Content-Length."""
-    return Response(answer.body(), status_code=status, headers=answer.headers, media_type=answer.framing.media_type)
+    headers = _headers(answer, script)
+    response = Response(answer.body(), status_code=status, headers=headers, media_type=answer.framing.media_type)
+    _add_scripted_headers(response, script)
+    return response
 
 
 class EventStream(Response):
@@ -63,8 +94,8 @@ class EventStream(Response):
         self.status_code = 200
         self.media_type = answer.framing.media_type
         self.background = None
-        extra = {"cache-control": "no-cache"} if answer.framing.media_type == "text/event-stream" else {}
-        self.init_headers({**answer.headers, **extra})
+        self.init_headers(_headers(answer, script))
+        _add_scripted_headers(self, script)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # uvicorn silently drops writes after a disconnect, so watch for it ourselves: a client that goes away

@@ -36,3 +36,10 @@ def test_unicode_line_separators_are_escaped(http: httpx.Client) -> None:
     body = http.post("/v1/chat/completions", json={"messages": [], "stream": True, "mock": mock}).content
     assert "\u2028".encode() not in body and b"\\u2028" in body
     assert "é".encode() in body
+
+
+def test_ids_stay_what_they_were_when_new_script_fields_are_added(http: httpx.Client) -> None:
+    # The digest behind this id was recorded before the newer (wire-only) script fields existed.
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "stream": True, "mock": {}}
+    first = http.post("/v1/chat/completions", content=json.dumps(body)).text.split("\n")[0]
+    assert json.loads(first.removeprefix("data: "))["id"] == "chatcmpl-mock-11302c1977f58574"
