@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from guardstream.mock.compression import CODINGS
 from guardstream.mock.framing import dumps
 
 __all__ = ["DEFAULT_REPLY", "MockScript", "MockScriptError", "MockToolCall"]
@@ -47,7 +48,8 @@ class MockScript:
 
     The raw fields replace what goes on the wire for adversarial tests: `raw_events` (the body, one
     HTTP chunk per string), `raw_body` (the body in one piece), `content_type`, `headers` (extra
-    response headers) and `error_body` (the body of a scripted `status`).
+    response headers), `error_body` (the body of a scripted `status`) and `content_encoding`
+    (`gzip`, `deflate` or `identity`, compressed as it is written).
     """
 
     reply: str = DEFAULT_REPLY
@@ -69,6 +71,7 @@ class MockScript:
     content_type: str | None = None
     headers: tuple[tuple[str, str], ...] = ()
     error_body: str | None = None
+    content_encoding: str | None = None
 
     def __post_init__(self) -> None:
         if self.chunk_chars < 1:
@@ -169,6 +172,13 @@ def _texts(name: str, value: object) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _content_coding(name: str, value: object) -> str:
+    if value not in CODINGS:
+        choices = ", ".join(CODINGS)
+        raise MockScriptError(f"Mock field '{name}' has value {value!r}. Use one of: {choices}.")
+    return str(value)
+
+
 def _header_value(name: str, value: object) -> str:
     text = _text(name, value)
     try:
@@ -213,9 +223,19 @@ def _tool_calls(name: str, value: object) -> tuple[MockToolCall, ...]:
 
 
 _TEXT_FIELDS = frozenset(
-    {"reply", "refusal", "thinking", "hold_key", "error_message", "raw_body", "content_type", "error_body"}
+    {
+        "reply",
+        "refusal",
+        "thinking",
+        "hold_key",
+        "error_message",
+        "raw_body",
+        "content_type",
+        "error_body",
+        "content_encoding",
+    }
 )
-_WIRE_FIELDS = frozenset({"raw_events", "raw_body", "content_type", "headers", "error_body"})
+_WIRE_FIELDS = frozenset({"raw_events", "raw_body", "content_type", "headers", "error_body", "content_encoding"})
 _FIELD_VALIDATORS: dict[str, Callable[[str, object], Any]] = {
     "reply": _text,
     "replies": _texts,
@@ -236,4 +256,5 @@ _FIELD_VALIDATORS: dict[str, Callable[[str, object], Any]] = {
     "content_type": _header_value,
     "headers": _headers,
     "error_body": _text,
+    "content_encoding": _content_coding,
 }

@@ -9,6 +9,7 @@ import anyio
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from guardstream.mock.compression import BodyEncoder
 from guardstream.mock.framing import Answer, Event, raw_framing
 from guardstream.mock.script import MockScript
 
@@ -63,6 +64,8 @@ def _headers(answer: Answer, script: MockScript) -> dict[str, str]:
     # Given explicitly, the media type is sent as scripted: no charset is appended to a text/* type.
     if script.content_type is not None:
         headers["content-type"] = script.content_type
+    if script.content_encoding is not None:
+        headers["content-encoding"] = script.content_encoding
     return headers
 
 
@@ -75,7 +78,8 @@ def _add_scripted_headers(response: Response, script: MockScript) -> None:
 def whole_response(answer: Answer, script: MockScript, status: int = 200) -> Response:
     """A buffered answer, or an error, as one body with a Content-Length."""
     headers = _headers(answer, script)
-    response = Response(answer.body(), status_code=status, headers=headers, media_type=answer.framing.media_type)
+    body = BodyEncoder(script.content_encoding).last(answer.body())
+    response = Response(body, status_code=status, headers=headers, media_type=answer.framing.media_type)
     _add_scripted_headers(response, script)
     return response
 
@@ -91,6 +95,7 @@ class EventStream(Response):
         self.framing = answer.framing
         self.script = script
         self.holds = holds
+        self.encoder = BodyEncoder(script.content_encoding)
         self.status_code = 200
         self.media_type = answer.framing.media_type
         self.background = None
@@ -132,9 +137,10 @@ class EventStream(Response):
             if sent:
                 await sleep_ms(script.delay_ms)
             glue = self.framing.separator if sent else self.framing.prefix
-            await send({"type": "http.response.body", "body": glue + self.framing.encode(event), "more_body": True})
+            body = self.encoder.chunk(glue + self.framing.encode(event))
+            await send({"type": "http.response.body", "body": body, "more_body": True})
             sent += 1
-        await send({"type": "http.response.body", "body": self.framing.suffix, "more_body": False})
+        await send({"type": "http.response.body", "body": self.encoder.last(self.framing.suffix), "more_body": False})
 
 
 async def _wait_for_disconnect(receive: Receive) -> None:
