@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 
 from guardstream.mock.framing import OPENAI_SSE, Answer, Event, JSONObject, dumps, json_answer
+from guardstream.mock.logprobs import chat_top_logprobs, text_logprobs
 from guardstream.mock.script import MockScript
 from guardstream.mock.turn import CREATED, Turn, choice_count, interleave, make_turn, pieces, wants_usage_chunk
 
@@ -16,9 +17,17 @@ def answer(request: Request, body: JSONObject, script: MockScript) -> Answer:
     model = body.get("model") or request.path_params.get("deployment") or "gpt-4o-mini"
     turn = make_turn(request, body, script, str(model), body.get("messages"))
     headers = {"x-request-id": f"req_mock_{turn.digest}"}
+    top = chat_top_logprobs(body)
     if body.get("stream"):
-        return Answer(chat_chunks(turn, n, wants_usage_chunk(body)), OPENAI_SSE, headers)
-    return json_answer(chat_completion(turn, n), headers)
+        return Answer(chat_chunks(turn, n, wants_usage_chunk(body), top), OPENAI_SSE, headers)
+    return json_answer(chat_completion(turn, n, top), headers)
+
+
+def _logprobs(channel: str, entries: list[JSONObject]) -> JSONObject:
+    return {
+        "content": entries if channel == "content" else None,
+        "refusal": entries if channel == "refusal" else None,
+    }
 
 
 def chat_usage(prompt_tokens: int, completion_tokens: int) -> JSONObject:
@@ -36,7 +45,8 @@ def chat_usage(prompt_tokens: int, completion_tokens: int) -> JSONObject:
     }
 
 
-def chat_chunks(turn: Turn, n: int, include_usage: bool) -> list[Event]:
+def chat_chunks(turn: Turn, n: int, include_usage: bool, top: int | None = None) -> list[Event]:
+    """The stream; with `top` (logprobs asked), each text piece carries its token's logprob entry."""
     script = turn.script
     envelope: JSONObject = {
         "id": f"chatcmpl-mock-{turn.digest}",
@@ -46,8 +56,10 @@ def chat_chunks(turn: Turn, n: int, include_usage: bool) -> list[Event]:
         "system_fingerprint": SYSTEM_FINGERPRINT,
     }
 
-    def chunk(index: int, delta: JSONObject, finish_reason: str | None = None) -> Event:
-        choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+    def chunk(
+        index: int, delta: JSONObject, finish_reason: str | None = None, logprobs: JSONObject | None = None
+    ) -> Event:
+        choice = {"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish_reason}
         # With include_usage the real API puts "usage": null on every chunk but the last.
         usage = {"usage": None} if include_usage else {}
         return Event(dumps({**envelope, "choices": [choice], **usage}))
@@ -61,7 +73,15 @@ def chat_chunks(turn: Turn, n: int, include_usage: bool) -> list[Event]:
         completion_tokens += turn.output_tokens(text)
         first = {"role": "assistant", "content": None if is_refusal else "", "refusal": "" if is_refusal else None}
         events = [chunk(index, first)]
-        events += [chunk(index, {channel: piece}) for piece in pieces(text, script.chunk_chars)]
+        text_pieces = pieces(text, script.chunk_chars)
+        if top is None:
+            events += [chunk(index, {channel: piece}) for piece in text_pieces]
+        else:
+            entries = text_logprobs(text, script.chunk_chars, script.logprobs, top)
+            events += [
+                chunk(index, {channel: piece}, logprobs=_logprobs(channel, [entry]))
+                for piece, entry in zip(text_pieces, entries, strict=True)
+            ]
         for position, call in enumerate(script.tool_calls):
             opening = {"index": position, "id": turn.call_id(position, index), "type": "function"}
             events.append(chunk(index, {"tool_calls": [{**opening, "function": {"name": call.name, "arguments": ""}}]}))
@@ -79,7 +99,7 @@ def chat_chunks(turn: Turn, n: int, include_usage: bool) -> list[Event]:
     return merged
 
 
-def chat_completion(turn: Turn, n: int) -> JSONObject:
+def chat_completion(turn: Turn, n: int, top: int | None = None) -> JSONObject:
     script = turn.script
     choices = []
     completion_tokens = 0
@@ -98,7 +118,11 @@ def chat_completion(turn: Turn, n: int) -> JSONObject:
                 for position, call in enumerate(script.tool_calls)
             ]
         finish_reason = "tool_calls" if script.tool_calls else "stop"
-        choices.append({"index": index, "message": message, "logprobs": None, "finish_reason": finish_reason})
+        logprobs = None
+        if top is not None:
+            entries = text_logprobs(text, script.chunk_chars, script.logprobs, top)
+            logprobs = _logprobs("refusal" if script.refusal is not None else "content", entries)
+        choices.append({"index": index, "message": message, "logprobs": logprobs, "finish_reason": finish_reason})
     return {
         "id": f"chatcmpl-mock-{turn.digest}",
         "object": "chat.completion",

@@ -7,6 +7,7 @@ import json
 from starlette.requests import Request
 
 from guardstream.mock.framing import NAMED_SSE, Answer, Event, JSONObject, dumps, json_answer
+from guardstream.mock.logprobs import responses_top_logprobs, text_logprobs
 from guardstream.mock.script import MockScript
 from guardstream.mock.turn import CREATED, Turn, make_turn, pieces
 
@@ -15,7 +16,7 @@ def answer(request: Request, body: JSONObject, script: MockScript) -> Answer:
     model = str(body.get("model") or "gpt-4o-mini")
     turn = make_turn(request, body, script, model, [body.get("instructions"), body.get("input")])
     headers = {"x-request-id": f"req_mock_{turn.digest}"}
-    events = responses_events(turn)
+    events = responses_events(turn, responses_top_logprobs(body))
     if body.get("stream"):
         return Answer(events, NAMED_SSE, headers)
     return json_answer(json.loads(events[-1].data)["response"], headers)
@@ -50,8 +51,12 @@ def response_object(turn: Turn, status: str, output: list[JSONObject], usage: JS
     }
 
 
-def responses_events(turn: Turn) -> list[Event]:
-    """The whole Responses stream; its last event (`response.completed`) also holds the non-streaming answer."""
+def responses_events(turn: Turn, top: int | None = None) -> list[Event]:
+    """The whole Responses stream; its last event (`response.completed`) also holds the non-streaming answer.
+
+    With `top` (logprobs asked), each text delta carries its token's logprob entry, and the finished
+    text all of them.
+    """
     script = turn.script
     payloads: list[JSONObject] = []
 
@@ -82,10 +87,12 @@ def responses_events(turn: Turn) -> list[Event]:
             part: JSONObject = {"type": "refusal", "refusal": text}
         else:
             emit("response.content_part.added", **where, part={"type": "output_text", "annotations": [], "text": ""})
-            for piece in pieces(text, script.chunk_chars):
-                emit("response.output_text.delta", **where, delta=piece, logprobs=[])
-            emit("response.output_text.done", **where, text=text, logprobs=[])
-            part = {"type": "output_text", "annotations": [], "logprobs": [], "text": text}
+            text_pieces = pieces(text, script.chunk_chars)
+            entries = [] if top is None else text_logprobs(text, script.chunk_chars, script.logprobs, top)
+            for position, piece in enumerate(text_pieces):
+                emit("response.output_text.delta", **where, delta=piece, logprobs=entries[position : position + 1])
+            emit("response.output_text.done", **where, text=text, logprobs=entries)
+            part = {"type": "output_text", "annotations": [], "logprobs": entries, "text": text}
         emit("response.content_part.done", **where, part=part)
         message = {**message, "status": "completed", "content": [part]}
         emit("response.output_item.done", output_index=0, item=message)

@@ -49,7 +49,8 @@ class MockScript:
     The raw fields replace what goes on the wire for adversarial tests: `raw_events` (the body, one
     HTTP chunk per string), `raw_body` (the body in one piece), `content_type`, `headers` (extra
     response headers), `error_body` (the body of a scripted `status`) and `content_encoding`
-    (`gzip`, `deflate` or `identity`, compressed as it is written).
+    (`gzip`, `deflate` or `identity`, compressed as it is written). `logprobs` names alternative
+    tokens listed in each token's `top_logprobs` when the request asks for logprobs.
     """
 
     reply: str = DEFAULT_REPLY
@@ -72,6 +73,7 @@ class MockScript:
     headers: tuple[tuple[str, str], ...] = ()
     error_body: str | None = None
     content_encoding: str | None = None
+    logprobs: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.chunk_chars < 1:
@@ -114,11 +116,11 @@ class MockScript:
     def fingerprint(self) -> str:
         """A stable text naming what shapes the generated answer, from which ids are derived.
 
-        Fields that only change how the answer is sent are left out, so adding one never changes the
-        ids (and so the bytes) of answers that do not use it.
+        Fields that only change how the answer is sent, or decorate it (`logprobs`), are left out, so
+        adding one never changes the ids (and so the bytes) of answers that do not use it.
         """
         fields = dataclasses.fields(self)
-        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields if f.name not in _WIRE_FIELDS)
+        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields if f.name not in _NOT_IN_IDS)
         return f"{type(self).__name__}({shown})"
 
 
@@ -235,7 +237,9 @@ _TEXT_FIELDS = frozenset(
         "content_encoding",
     }
 )
-_WIRE_FIELDS = frozenset({"raw_events", "raw_body", "content_type", "headers", "error_body", "content_encoding"})
+_NOT_IN_IDS = frozenset(
+    {"raw_events", "raw_body", "content_type", "headers", "error_body", "content_encoding", "logprobs"}
+)
 _FIELD_VALIDATORS: dict[str, Callable[[str, object], Any]] = {
     "reply": _text,
     "replies": _texts,
@@ -257,4 +261,5 @@ _FIELD_VALIDATORS: dict[str, Callable[[str, object], Any]] = {
     "headers": _headers,
     "error_body": _text,
     "content_encoding": _content_coding,
+    "logprobs": _texts,
 }

@@ -56,12 +56,14 @@ def test_script_reads_raw_fields_from_headers() -> None:
         "x-mock-headers": '{"X-Trace": "abc"}',
         "x-mock-status": "500",
         "x-mock-error-body": "b64:" + base64.b64encode("naïve\n".encode()).decode(),
+        "x-mock-logprobs": '["alt"]',
     }
     script = MockScript.from_request({}, headers)
     assert script.raw_events == ("data: 1\n\n", "data: 2")
     assert script.content_type == "text/plain; charset=latin-1"
     assert script.headers == (("x-trace", "abc"),)
     assert script.error_body == "naïve\n"
+    assert script.logprobs == ("alt",)
 
 
 @pytest.mark.parametrize(
@@ -79,6 +81,7 @@ def test_script_reads_raw_fields_from_headers() -> None:
         ({"headers": {"x-a": 1}}, "Not a string"),
         ({"content_type": "text/plain\n"}, "without control characters"),
         ({"content_type": "text/€"}, "latin-1"),
+        ({"logprobs": "alt"}, "Not a list of strings"),
     ],
 )
 def test_script_rejects_invalid_raw_fields(mock: dict[str, Any], message: str) -> None:
