@@ -61,7 +61,7 @@ class _MockServer:
 
     async def _answer(self, request: Request, error_body: ErrorBody, build: _Builder) -> Response:
         body = await self._record(request)
-        if body is None and request.method == "GET":
+        if body is None and request.method in ("GET", "HEAD"):
             body = {}
         try:
             if not isinstance(body, dict):

@@ -54,7 +54,9 @@ def with_raw_body(answer: Answer, script: MockScript) -> Answer:
         events = [Event(script.raw_body)]
     else:
         return answer
-    return replace(answer, events=events, framing=raw_framing(answer.framing.media_type))
+    # raw_events promise one HTTP chunk per entry, so even a buffered answer is then written event by event.
+    is_buffered = answer.is_buffered and script.raw_events is None
+    return replace(answer, events=events, framing=raw_framing(answer.framing.media_type), is_buffered=is_buffered)
 
 
 def _headers(answer: Answer, script: MockScript) -> dict[str, str]:

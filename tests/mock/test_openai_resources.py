@@ -96,3 +96,9 @@ def test_echo_route_streams_the_scripted_reply(http: httpx.Client) -> None:
     events = http.post("/v1/assistants/echo", json=body).text.split("\n\n")
     assert [json.loads(event.removeprefix("data: "))["delta"] for event in events[:2]] == ["echoed", " text"]
     assert events[2:] == ["data: [DONE]", ""]
+
+
+def test_head_on_a_get_route_answers_without_a_body(http: httpx.Client) -> None:
+    response = http.head("/v1/files/file-mock-input")
+    assert response.status_code == 200 and response.content == b""
+    assert int(response.headers["content-length"]) > 0

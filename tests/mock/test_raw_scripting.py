@@ -98,3 +98,9 @@ def test_error_body_takes_the_scripted_content_type(http: httpx.Client) -> None:
     response = http.post("/v1/messages", json={"messages": [], "mock": mock})
     assert response.headers["content-type"] == "text/html"
     assert response.text == "<html>oops</html>"
+
+
+async def test_raw_events_stream_even_a_buffered_answer(call_asgi: AsgiCall) -> None:
+    sent = await call_asgi("/v1/messages/count_tokens", {"messages": [], "mock": {"raw_events": ["{", "}"]}})
+    assert [message["body"] for message in sent[1:] if message["body"]] == [b"{", b"}"]
+    assert (b"content-type", b"application/json") in sent[0]["headers"]
