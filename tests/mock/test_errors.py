@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import anthropic
+import httpx
 import openai
 import pytest
 from google import genai
@@ -40,3 +41,25 @@ def test_invalid_script_is_a_native_400(openai_client: openai.OpenAI) -> None:
         openai_client.chat.completions.create(
             model="gpt-4o-mini", messages=MESSAGES, extra_body={"mock": {"chunk_chars": 0}}
         )
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "named"),
+    [
+        ("/v1/chat/completions", {"messages": [], "n": 0}, "'n'"),
+        ("/v1/chat/completions", {"messages": [], "mock": "reply"}, "'mock' key"),
+        ("/v1/embeddings", {"input": "x", "dimensions": 0}, "'dimensions'"),
+        ("/v1/embeddings", {"input": "x", "encoding_format": "int8"}, "'encoding_format'"),
+        (
+            "/v1beta/models/gemini-2.0-flash:generateContent",
+            {"contents": [], "mock": {"tool_calls": [{"name": "f", "arguments": "[1]"}]}},
+            "Tool call 'f'",
+        ),
+    ],
+)
+def test_invalid_request_fields_are_native_400s(
+    http: httpx.Client, path: str, body: dict[str, Any], named: str
+) -> None:
+    response = http.post(path, json=body)
+    assert response.status_code == 400
+    assert named in response.text

@@ -48,3 +48,10 @@ def test_gemini_stream_without_alt_sse_is_a_json_array(http: httpx.Client) -> No
     chunks = response.json()
     assert response.headers["content-type"] == "application/json"
     assert "".join(chunk["candidates"][0]["content"]["parts"][0]["text"] for chunk in chunks) == DEFAULT_REPLY
+
+
+def test_gemini_empty_reply_streams_one_empty_part(http: httpx.Client) -> None:
+    body = {"contents": [], "mock": {"reply": ""}}
+    chunks = http.post("/v1beta/models/gemini-2.0-flash:streamGenerateContent", json=body).json()
+    assert [chunk["candidates"][0]["content"]["parts"] for chunk in chunks] == [[{"text": ""}]]
+    assert chunks[0]["candidates"][0]["finishReason"] == "STOP"

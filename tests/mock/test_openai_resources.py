@@ -41,6 +41,11 @@ def test_embeddings_honour_dimensions(openai_client: openai.OpenAI) -> None:
     assert response.usage.prompt_tokens == 4
 
 
+def test_embeddings_take_a_single_token_array(openai_client: openai.OpenAI) -> None:
+    response = openai_client.embeddings.create(model="m", input=[1, 2, 3])
+    assert len(response.data) == 1 and response.usage.prompt_tokens == 3
+
+
 def test_embeddings_refuse_an_invalid_input(openai_client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError, match="'input'"):
         openai_client.embeddings.create(model="m", input=[])

@@ -38,3 +38,14 @@ def test_openai_responses_non_streaming(openai_client: openai.OpenAI) -> None:
     response = openai_client.responses.create(model="gpt-4o-mini", input="hi", extra_body={"mock": {"reply": "JSON"}})
     assert response.status == "completed"
     assert response.output_text == "JSON"
+
+
+def test_openai_responses_refusal_streams_a_refusal_part(openai_client: openai.OpenAI) -> None:
+    events = list(
+        openai_client.responses.create(
+            model="gpt-4o-mini", input="hi", stream=True, extra_body={"mock": {"refusal": "I can't help."}}
+        )
+    )
+    deltas = [event.delta for event in events if event.type == "response.refusal.delta"]
+    assert "".join(deltas) == "I can't help."
+    assert not [event for event in events if event.type == "response.output_text.delta"]

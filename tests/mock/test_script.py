@@ -38,6 +38,7 @@ def test_script_reads_headers_and_body_wins() -> None:
         ({"hold_after": 1}, {}),
         ({"replies": "a"}, {}),
         ({"tool_calls": [{"arguments": "{}"}]}, {}),
+        ({"tool_calls": {"name": "f"}}, {}),
         ({"unknown": 1}, {}),
         ({}, {"x-mock-drop-after": "soon"}),
         ({}, {"x-mock-reply": "b64:!!"}),
