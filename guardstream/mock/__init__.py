@@ -20,10 +20,11 @@ client.chat.completions.create(
 Ids come from a digest of the request and timestamps are fixed, so identical requests get
 byte-identical answers: tests compare a proxied answer with a direct one byte for byte.
 
-Modules: `script` (what a request asks for), `framing` (events to bytes), `writer` (timing and
-faults), `errors` (native error bodies), `turn` (what the builders share), one builder per format
-(`openai_chat`, `openai_completions`, `openai_responses`, `anthropic`, `gemini`), `openai_resources`
-(models, embeddings, files, batches, echo) and `app` (routes and state).
+Modules: `script` (what a request asks for), `framing` (events to bytes), `writer` (timing, faults
+and the raw fields), `compression`, `errors` (native error bodies), `turn` (what the builders
+share), one builder per format (`openai_chat`, `openai_completions`, `openai_responses`,
+`anthropic`, `gemini`), `logprobs`, `openai_resources` and `gemini_resources` (answers without
+generated text), `embedding`, and `app` (routes and state).
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from starlette.routing import Route
 from guardstream.mock import (
     anthropic,
     gemini,
+    gemini_resources,
     openai_chat,
     openai_completions,
     openai_resources,
@@ -26,7 +27,7 @@ from guardstream.mock.writer import EventStream, Holds, sleep_ms, whole_response
 # The base URLs people give OpenAI-compatible SDKs: the host alone, /v1, Azure's v1 and Groq (/openai/v1),
 # OpenRouter (/api/v1) and Gemini's OpenAI-compatible endpoint (/v1beta/openai).
 OPENAI_PREFIXES = ("", "/v1", "/openai/v1", "/api/v1", "/v1beta/openai")
-GEMINI_METHODS = ("generateContent", "streamGenerateContent", "countTokens")
+GEMINI_METHODS = ("generateContent", "streamGenerateContent", "countTokens", "embedContent", "batchEmbedContents")
 
 _Builder = Callable[[Request, JSONObject, MockScript], Answer | Response]
 
@@ -88,21 +89,15 @@ class _MockServer:
         message = script.error_message or f"The mock script asked for HTTP {status}."
         return whole_response(json_answer(error_body(status, message)), script, status)
 
-    def openai_endpoint(self, build: _Builder) -> Callable[[Request], Awaitable[Response]]:
-        """An endpoint answering with `build`, and with OpenAI's error shape."""
+    def endpoint(self, build: _Builder, error_body: ErrorBody) -> Callable[[Request], Awaitable[Response]]:
+        """An endpoint answering with `build`, and with errors in `error_body`'s shape."""
 
         async def endpoint(request: Request) -> Response:
-            return await self._answer(request, openai_error, build)
+            return await self._answer(request, error_body, build)
 
         return endpoint
 
-    async def messages(self, request: Request) -> Response:
-        return await self._answer(request, anthropic_error, anthropic.answer)
-
-    async def count_message_tokens(self, request: Request) -> Response:
-        return await self._answer(request, anthropic_error, anthropic.count_answer)
-
-    async def gemini(self, request: Request) -> Response:
+    async def gemini_method(self, request: Request) -> Response:
         model, _, method = str(request.path_params["rest"]).rpartition(":")
 
         def build(request: Request, body: JSONObject, script: MockScript) -> Answer | Response:
@@ -111,7 +106,11 @@ class _MockServer:
                 message = f"Method '{method}' is not served by the mock. Use one of: {served}."
                 return _json_response(404, gemini_error(404, message))
             if method == "countTokens":
-                return gemini.count_answer(request, body, script)
+                return gemini_resources.count_tokens_answer(request, body, script)
+            if method == "embedContent":
+                return gemini_resources.embed_answer(request, body, model)
+            if method == "batchEmbedContents":
+                return gemini_resources.batch_embed_answer(request, body, model)
             return gemini.answer(request, body, script, model, method)
 
         return await self._answer(request, gemini_error, build)
@@ -150,24 +149,25 @@ def create_mock_app() -> Starlette:
         ("GET", "/files", openai_resources.files),
         ("GET", "/files/{file_id}", openai_resources.file),
         ("GET", "/files/{file_id}/content", openai_resources.file_content),
+        ("GET", "/batches", openai_resources.batches),
         ("GET", "/batches/{batch_id}", openai_resources.batch),
         ("POST", "/assistants/echo", openai_resources.echo),
     ]
     routes = [
-        Route(prefix + path, server.openai_endpoint(build), methods=[method])
+        Route(prefix + path, server.endpoint(build, openai_error), methods=[method])
         for prefix in OPENAI_PREFIXES
         for method, path, build in openai_routes
     ]
+    azure_chat = server.endpoint(openai_chat.answer, openai_error)
     routes += [
-        Route(
-            "/openai/deployments/{deployment}/chat/completions",
-            server.openai_endpoint(openai_chat.answer),
-            methods=["POST"],
-        ),
-        Route("/v1/messages", server.messages, methods=["POST"]),
-        Route("/v1/messages/count_tokens", server.count_message_tokens, methods=["POST"]),
+        Route("/openai/deployments/{deployment}/chat/completions", azure_chat, methods=["POST"]),
+        Route("/v1/messages", server.endpoint(anthropic.answer, anthropic_error), methods=["POST"]),
+        Route("/v1/messages/count_tokens", server.endpoint(anthropic.count_answer, anthropic_error), methods=["POST"]),
         # Gemini puts the method after a colon in the last segment (models/gemini-2.0-flash:generateContent).
-        Route("/{version}/models/{rest}", server.gemini, methods=["POST"]),
+        Route("/{version}/models/{rest}", server.gemini_method, methods=["POST"]),
+        # After the OpenAI routes: on /v1 those answer, in Gemini's shape for google-genai clients.
+        Route("/{version}/models", server.endpoint(gemini_resources.models, gemini_error), methods=["GET"]),
+        Route("/{version}/models/{model}", server.endpoint(gemini_resources.model, gemini_error), methods=["GET"]),
         Route("/_mock/requests", server.list_requests, methods=["GET"]),
         Route("/_mock/requests", server.clear_requests, methods=["DELETE"]),
         Route("/_mock/release/{key}", server.release, methods=["POST"]),

@@ -10,7 +10,6 @@ from guardstream.mock.framing import (
     Answer,
     Event,
     JSONObject,
-    buffered_json,
     dumps,
     json_answer,
 )
@@ -31,11 +30,6 @@ def answer(request: Request, body: JSONObject, script: MockScript, model: str, m
     # Without alt=sse the real API streams one JSON array, element by element.
     framing = GEMINI_SSE if request.query_params.get("alt") == "sse" else JSON_ARRAY
     return Answer([Event(dumps(chunk)) for chunk in chunks], framing)
-
-
-def count_answer(request: Request, body: JSONObject, script: MockScript) -> Answer:
-    """`countTokens`: the prompt tokens a generation would report for this body."""
-    return buffered_json({"totalTokens": count_tokens(dumps(prompt_of(body)))})
 
 
 def prompt_of(body: JSONObject) -> object:

@@ -8,12 +8,12 @@ has, echoes it, so a test can check that the proxy refuses text it cannot modera
 from __future__ import annotations
 
 import base64
-import hashlib
-import math
 import struct
 
 from starlette.requests import Request
 
+from guardstream.mock import gemini_resources
+from guardstream.mock.embedding import dimensions_of, embedding_vector
 from guardstream.mock.framing import (
     OPENAI_SSE,
     Answer,
@@ -30,8 +30,7 @@ from guardstream.mock.turn import CREATED, count_tokens, pieces
 
 MODEL_IDS = ("gpt-4o-mini", "gpt-4o", "claude-sonnet-4-6", "gemini-2.0-flash")
 FILE_IDS = ("file-mock-input", "file-mock-output")
-DEFAULT_EMBEDDING_DIMENSIONS = 8
-MAX_EMBEDDING_DIMENSIONS = 3072
+BATCH_ID = "batch_mock"
 FILE_CONTENT = raw_framing("application/octet-stream")
 
 
@@ -39,11 +38,20 @@ def _model(model_id: str) -> JSONObject:
     return {"id": model_id, "object": "model", "created": CREATED, "owned_by": "guardstream-mock"}
 
 
+def _is_gemini_client(request: Request) -> bool:
+    # Gemini's v1 API shares /v1/models with OpenAI's; google-genai always sends its key in this header.
+    return "x-goog-api-key" in request.headers
+
+
 def models(request: Request, body: JSONObject, script: MockScript) -> Answer:
+    if _is_gemini_client(request):
+        return gemini_resources.models(request, body, script)
     return buffered_json({"object": "list", "data": [_model(model_id) for model_id in MODEL_IDS]})
 
 
 def model(request: Request, body: JSONObject, script: MockScript) -> Answer:
+    if _is_gemini_client(request):
+        return gemini_resources.model(request, body, script)
     # Any id is served: a test names the model it needs rather than the mock keeping a catalogue.
     return buffered_json(_model(str(request.path_params["model"])))
 
@@ -61,22 +69,10 @@ def _embedding_inputs(value: object) -> list[str | list[int]]:
     )
 
 
-def _vector(text: str, model: str, dimensions: int) -> list[float]:
-    """A deterministic unit vector derived from the model and the text."""
-    seed = f"{model}\0{text}".encode("utf-8", "backslashreplace")
-    stream = b"".join(hashlib.sha256(seed + step.to_bytes(4, "big")).digest() for step in range(dimensions // 16 + 1))
-    values = [int.from_bytes(stream[2 * i : 2 * i + 2], "big") / 32767.5 - 1 for i in range(dimensions)]
-    norm = math.sqrt(sum(value * value for value in values)) or 1.0
-    return [round(value / norm, 6) for value in values]
-
-
 def embeddings(request: Request, body: JSONObject, script: MockScript) -> Answer:
     inputs = _embedding_inputs(body.get("input"))
     model_id = str(body.get("model") or "text-embedding-3-small")
-    dimensions = body.get("dimensions", DEFAULT_EMBEDDING_DIMENSIONS)
-    largest = MAX_EMBEDDING_DIMENSIONS
-    if isinstance(dimensions, bool) or not isinstance(dimensions, int) or not 1 <= dimensions <= largest:
-        raise MockScriptError(f"Request field 'dimensions' has value {dimensions!r}. It must be from 1 to {largest}.")
+    dimensions = dimensions_of("dimensions", body.get("dimensions"))
     encoding_format = body.get("encoding_format") or "float"
     if encoding_format not in ("float", "base64"):
         raise MockScriptError(f"Request field 'encoding_format' has value {encoding_format!r}. Use float or base64.")
@@ -85,7 +81,7 @@ def embeddings(request: Request, body: JSONObject, script: MockScript) -> Answer
     for index, item in enumerate(inputs):
         text = item if isinstance(item, str) else dumps(item)
         tokens += count_tokens(item) if isinstance(item, str) else len(item)
-        vector = _vector(text, model_id, dimensions)
+        vector = embedding_vector(text, model_id, dimensions)
         # The openai SDK asks for base64 by default: little-endian float32, as the real API sends it.
         embedding: object = (
             base64.b64encode(struct.pack(f"<{dimensions}f", *vector)).decode("ascii")
@@ -128,31 +124,38 @@ def file_content(request: Request, body: JSONObject, script: MockScript) -> Answ
     return Answer([Event(script.reply)], FILE_CONTENT)
 
 
+def batches(request: Request, body: JSONObject, script: MockScript) -> Answer:
+    data = [_batch(BATCH_ID)]
+    return buffered_json({"object": "list", "data": data, "first_id": BATCH_ID, "last_id": BATCH_ID, "has_more": False})
+
+
 def batch(request: Request, body: JSONObject, script: MockScript) -> Answer:
-    return buffered_json(
-        {
-            "id": str(request.path_params["batch_id"]),
-            "object": "batch",
-            "endpoint": "/v1/chat/completions",
-            "errors": None,
-            "input_file_id": FILE_IDS[0],
-            "completion_window": "24h",
-            "status": "completed",
-            "output_file_id": FILE_IDS[1],
-            "error_file_id": None,
-            "created_at": CREATED,
-            "in_progress_at": CREATED + 1,
-            "expires_at": CREATED + 86_400,
-            "finalizing_at": CREATED + 2,
-            "completed_at": CREATED + 3,
-            "failed_at": None,
-            "expired_at": None,
-            "cancelling_at": None,
-            "cancelled_at": None,
-            "request_counts": {"total": 1, "completed": 1, "failed": 0},
-            "metadata": {},
-        }
-    )
+    return buffered_json(_batch(str(request.path_params["batch_id"])))
+
+
+def _batch(batch_id: str) -> JSONObject:
+    return {
+        "id": batch_id,
+        "object": "batch",
+        "endpoint": "/v1/chat/completions",
+        "errors": None,
+        "input_file_id": FILE_IDS[0],
+        "completion_window": "24h",
+        "status": "completed",
+        "output_file_id": FILE_IDS[1],
+        "error_file_id": None,
+        "created_at": CREATED,
+        "in_progress_at": CREATED + 1,
+        "expires_at": CREATED + 86_400,
+        "finalizing_at": CREATED + 2,
+        "completed_at": CREATED + 3,
+        "failed_at": None,
+        "expired_at": None,
+        "cancelling_at": None,
+        "cancelled_at": None,
+        "request_counts": {"total": 1, "completed": 1, "failed": 0},
+        "metadata": {},
+    }
 
 
 def echo(request: Request, body: JSONObject, script: MockScript) -> Answer:

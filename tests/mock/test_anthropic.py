@@ -54,3 +54,11 @@ def test_anthropic_non_streaming(anthropic_client: anthropic.Anthropic) -> None:
     message = anthropic_client.messages.create(model="claude-sonnet-4-6", max_tokens=100, messages=MESSAGES)
     assert message.content[0].type == "text" and message.content[0].text == DEFAULT_REPLY
     assert message.model == "claude-sonnet-4-6"
+
+
+def test_anthropic_count_tokens_equals_the_messages_input_tokens(anthropic_client: anthropic.Anthropic) -> None:
+    counted = anthropic_client.messages.count_tokens(model="claude-sonnet-4-6", system="Be brief.", messages=MESSAGES)
+    message = anthropic_client.messages.create(
+        model="claude-sonnet-4-6", max_tokens=10, system="Be brief.", messages=MESSAGES
+    )
+    assert counted.input_tokens == message.usage.input_tokens > 0

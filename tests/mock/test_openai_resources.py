@@ -1,19 +1,14 @@
-"""Endpoints without a chat answer (models, embeddings, token counts, files, batches) and the echo route."""
+"""OpenAI endpoints without a chat answer (models, embeddings, files, batches) and the echo route."""
 
 from __future__ import annotations
 
 import base64
 import json
 import math
-from typing import Any
 
-import anthropic
 import httpx
 import openai
 import pytest
-from google import genai
-
-MESSAGES: list[Any] = [{"role": "user", "content": "count these words"}]
 
 
 def test_models_retrieve_serves_any_id(openai_client: openai.OpenAI) -> None:
@@ -51,21 +46,6 @@ def test_embeddings_refuse_an_invalid_input(openai_client: openai.OpenAI) -> Non
         openai_client.embeddings.create(model="m", input=[])
 
 
-def test_anthropic_count_tokens_equals_the_messages_input_tokens(anthropic_client: anthropic.Anthropic) -> None:
-    counted = anthropic_client.messages.count_tokens(model="claude-sonnet-4-6", system="Be brief.", messages=MESSAGES)
-    message = anthropic_client.messages.create(
-        model="claude-sonnet-4-6", max_tokens=10, system="Be brief.", messages=MESSAGES
-    )
-    assert counted.input_tokens == message.usage.input_tokens > 0
-
-
-def test_gemini_count_tokens_equals_the_prompt_tokens(genai_client: genai.Client) -> None:
-    counted = genai_client.models.count_tokens(model="gemini-2.0-flash", contents="count these words")
-    response = genai_client.models.generate_content(model="gemini-2.0-flash", contents="count these words")
-    assert response.usage_metadata is not None
-    assert counted.total_tokens == response.usage_metadata.prompt_token_count
-
-
 def test_files_list_and_retrieve_metadata(openai_client: openai.OpenAI) -> None:
     listed = [file.id for file in openai_client.files.list()]
     retrieved = openai_client.files.retrieve("file-mock-output")
@@ -78,6 +58,10 @@ def test_file_content_is_the_scripted_reply(openai_client: openai.OpenAI) -> Non
     content = openai_client.files.content("file-mock-output", extra_headers={"x-mock-reply": reply})
     assert content.text == "row one\nrow two"
     assert content.response.headers["content-type"] == "application/octet-stream"
+
+
+def test_batches_list(openai_client: openai.OpenAI) -> None:
+    assert [batch.id for batch in openai_client.batches.list()] == ["batch_mock"]
 
 
 def test_batches_retrieve_metadata(openai_client: openai.OpenAI) -> None:
