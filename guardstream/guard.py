@@ -24,7 +24,7 @@ from guardstream.config import Config, ModerationSettings
 from guardstream.errors import ConfigError, GuardstreamError
 from guardstream.metrics import Metrics
 from guardstream.packs import load_rules
-from guardstream.payload import TextPart, TextWalker, dumps, loads_strict
+from guardstream.payload import TextPart, TextWalker, dumps, loads_strict, read_as_one
 from guardstream.providers.base import Provider, StreamCodec, block_message, rewrite_payload
 from guardstream.rules import Direction, Rule, RuleSet, longest_example_match
 from guardstream.stream import StreamModerator
@@ -214,8 +214,7 @@ class Guard:
                 return b"", None, True
             verdict = self.check(text)
             return verdict.text.encode(), verdict.blocked, verdict.text != text
-        parts: list[TextPart] = []
-        ERROR_WALKER.walk(payload, (), "", lambda field: (("error",),), parts)
+        parts = read_as_one(ERROR_WALKER, payload, ("error",))
         result = self.moderate_parts(payload, parts, direction="output")
         if result.is_changed:
             return dumps(result.payload).encode(), None, True

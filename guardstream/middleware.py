@@ -31,7 +31,7 @@ from guardstream.config import Config
 from guardstream.errors import GuardstreamError
 from guardstream.guard import Guard
 from guardstream.metrics import Metrics
-from guardstream.payload import TextPart, dumps, loads_strict
+from guardstream.payload import dumps, loads_strict, read_as_one
 from guardstream.providers.base import ParsedEvent, ReleasedText, StreamCodec, block_message
 from guardstream.providers.generic import WALKER, ErrorEvent, GenericStream, default_error_event
 from guardstream.providers.registry import sniff_codec
@@ -208,8 +208,7 @@ class _GuardResponder:
             except GuardstreamError as exc:
                 await self._reject(400, f"guardstream could not read the request body: {exc}.", "invalid_request_body")
                 return receive
-            parts: list[TextPart] = []
-            WALKER.walk(payload, (), "", lambda field: (("request",),), parts)
+            parts = read_as_one(WALKER, payload, ("request",))
             verdict = self.guard.moderate_parts(payload, parts, direction="input")
             if verdict.blocked is not None:
                 rule = verdict.blocked.rule

@@ -145,6 +145,21 @@ class TextWalker:
                 self.walk(item, (*path, i), field, views, out)
 
 
+def read_as_one(walker: TextWalker, body: Any, joined: Channel) -> list[TextPart]:
+    """Every string of a body that is read as one text (a request, an error body).
+
+    Each string is a text of its own, so a key inside one field is judged with that field's own
+    boundaries; and all of them, joined in order, are one text too, so a key split across two
+    messages or two content parts is still one key.
+    """
+    parts: list[TextPart] = []
+    walker.walk(body, (), "", lambda field: (joined,), parts)
+    for part in parts:
+        if part.views:
+            part.views = (("part", *part.path), joined)
+    return parts
+
+
 def set_text(payload: Any, part: TextPart, text: str) -> None:
     """Write `text` where `part` was found (renaming the key for a key part)."""
     target = payload

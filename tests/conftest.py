@@ -12,7 +12,7 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
-from guardstream.config import Config, ModerationSettings, Upstreams
+from guardstream.config import Config, ModerationSettings, RouteSettings, Timeouts, Upstreams
 from guardstream.mock import create_mock_app
 from guardstream.proxy import create_app
 from guardstream.servers import serve_in_thread
@@ -89,11 +89,19 @@ def start_proxy(mock_server: MockModel) -> ProxyFactory:
     """Start guardstream under uvicorn in front of the mock model, with moderation overrides."""
 
     @contextmanager
-    def start(upstream: str | None = None, timeout: float | None = None, **moderation: Any) -> Iterator[RunningProxy]:
+    def start(
+        upstream: str | None = None,
+        timeout: float | None = None,
+        timeouts: Timeouts | None = None,
+        routes: RouteSettings | None = None,
+        **moderation: Any,
+    ) -> Iterator[RunningProxy]:
         url = upstream or mock_server.url
         config = Config(
             upstreams=Upstreams(url, url, url),
             moderation=replace(ModerationSettings(), **moderation),
+            timeouts=timeouts or Timeouts(),
+            routes=routes or RouteSettings(),
         )
         registry = CollectorRegistry()
         client = httpx.AsyncClient(timeout=timeout) if timeout is not None else None

@@ -14,12 +14,14 @@ import json
 from collections import defaultdict
 from typing import Any
 
+import httpx
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from guardstream.packs import load_rules
 from guardstream.providers.openai_chat import OpenAIChatStream
 from guardstream.sse import SSEDecoder
 from guardstream.stream import StreamModerator
+from tests.conftest import RunningProxy, mock_headers
 
 RULES = load_rules(["secrets", "pii"]).for_direction("output")
 SECRET = "AKIA4HJQ7XRZ2PLWKD5N"
@@ -44,6 +46,7 @@ TEXT_FIELDS: list[tuple[str | int, ...]] = [
 ]
 WHOLE_FIELDS: list[tuple[str | int, ...]] = [("tool_calls", 0, "id"), ("annotations", 0, "url_citation", "url")]
 PLACEMENTS = ["delta", "message", "choice_text", "top"]
+ENCODINGS = ["identity", "gzip", "deflate"]
 
 
 def _set(target: dict[str, Any], path: tuple[str | int, ...], value: str) -> None:
@@ -170,3 +173,32 @@ def test_a_planted_secret_never_reaches_the_client_in_any_field(stream: tuple[by
         assert "error" in json.loads(last.data)
     else:
         assert last.data == "[DONE]"
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(stream=streams(), cuts=st.lists(st.integers(0, 10_000), max_size=8), encoding=st.sampled_from(ENCODINGS))
+def test_through_the_proxy_no_secret_reaches_the_clients_bytes(
+    proxy: RunningProxy, stream: tuple[bytes, bool], cuts: list[int], encoding: str
+) -> None:
+    """The same property over real sockets: the mock sends the bytes in pieces, compressed or not."""
+    raw, terminated = stream
+    points = sorted({c % (len(raw) + 1) for c in cuts} | {0, len(raw)})
+    pieces = [raw[a:b].decode("utf-8", "surrogateescape") for a, b in zip(points, points[1:], strict=False)]
+    if any("\udc80" <= ch <= "\udcff" for piece in pieces for ch in piece):
+        pieces = [raw.decode()]  # a cut inside a character: the mock writes text, so send it whole
+    script = {"raw_events": pieces, "content_encoding": encoding}
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    response = httpx.post(f"{proxy.url}/v1/chat/completions", json=body, headers=mock_headers(script), timeout=30)
+    out = response.content  # decoded, if anything was encoded on the way
+    assert "content-encoding" not in response.headers
+    assert MARK.encode() not in out
+    for key, text in client_views(out).items():
+        assert MARK not in text, key
+    last = [e for e in SSEDecoder().decode(out) if e.has_data][-1]
+    assert last.data == "[DONE]" or "error" in json.loads(last.data)
+    if not terminated:
+        assert last.data != "[DONE]"

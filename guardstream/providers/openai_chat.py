@@ -9,7 +9,7 @@ window. Tool calls add the tool call's index or position.
 
 `logprobs` repeat the text: `content[].token` (and its `bytes`) must spell exactly the text of the
 same event, or they are dropped; they are dropped too whenever the event's text is rewritten.
-The alternatives in `top_logprobs` are text of their own.
+The alternatives in `top_logprobs` are values, each checked on its own.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from guardstream.errors import ProviderError
-from guardstream.payload import Channel, TextPart, TextWalker, dumps, loads_strict
+from guardstream.payload import Channel, TextPart, TextWalker, dumps, loads_strict, read_as_one
 from guardstream.providers.base import ParsedEvent, Provider, ReleasedText, rewrite_payload
 from guardstream.providers.errors import openai_error
 from guardstream.sse import Event, encode_event
@@ -28,6 +28,8 @@ EVENT_NAMES = frozenset({None, "message", "error"})
 
 STRUCTURAL = frozenset(
     {
+        # Logprob alternatives: candidates the model did not pick, each read on its own.
+        "token",
         "id",
         "object",
         "created",
@@ -370,11 +372,7 @@ class OpenAIChatPayload:
     """Chat Completions request and response bodies."""
 
     def request_parts(self, body: Any) -> list[TextPart]:
-        parts: list[TextPart] = []
-        # One channel for the whole request: the model reads it as one text, so a key split over
-        # two messages or two content parts is still one key.
-        WALKER.walk(body, (), "", _request_views, parts)
-        return parts
+        return read_as_one(WALKER, body, ("request",))
 
     def response_parts(self, body: Any) -> list[TextPart]:
         parts: list[TextPart] = []
@@ -392,10 +390,6 @@ class OpenAIChatPayload:
                 choice["finish_reason"] = "content_filter"
                 choice["logprobs"] = None
         return body
-
-
-def _request_views(field: str) -> tuple[Channel, ...]:
-    return (("request",),)
 
 
 OPENAI_CHAT = Provider(name=PROVIDER, stream_codec=OpenAIChatStream, payload=OpenAIChatPayload())

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from guardstream.errors import ProviderError
-from guardstream.payload import Channel, TextPart, TextWalker, dumps, loads_strict
+from guardstream.payload import Channel, TextPart, TextWalker, dumps, loads_strict, read_as_one
 from guardstream.providers.base import ParsedEvent, Provider, ReleasedText, rewrite_payload
 from guardstream.providers.errors import openai_error
 from guardstream.sse import Event, encode_event
@@ -31,6 +31,8 @@ TERMINAL = frozenset({"response.completed", "response.incomplete", "response.fai
 
 STRUCTURAL = frozenset(
     {
+        # Logprob alternatives: candidates the model did not pick, each read on its own.
+        "token",
         "type",
         "id",
         "item_id",
@@ -427,10 +429,7 @@ class OpenAIResponsesPayload:
     """Responses request bodies and whole (non-streaming) response objects."""
 
     def request_parts(self, body: Any) -> list[TextPart]:
-        parts: list[TextPart] = []
-        # The model reads instructions and every input item as one text.
-        WALKER.walk(body, (), "", lambda field: (("request",),), parts)
-        return parts
+        return read_as_one(WALKER, body, ("request",))
 
     def response_parts(self, body: Any) -> list[TextPart]:
         parts: list[TextPart] = []

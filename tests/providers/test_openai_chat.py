@@ -191,8 +191,9 @@ def test_request_text_is_one_text_whatever_field_it_is_in() -> None:
             }
         ],
     }
-    parts = OPENAI_CHAT.payload.request_parts(body)
-    assert {p.views for p in parts if not p.is_value} == {(("request",),)}
+    parts = [p for p in OPENAI_CHAT.payload.request_parts(body) if not p.is_value]
+    # Each string on its own, and all of them joined in order.
+    assert all(p.views == (("part", *p.path), ("request",)) for p in parts)
 
 
 @pytest.mark.parametrize(
