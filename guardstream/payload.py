@@ -114,8 +114,9 @@ class TextWalker:
     `structural`: keys whose string values are checked on their own (never joined into a text);
     `known_keys`: object keys that need no check (the format's own vocabulary; any other key is a
     string the payload carries and is checked as a value); `opaque`: dotted field names (list
-    indices left out) whose values are binary data, not text; `aliases`: field names that are
-    the same text as another (a content given as a list of parts is the content).
+    indices left out), or their last segments, whose values are binary data, not text;
+    `aliases`: field names that are the same text as another (a content given as a list of parts
+    is the content).
     """
 
     structural: frozenset[str]
@@ -123,10 +124,17 @@ class TextWalker:
     opaque: frozenset[str] = frozenset()
     aliases: dict[str, str] | None = None
 
+    def __post_init__(self) -> None:
+        # A field is opaque when its dotted name is, or ends with, one of `opaque`.
+        object.__setattr__(self, "_opaque_suffixes", tuple("." + name for name in self.opaque))
+
+    def is_opaque(self, field: str) -> bool:
+        return field in self.opaque or field.endswith(self._opaque_suffixes)  # type: ignore[attr-defined]
+
     def walk(self, node: Any, path: JsonPath, field: str, views: Views, out: list[TextPart]) -> None:
         """Append a part for every string under `node` (at `path`; `field` is its dotted name)."""
         if isinstance(node, str):
-            if field in self.opaque or not node or node.startswith(BINARY_DATA_URLS):
+            if not node or self.is_opaque(field) or node.startswith(BINARY_DATA_URLS):
                 return
             key = field.rpartition(".")[2]
             if key in self.structural:

@@ -276,6 +276,7 @@ def _bytes_agree(entry: dict[str, Any]) -> bool:
 
 class OpenAIChatStream:
     provider = PROVIDER
+    chunk_object = "chat.completion.chunk"
 
     def __init__(self) -> None:
         self._template: dict[str, Any] = {}
@@ -303,7 +304,7 @@ class OpenAIChatStream:
             for pos, choice in enumerate(choices):
                 if isinstance(choice, dict):
                     self._indices.add(_index(choice, pos))
-                    if not _logprobs_agree(choice):
+                    if not self.logprobs_agree(choice):
                         choice["logprobs"] = None
                         parsed.needs_rewrite = True
         extract(payload, parsed.parts)
@@ -345,13 +346,19 @@ class OpenAIChatStream:
     def delivered(self, parsed: ParsedEvent, *, partial: bool) -> None:
         pass
 
+    def logprobs_agree(self, choice: dict[str, Any]) -> bool:
+        return _logprobs_agree(choice)
+
+    def finish_choice(self, index: int) -> dict[str, Any]:
+        return {"index": index, "delta": {}, "logprobs": None, "finish_reason": "content_filter"}
+
     def finish_events(self, released: ReleasedText) -> bytes:
-        template = {"id": "chatcmpl-guardstream", "object": "chat.completion.chunk", "created": 0, "model": ""}
+        template = {"id": "chatcmpl-guardstream", "object": self.chunk_object, "created": 0, "model": ""}
         template.update(self._template)
         out = []
         for index in sorted(self._indices) or [0]:
             chunk = dict(template)
-            chunk["choices"] = [{"index": index, "delta": {}, "logprobs": None, "finish_reason": "content_filter"}]
+            chunk["choices"] = [self.finish_choice(index)]
             out.append(encode_event(dumps(chunk)))
         out.append(encode_event("[DONE]"))
         return b"".join(out)

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from guardstream.providers.anthropic import ANTHROPIC, EVENTS as ANTHROPIC_EVENTS, AnthropicStream
 from guardstream.providers.base import Provider, StreamCodec
+from guardstream.providers.gemini import GEMINI, GeminiStream
 from guardstream.providers.openai_chat import OPENAI_CHAT, OpenAIChatStream
+from guardstream.providers.openai_completions import OPENAI_COMPLETIONS, OpenAICompletionsStream
 from guardstream.providers.openai_responses import OPENAI_RESPONSES, OpenAIResponsesStream
 from guardstream.sse import Event
 
-PROVIDERS: dict[str, Provider] = {provider.name: provider for provider in (OPENAI_CHAT, OPENAI_RESPONSES)}
+PROVIDERS: dict[str, Provider] = {
+    p.name: p for p in (OPENAI_CHAT, OPENAI_COMPLETIONS, OPENAI_RESPONSES, ANTHROPIC, GEMINI)
+}
 
 
 def provider_named(name: str) -> Provider | None:
@@ -22,7 +27,13 @@ def sniff_codec(event: Event, payload: Any) -> StreamCodec | None:
         return None
     if payload.get("object") == "chat.completion.chunk":
         return OpenAIChatStream()
+    if payload.get("object") == "text_completion":
+        return OpenAICompletionsStream()
     kind = payload.get("type")
     if isinstance(kind, str) and kind.startswith("response.") and event.event == kind:
         return OpenAIResponsesStream()
+    if kind in ANTHROPIC_EVENTS and event.event == kind:
+        return AnthropicStream()
+    if "candidates" in payload and event.event is None:
+        return GeminiStream()
     return None
