@@ -280,3 +280,14 @@ def test_render_command_screenshots_the_console_page_after_traffic(
     assert ("traffic", "http://guardstream") in calls
     page = "http://prometheus/consoles/guardstream.html#pctc%7B%22duration%22%3A%2030%2C%20%22endTime%22%3A%200%7D"
     assert calls[-1] == ("png", (page, tmp_path / "d.png"))
+
+
+def test_readme_explains_every_panel_and_alert() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Operating guardstream", 1)[1].split("\n## ", 1)[0]
+    for panel in panels(load_dashboard()):
+        if panel["type"] != "row":
+            assert panel["title"] in section, panel["title"]
+    for rule in alert_rules():
+        if "alert" in rule:
+            assert f"`{rule['alert']}` ({rule['labels']['severity']})" in section, rule["alert"]
