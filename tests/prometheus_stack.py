@@ -34,12 +34,13 @@ DASHBOARD = ROOT / "dashboards" / "guardstream.json"
 ALERTS = ROOT / "dashboards" / "alerts.yml"
 ALERT_TESTS = ROOT / "dashboards" / "alerts.test.yml"
 INSTALL_HINT = (
-    "{tool} is not installed. It comes with Debian's prometheus package: "
-    "`apt-get install --no-install-recommends prometheus` (.ci/run installs it). "
-    "Set GUARDSTREAM_ALLOW_MISSING_TOOLS=1 to skip these tests on a machine without it."
+    "{tool} is not installed. It comes with Debian's {package} package: "
+    "`apt-get install --no-install-recommends {package}`{ci}. "
+    "Set GUARDSTREAM_ALLOW_MISSING_TOOLS=1 to skip the tests that need it on a machine without it."
 )
+DEBIAN_PACKAGES = {"promtool": "prometheus", "prometheus": "prometheus", "chromium": "chromium"}
 SECRET = "AKIA4HJQ7XRZ2PLWKD5N"
-# Grafana's own variables, as a range a few scrapes long covers them here.
+# Grafana's own variables, as ranges that cover the few seconds of one-second scrapes of a test run.
 GRAFANA_INTERVALS = {"$__rate_interval": "1m", "$__range": "5m", "$__interval": "15s"}
 DASHBOARD_VARIABLES = ("job", "instance", "provider")
 # The panels drawn in the PNG: the questions an operator asks first.
@@ -64,7 +65,9 @@ class MissingToolError(RuntimeError):
 def find_tool(name: str) -> str:
     path = shutil.which(name)
     if path is None:
-        raise MissingToolError(INSTALL_HINT.format(tool=name))
+        package = DEBIAN_PACKAGES.get(name, name)
+        ci = " (.ci/run installs it)" if package == "prometheus" else ""
+        raise MissingToolError(INSTALL_HINT.format(tool=name, package=package, ci=ci))
     return path
 
 
@@ -95,7 +98,6 @@ class Query:
     panel: str
     ref_id: str
     expr: str
-    is_instant: bool = False
     label: str | None = None  # for a template variable: the label whose values it lists
 
     @property
@@ -132,7 +134,7 @@ def dashboard_queries(dashboard: dict[str, Any]) -> list[Query]:
     queries = []
     for panel in panels(dashboard):
         for target in panel.get("targets", []):
-            queries.append(Query(panel["title"], target["refId"], target["expr"], bool(target.get("instant"))))
+            queries.append(Query(panel["title"], target["refId"], target["expr"]))
     for variable in dashboard["templating"]["list"]:
         if variable["type"] != "query":
             continue
@@ -140,7 +142,7 @@ def dashboard_queries(dashboard: dict[str, Any]) -> list[Query]:
         match = re.fullmatch(r"label_values\((.+),\s*(\w+)\)", text.strip())
         if match is None:
             raise ValueError(f"variable {variable['name']}: expected label_values(selector, label), got {text!r}")
-        queries.append(Query(f"variable {variable['name']}", "query", match[1], True, label=match[2]))
+        queries.append(Query(f"variable {variable['name']}", "query", match[1], label=match[2]))
     return queries
 
 
@@ -170,7 +172,7 @@ def metric_names(expr: str) -> set[str]:
 
 
 def selector_labels(expr: str) -> dict[str, set[str]]:
-    """Label names used in each metric's matchers (`name{label=...}`) and in grouping clauses."""
+    """Label names used in each metric's matchers (`name{label=...}`)."""
     text = _STRING.sub('""', expr)
     used: dict[str, set[str]] = {}
     for name, matchers in _SELECTOR.findall(text):
