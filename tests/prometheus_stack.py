@@ -9,6 +9,7 @@ replaced, so the same text is parsed by promtool, checked for metric names and r
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 import math
@@ -287,24 +288,29 @@ def _wait_until_up(url: str, server: subprocess.Popen[bytes], log: Path) -> None
 # --- traffic ------------------------------------------------------------------------------------------
 
 
-def chat(prompt: str, mock: dict[str, Any], *, stream: bool = True) -> dict[str, Any]:
-    return {
-        "model": "gpt-4o-mini",
-        "messages": [{"role": "user", "content": prompt}],
-        "stream": stream,
-        "mock": mock,
-    }
+def chat(prompt: str, mock: dict[str, Any], *, stream: bool = True) -> tuple[dict[str, Any], dict[str, str]]:
+    """A chat request and the mock model's script for it. The script goes in `x-mock-*` headers
+    (text as base64), not in the body, where input moderation would read a planted secret."""
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": prompt}], "stream": stream}
+    headers = {}
+    for field, value in mock.items():
+        name = "x-mock-" + field.replace("_", "-")
+        if isinstance(value, str):
+            headers[name] = "b64:" + base64.b64encode(value.encode()).decode()
+        else:
+            headers[name] = json.dumps(value)
+    return body, headers
 
 
-# (what it shows, request body): clean, redacted, blocked either way, upstream failures.
+# (what it shows, request body, mock script headers): clean, redacted, blocked either way, upstream failures.
 TRAFFIC = (
-    ("clean stream", chat("Say hello", {"reply": "Hello! A clean answer with nothing to hide.", "chunk_chars": 3})),
-    ("clean JSON answer", chat("Say hello", {"reply": "Hello there."}, stream=False)),
-    ("redacted stream", chat("Who do I write to?", {"reply": "Write to jane.doe@example.com for details."})),
-    ("blocked output", chat("Show the config", {"reply": f"The key is {SECRET}, keep it safe."})),
-    ("blocked input", chat(f"Store my key {SECRET} please", {"reply": "Stored."})),
-    ("upstream 500", chat("Say hello", {"status": 500})),
-    ("dropped mid-stream", chat("Tell a story", {"reply": "Once upon a time there was a stream.", "drop_after": 2})),
+    ("clean stream", *chat("Say hello", {"reply": "Hello! A clean answer with nothing to hide.", "chunk_chars": 3})),
+    ("clean JSON answer", *chat("Say hello", {"reply": "Hello there."}, stream=False)),
+    ("redacted stream", *chat("Who do I write to?", {"reply": "Write to jane.doe@example.com for details."})),
+    ("blocked output", *chat("Show the config", {"reply": f"The key is {SECRET}, keep it safe."})),
+    ("blocked input", *chat(f"Store my key {SECRET} please", {"reply": "Stored."})),
+    ("upstream 500", *chat("Say hello", {"status": 500})),
+    ("dropped mid-stream", *chat("Tell a story", {"reply": "Once upon a time there was a stream.", "drop_after": 2})),
 )
 
 
@@ -313,8 +319,8 @@ def drive_traffic(url: str, rounds: int = 1) -> int:
     count = 0
     with httpx.Client(base_url=url, timeout=30) as client:
         for _ in range(rounds):
-            for _what, body in TRAFFIC:
-                with client.stream("POST", "/v1/chat/completions", json=body) as response:
+            for _what, body, headers in TRAFFIC:
+                with client.stream("POST", "/v1/chat/completions", json=body, headers=headers) as response:
                     response.read()
                 count += 1
             client.get("/v1/models")

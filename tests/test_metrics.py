@@ -59,14 +59,22 @@ def chunk(content: str | None = None, finish: str | None = None) -> bytes:
     return b"data: " + json.dumps(payload).encode() + b"\n\n"
 
 
-def stream_through(metrics: Metrics, rules: RuleSet | tuple[Any, ...], deltas: list[str], **options: Any) -> bytes:
-    """One openai-chat stream of `deltas` through a moderator reporting to `metrics`; a fixed clock
+def stream_through(observer: Any, rules: RuleSet | tuple[Any, ...], deltas: list[str], **options: Any) -> bytes:
+    """One openai-chat stream of `deltas` through a moderator reporting to `observer`; a fixed clock
     makes every release delay exactly 0."""
     raw = b"".join([*(chunk(d) for d in deltas), chunk(finish="stop"), b"data: [DONE]\n\n"])
-    moderator = StreamModerator(
-        OpenAIChatStream(), tuple(rules), observer=metrics.stream("openai-chat"), clock=lambda: 0.0, **options
-    )
+    moderator = StreamModerator(OpenAIChatStream(), tuple(rules), observer=observer, clock=lambda: 0.0, **options)
     return moderator.feed(raw) + moderator.finish()
+
+
+class Recorder:
+    """A stream observer that keeps every report, to compare the metrics with."""
+
+    def __init__(self) -> None:
+        self.reports: dict[str, list[Any]] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args: self.reports.setdefault(name, []).append(args)
 
 
 def families(registry: CollectorRegistry) -> dict[str, tuple[str, tuple[str, ...]]]:
@@ -227,25 +235,35 @@ def test_every_provider_label_value_is_accepted() -> None:
 
 
 def test_streams_with_planted_violations_count_exactly() -> None:
-    # 3 streams, each with 2 planted e-mail addresses: exactly 6 redactions, and exactly the redacted text released.
+    # 3 streams, each with 2 planted e-mail addresses: exactly 6 redactions, exactly the redacted
+    # text released, and exactly what the moderator reported, three times over.
+    deltas = ["Write to ja", "ne@example.", "com or to b", "ob@example.org", " today."]
+    one_stream = Recorder()
+    stream_through(one_stream, PII, deltas)
+    reports = one_stream.reports
     registry = CollectorRegistry()
     metrics = Metrics(registry)
-    deltas = ["Write to ja", "ne@example.", "com or to b", "ob@example.org", " today."]
     for _ in range(3):
-        out = stream_through(metrics, PII, deltas)
+        out = stream_through(metrics.stream("openai-chat"), PII, deltas)
     assert out.count(b"[REDACTED:email]") == 2
     violation = {"rule": "pii.email", "category": "pii", "action": "redact", "direction": "output"}
+    assert len(reports["on_violation"]) == 2
     assert registry.get_sample_value("guardstream_violations_total", violation) == 6
     released = len("Write to [REDACTED:email] or to [REDACTED:email] today.")
     provider = {"provider": "openai-chat"}
+    assert sum(chars for chars, _ in reports["on_release"]) == released
     assert registry.get_sample_value("guardstream_released_chars_total", provider) == 3 * released
-    # One release per text event, one hold-back reading per delta and one at the end of each stream.
-    assert registry.get_sample_value("guardstream_release_delay_seconds_count", provider) == 3 * len(deltas)
+    assert registry.get_sample_value("guardstream_release_delay_seconds_count", provider) == 3 * len(
+        reports["on_release"]
+    )
     assert registry.get_sample_value("guardstream_release_delay_seconds_sum", provider) == 0
-    assert registry.get_sample_value("guardstream_holdback_chars_count", provider) == 3 * (len(deltas) + 1)
+    held = [chars for (chars,) in reports["on_holdback"]]
+    assert registry.get_sample_value("guardstream_holdback_chars_count", provider) == 3 * len(held)
+    assert registry.get_sample_value("guardstream_holdback_chars_sum", provider) == 3 * sum(held)
+    assert sum(held) > 0  # the partial addresses were held
+    assert "on_forced_release" not in reports
     assert registry.get_sample_value("guardstream_forced_release_chars_total", provider) == 0
-    # Every event with data is scanned once: the text events, the finish chunk and [DONE].
-    assert registry.get_sample_value("guardstream_rule_scan_seconds_count") == 3 * (len(deltas) + 2)
+    assert registry.get_sample_value("guardstream_rule_scan_seconds_count") == 3 * len(reports["on_scan"])
 
 
 def test_held_characters_and_forced_releases_count_exactly(tmp_path: Path) -> None:
@@ -260,7 +278,9 @@ def test_held_characters_and_forced_releases_count_exactly(tmp_path: Path) -> No
     metrics = Metrics(registry)
     # "TICKET-" and 20 digits could still become a match; a cap of 10 releases all but the last 10.
     text = "ab TICKET-12345678901234567890 cd"
-    stream_through(metrics, rules, [text[i : i + 4] for i in range(0, len(text), 4)], max_holdback_chars=10)
+    stream_through(
+        metrics.stream("openai-chat"), rules, [text[i : i + 4] for i in range(0, len(text), 4)], max_holdback_chars=10
+    )
     provider = {"provider": "openai-chat"}
     # Held after each delta (ends 4, 8, ... 32, 33): 1, 5, 9, then the cap of 10 four times, then nothing.
     held = [1, 5, 9, 10, 10, 10, 10, 0, 0]
