@@ -74,6 +74,16 @@ _CLASSIFIER_ERROR_REASONS = frozenset(CLASSIFIER_ERROR_REASONS)
 _CLASSIFIER_VERDICTS = frozenset(CLASSIFIER_VERDICTS)
 
 
+def _register_standard_collectors(registry: CollectorRegistry) -> None:
+    """process_*, python_info and python_gc_* on the app's registry. prometheus_client's default
+    REGISTRY (which a host app may hand the middleware) has them already: one set is enough."""
+    for collector in (ProcessCollector, PlatformCollector, GCCollector):
+        try:
+            collector(registry=registry)
+        except ValueError:  # "Duplicated timeseries in CollectorRegistry"
+            pass
+
+
 def _check(kind: str, value: str, allowed: frozenset[str], listed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ValueError(f"{kind} {value!r} is not one of {', '.join(listed)}; label values come from closed sets.")
@@ -209,9 +219,7 @@ class Metrics:
             registry=registry,
         )
         self.build_info.labels(__version__, platform.python_version()).set(1)
-        ProcessCollector(registry=registry)
-        PlatformCollector(registry=registry)
-        GCCollector(registry=registry)
+        _register_standard_collectors(registry)
         self._rule_timeouts: dict[str, Counter] = {}
         self.track_rules(rules)
         self._classifiers = {name: ClassifierMetrics(self, name) for name in self.classifiers}

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
 import guardstream
 from guardstream.metrics import (
@@ -175,6 +175,22 @@ def test_process_platform_and_gc_collectors_are_on_the_app_registry() -> None:
     }
     assert registry.get_sample_value("python_info", info) == 1
     assert registry.get_sample_value("python_gc_collections_total", {"generation": "0"}) is not None
+
+
+def test_metrics_join_a_registry_that_already_has_the_process_collectors() -> None:
+    # Like prometheus_client's default REGISTRY, which a host app may pass to the middleware.
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    Metrics(registry)
+    assert (registry.get_sample_value("process_cpu_seconds_total") or 0) > 0
+    assert (
+        registry.get_sample_value(
+            "guardstream_build_info", {"version": guardstream.__version__, "python": platform.python_version()}
+        )
+        == 1
+    )
 
 
 def test_record_request_counts_each_outcome_and_observes_its_duration() -> None:
