@@ -104,6 +104,7 @@ class GuardstreamProxy:
         self.registry = registry
         self.metrics = Metrics(registry)
         self.guard = guard if guard is not None else Guard(config, metrics=self.metrics)
+        self.metrics.track_rules(rule.id for rule in self.guard.ruleset)
         self.router = Router(config.routes.passthrough)
         self.metrics_app = make_asgi_app(registry)
         self._client = client

@@ -263,7 +263,8 @@ class Window:
             # A partial match longer than the cap is released (and counted) rather than held
             # forever; the contract covers matches up to max_holdback_chars.
             target = self._snap_after(end - self.max_holdback_chars)
-            forced = target - release
+            # Only what this step releases: the hold may still start before text already forced out.
+            forced = max(0, target - max(release, self._released))
             release = target
         if self._blocked is not None:
             release = min(release, self._snap(self._blocked.start))

@@ -16,6 +16,7 @@ from guardstream.config import Config, ModerationSettings, RouteSettings, Timeou
 from guardstream.mock import create_mock_app
 from guardstream.proxy import create_app
 from guardstream.servers import serve_in_thread
+from tests.prometheus_stack import require_tool
 
 
 @pytest.fixture
@@ -115,3 +116,13 @@ def start_proxy(mock_server: MockModel) -> ProxyFactory:
 def proxy(start_proxy: ProxyFactory, mock_model: MockModel) -> Iterator[RunningProxy]:
     with start_proxy() as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def promtool() -> str:
+    return require_tool("promtool")
+
+
+@pytest.fixture(scope="session")
+def prometheus_binary() -> str:
+    return require_tool("prometheus")

@@ -173,6 +173,14 @@ def test_holdback_beyond_the_cap_is_released_and_counted() -> None:
     assert verdict.held_chars <= 8
 
 
+def test_forced_release_counts_each_character_once() -> None:
+    # A hold that outlives the cap still starts where it started: only the newly released text counts.
+    window = Window(TRICKY, max_holdback_chars=8)
+    verdicts = [window.push("[" + "y" * 11), window.push("y" * 4), window.push("y" * 4)]
+    assert [v.forced_chars for v in verdicts] == [4, 4, 4]
+    assert [v.held_chars for v in verdicts] == [8, 8, 8]
+
+
 def test_barrier_caps_release_until_it_moves() -> None:
     window = Window(TRICKY)
     window.barrier = 3
