@@ -19,7 +19,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from guardstream.channels import ChannelObserver, TextChannels
+from guardstream.channels import TextChannels
 from guardstream.config import Config, ModerationSettings
 from guardstream.errors import ConfigError, GuardstreamError
 from guardstream.metrics import Metrics
@@ -87,6 +87,23 @@ ERROR_WALKER = TextWalker(
 )
 
 
+class _ViolationRecorder:
+    """Counts the violations found in a whole body (bodies have no hold-back to observe)."""
+
+    def __init__(self, metrics: Metrics, direction: Direction) -> None:
+        self.metrics = metrics
+        self.direction = direction
+
+    def on_violation(self, violation: Violation) -> None:
+        self.metrics.violation(violation, self.direction)
+
+    def on_holdback(self, chars: int) -> None:
+        pass
+
+    def on_forced_release(self, chars: int) -> None:
+        pass
+
+
 class Guard:
     """Moderation for one set of rules and settings.
 
@@ -108,6 +125,10 @@ class Guard:
         self.output_rules: tuple[Rule, ...] = self.ruleset.for_direction("output")
         self.input_rules: tuple[Rule, ...] = self.ruleset.for_direction("input")
         self.metrics = metrics
+        if metrics is not None:
+            metrics.track_rules(rule.id for rule in self.ruleset)
+        if metrics is not None:
+            metrics.track_rules(rule.id for rule in self.ruleset)
 
     def rules_for(self, direction: Direction) -> tuple[Rule, ...]:
         return self.output_rules if direction == "output" else self.input_rules
@@ -166,10 +187,9 @@ class Guard:
 
     # -- JSON bodies --------------------------------------------------------------------------
 
-    def moderate_parts(
-        self, payload: Any, parts: list[TextPart], *, direction: Direction, observer: ChannelObserver | None = None
-    ) -> BodyVerdict:
+    def moderate_parts(self, payload: Any, parts: list[TextPart], *, direction: Direction) -> BodyVerdict:
         """Decide every part of a complete body at once, and write redactions back into `payload`."""
+        observer = _ViolationRecorder(self.metrics, direction) if self.metrics is not None else None
         channels = TextChannels(
             self.rules_for(direction),
             # The whole body is here: nothing needs releasing before it is decided.

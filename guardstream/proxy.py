@@ -104,7 +104,6 @@ class GuardstreamProxy:
         self.registry = registry
         self.metrics = Metrics(registry)
         self.guard = guard if guard is not None else Guard(config, metrics=self.metrics)
-        self.metrics.track_rules(rule.id for rule in self.guard.ruleset)
         self.router = Router(config.routes.passthrough)
         self.metrics_app = make_asgi_app(registry)
         self._client = client
@@ -172,7 +171,7 @@ class _Exchange:
         self.send = send
         self.metrics = proxy.metrics
         self.client_gone = False
-        self.started = time.perf_counter()
+        self.started = time.monotonic()
 
     @property
     def upstream(self) -> str:
@@ -210,8 +209,6 @@ class _Exchange:
             await self._reply_error(400, message, "invalid_request_body", outcome="bad_request")
             return
         verdict = self.guard.check_request(self.provider, payload)
-        for violation in verdict.violations:
-            self.metrics.violation(violation, "input")
         if verdict.blocked is not None:
             message = block_message(verdict.blocked.rule.id, verdict.blocked.rule.category)
             message = message.replace("the response", "the request")
@@ -308,10 +305,10 @@ class _Exchange:
             await response.aclose()
 
     def _time_left(self) -> float:
-        return max(0.0, self.proxy.config.timeouts.total - (time.perf_counter() - self.started))
+        return max(0.0, self.proxy.config.timeouts.total - (time.monotonic() - self.started))
 
     async def _reply_upstream_failure(self, status: int, reason: str, cause: str) -> None:
-        self.metrics.upstream_errors.labels(self.label, reason).inc()
+        self.metrics.upstream_error(self.label, reason)
         host = httpx.URL(self.upstream).host
         message = f"guardstream could not get an answer from the upstream {host}: it {cause}."
         await self._reply_error(status, message, "upstream_error", outcome="upstream_error")
@@ -329,7 +326,8 @@ class _Exchange:
         return self.route.style
 
     def _count(self, outcome: str) -> None:
-        self.metrics.requests.labels(self.label, outcome).inc()
+        """How the request ended, counted once, with how long it took."""
+        self.metrics.record_request(self.label, outcome, time.monotonic() - self.started)
 
     async def _relay(self, response: httpx.Response, *, moderated: bool) -> None:
         headers = _strip_hop_by_hop(list(response.headers.multi_items()))
@@ -374,7 +372,7 @@ class _Exchange:
             async for chunk in response.aiter_raw():
                 await self.send({"type": "http.response.body", "body": chunk, "more_body": True})
         except httpx.HTTPError:
-            self.metrics.upstream_errors.labels(self.label, "dropped").inc()
+            self.metrics.upstream_error(self.label, "dropped")
             outcome = "upstream_error"
         await self.send({"type": "http.response.body", "body": b"", "more_body": False})
         self._count(outcome)
@@ -385,7 +383,7 @@ class _Exchange:
         status = response.status_code
         outcome = "upstream_rejected" if status < 500 else "upstream_error"
         if status >= 500:
-            self.metrics.upstream_errors.labels(self.label, "status_5xx").inc()
+            self.metrics.upstream_error(self.label, "status_5xx")
         body, blocked, changed = (b"", None, True) if raw is None else self.guard.moderate_error_body(raw)
         if blocked is not None or (changed and not body):
             if blocked is not None:
@@ -413,8 +411,6 @@ class _Exchange:
             await self._reply_upstream_failure(502, "malformed", "sent an answer guardstream cannot read")
             return
         verdict = self.guard.moderate_answer(self.provider, payload)
-        for violation in verdict.violations:
-            self.metrics.violation(violation, "output")
         if verdict.blocked is not None:
             if self.guard.settings.on_violation == "finish":
                 body = self.provider.payload.finish_body(payload, verdict.parts, verdict.texts)
@@ -430,12 +426,13 @@ class _Exchange:
 
     async def _relay_stream(self, response: httpx.Response, headers: list[tuple[str, str]]) -> None:
         assert self.provider is not None
-        moderator = self.guard.stream_moderator(self.provider.stream_codec(), observer=self.metrics.stream(self.label))
+        observer = self.metrics.stream(self.label)
+        moderator = self.guard.stream_moderator(self.provider.stream_codec(), observer=observer)
         drop = {"cache-control", "x-accel-buffering"}
         headers = [(k, v) for k, v in headers if k.lower() not in drop]
         headers += [("cache-control", "no-store"), ("x-accel-buffering", "no")]
         await self._start(response.status_code, headers)
-        active = self.metrics.active_streams.labels(self.label)
+        active = observer.active
         active.inc()
         try:
             with anyio.move_on_after(self._time_left()) as deadline:
@@ -447,9 +444,13 @@ class _Exchange:
             active.dec()
         if deadline.cancelled_caught and not moderator.is_done and not self.client_gone:
             # The total time ran out mid-stream: end it the way any other failure ends.
-            self.metrics.upstream_errors.labels(self.label, "timeout").inc()
+            self.metrics.upstream_error(self.label, "timeout")
             await self._send_chunk(moderator.fail(UPSTREAM_TOO_LONG.format(seconds=self.proxy.config.timeouts.total)))
         # An SDK closes as soon as it has read [DONE] or the error event: that stream completed.
+        if moderator.first_release_at is not None and moderator.first_text_at is not None:
+            observer.on_first_token(
+                moderator.first_release_at - self.started, moderator.first_release_at - moderator.first_text_at
+            )
         if self.client_gone and not (moderator.is_done or moderator.has_delivered_end):
             self._count("client_closed")
             return
@@ -494,7 +495,7 @@ class _Exchange:
             now = time.monotonic()
             if item is _SILENCE:
                 if now - last_upstream >= idle:
-                    self.metrics.upstream_errors.labels(self.label, "timeout").inc()
+                    self.metrics.upstream_error(self.label, "timeout")
                     await self._send_chunk(moderator.fail(UPSTREAM_IDLE.format(seconds=idle)))
                     return
                 # The upstream is quiet while text is held: tell the client we are still here.
@@ -516,7 +517,7 @@ class _Exchange:
                     out.append(moderator.finish())
                 elif isinstance(entry, BaseException):
                     reason = "timeout" if isinstance(entry, httpx.TimeoutException) else "dropped"
-                    self.metrics.upstream_errors.labels(self.label, reason).inc()
+                    self.metrics.upstream_error(self.label, reason)
                     out.append(moderator.fail(UPSTREAM_DROPPED))
                 if moderator.is_done:
                     break

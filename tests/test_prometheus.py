@@ -19,18 +19,10 @@ from tests.prometheus_stack import (
     monitored_guardstream,
 )
 
-NOT_WIRED_YET = "the proxy does not record this metric yet; the request-path rewrite of issue 10 adds it"
 NO_CLASSIFIER = "no classifier is configured (guardstream has none yet): its series do not exist, by design"
 # Queries allowed to return no data, and why. Temporary ones are listed by name so that they are
 # removed when they start to work: an exempt query that returns data fails the test.
 EXEMPT = {
-    "Request duration / A": NOT_WIRED_YET,
-    "Request duration / B": NOT_WIRED_YET,
-    "Request duration / C": NOT_WIRED_YET,
-    "Time to first token / A": NOT_WIRED_YET,
-    "Time to first token / B": NOT_WIRED_YET,
-    "First token: guardstream's part / A": NOT_WIRED_YET,
-    "First token: guardstream's part / B": NOT_WIRED_YET,
     # Lists only rules that timed out ("> 0"); the mock traffic trips no regex timeout.
     # "Regex timeouts / A", the sum over all (zero-initialised) rules, must have data.
     "Regex timeouts / B": "only rules that timed out are listed, and none does under this traffic",
