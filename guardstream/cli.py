@@ -1,4 +1,4 @@
-"""The `guardstream` command (DESIGN.md §5). Errors print one line and exit 2, never a traceback."""
+"""The `guardstream` command. Errors print one line and exit 2, never a traceback."""
 
 from __future__ import annotations
 

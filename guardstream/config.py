@@ -1,4 +1,4 @@
-"""Configuration: frozen settings from a TOML file (DESIGN.md §5), with CLI/env overrides on top.
+"""Configuration: frozen settings from a TOML file (README's "Configuration"), with CLI/env overrides on top.
 
 Every problem raises `ConfigError` naming the file, the key and what would be valid, so that a
 typo stops start-up with one readable line instead of a default silently taking over.

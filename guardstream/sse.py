@@ -1,7 +1,7 @@
 """Sans-I/O Server-Sent Events decoder and encoder that accounts for every byte.
 
 A moderation proxy must not reformat what it does not change: SDKs disagree on whitespace, BOMs, comments and
-line endings (PROTOCOLS.md §5.2), so an untouched event is re-emitted as the exact bytes upstream sent. The decoder
+line endings, so an untouched event is re-emitted as the exact bytes upstream sent. The decoder
 therefore returns each block together with its `raw` bytes, and `b"".join(e.raw for e in events) + discarded`
 is always the input. Parsing follows the WHATWG HTML spec to the letter; only the output is byte-exact.
 """
@@ -64,7 +64,7 @@ def encode_event(data: str, event: str | None = None, *, line_ending: str = "\n"
     """Fresh encoding: optional `event: X` line, then one `data: ` line per line of data, then a blank line.
 
     Data is split on CR, LF and CRLF (the only line breaks a client recognises), and each line gets exactly one
-    space after the colon, because google-genai only accepts `data: ` (PROTOCOLS.md §3.1).
+    space after the colon, because google-genai only accepts `data: `.
 
     ```python
     encode_event('{"type":"ping"}', "ping")  # b'event: ping\\ndata: {"type":"ping"}\\n\\n'

@@ -10,7 +10,7 @@ the text.
                                          ^ hold: earliest start that could still become a match
 ```
 
-Zero leak (DESIGN.md §2.3): text leaves only up to the earliest *undecided* start of any block or
+Zero leak: text leaves only up to the earliest *undecided* start of any block or
 redact rule, so whatever way the upstream splits the text, no character of a match shorter than
 `max_holdback_chars` leaves unredacted. Each rule resumes where it stopped, so the work per delta
 is bounded by the delta plus what that rule still holds, never by the length of the stream.

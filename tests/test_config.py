@@ -1,4 +1,4 @@
-"""Config files and flags (DESIGN.md §5): defaults, overrides, and one-line errors naming the key."""
+"""Config files and flags: defaults, overrides, and one-line errors naming the key."""
 
 from __future__ import annotations
 

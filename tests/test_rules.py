@@ -1,4 +1,4 @@
-"""Rule packs load exactly as DESIGN.md §4 says, and refuse to load with a clear reason otherwise."""
+"""Rule packs load exactly as the README documents them, and refuse to load with a clear reason otherwise."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The window's contract (DESIGN.md §2): zero leak under any chunking, bounded work."""
+"""The window's contract: zero leak under any chunking, bounded work."""
 
 from __future__ import annotations
 
