@@ -36,7 +36,11 @@ def test_the_fastapi_middleware_example_cuts_a_key_and_passes_the_rest() -> None
         clean = httpx.get(f"{url}/chat", params={"q": "hello"}).text
         cut = httpx.get(f"{url}/chat", params={"q": "key"}).text
     assert '"content": "Hi "' in clean and '{"done": true}' in clean
-    assert "AKIA" not in cut and '"code":"content_filter"' in cut and "The deploy key is " in cut.replace('"}\n\ndata: {"content": "', "")
+    assert (
+        "AKIA" not in cut
+        and '"code":"content_filter"' in cut
+        and "The deploy key is " in cut.replace('"}\n\ndata: {"content": "', "")
+    )
 
 
 async def test_the_python_api_example_stops_at_the_key() -> None:
