@@ -49,7 +49,8 @@ class Responses:
         self.client = openai.OpenAI(base_url=f"{proxy.url}/v1", api_key="sk-test", max_retries=0)
 
     def stream(self, script: dict[str, Any], *, helper: bool = False, prompt: str = "hi") -> tuple[str, list[Any]]:
-        text, events = [], []
+        text: list[str] = []
+        events: list[Any] = []
         if helper:
             with self.client.responses.stream(
                 model="gpt-4o-mini", input=prompt, extra_headers=mock_headers(script)
@@ -62,10 +63,10 @@ class Responses:
             stream = self.client.responses.create(
                 model="gpt-4o-mini", input=prompt, stream=True, extra_headers=mock_headers(script)
             )
-            for event in stream:
-                events.append(event)
-                if event.type == "response.output_text.delta":
-                    text.append(event.delta)
+            for raw_event in stream:
+                events.append(raw_event)
+                if raw_event.type == "response.output_text.delta":
+                    text.append(raw_event.delta)
         return "".join(text), events
 
     def whole(self, script: dict[str, Any], prompt: str = "hi") -> str:
@@ -91,7 +92,8 @@ class Messages:
         self.client = anthropic.Anthropic(base_url=proxy.url, api_key="sk-ant-test", max_retries=0)
 
     def stream(self, script: dict[str, Any], *, helper: bool = False, prompt: str = "hi") -> tuple[str, list[Any]]:
-        text, events = [], []
+        text: list[str] = []
+        events: list[Any] = []
         messages: Any = [{"role": "user", "content": prompt}]
         headers = mock_headers(script)
         if helper:
@@ -107,10 +109,10 @@ class Messages:
             stream = self.client.messages.create(
                 model="claude", max_tokens=64, messages=messages, stream=True, extra_headers=headers
             )
-            for event in stream:
-                events.append(event)
-                if event.type == "content_block_delta" and event.delta.type == "text_delta":
-                    text.append(event.delta.text)
+            for raw_event in stream:
+                events.append(raw_event)
+                if raw_event.type == "content_block_delta" and raw_event.delta.type == "text_delta":
+                    text.append(raw_event.delta.text)
         return "".join(text), events
 
     def whole(self, script: dict[str, Any], prompt: str = "hi") -> str:
@@ -144,7 +146,8 @@ class Gemini:
         return genai_types.GenerateContentConfig(http_options=genai_types.HttpOptions(headers=mock_headers(script)))
 
     def stream(self, script: dict[str, Any], *, helper: bool = False, prompt: str = "hi") -> tuple[str, list[Any]]:
-        text, events = [], []
+        text: list[str] = []
+        events: list[Any] = []
         for chunk in self.client.models.generate_content_stream(
             model="gemini-2.0-flash", contents=prompt, config=self._config(script)
         ):
@@ -176,7 +179,8 @@ class Completions:
         self.client = openai.OpenAI(base_url=f"{proxy.url}/v1", api_key="sk-test", max_retries=0)
 
     def stream(self, script: dict[str, Any], *, helper: bool = False, prompt: str = "hi") -> tuple[str, list[Any]]:
-        text, events = [], []
+        text: list[str] = []
+        events: list[Any] = []
         for chunk in self.client.completions.create(
             model="gpt-3.5-turbo-instruct", prompt=prompt, stream=True, extra_headers=mock_headers(script)
         ):
@@ -252,7 +256,7 @@ def test_a_planted_key_raises_the_sdks_error_with_nothing_of_it_delivered(
 
 
 def test_a_stream_byte_identical_to_the_direct_answer(proxy: RunningProxy, mock_model: MockModel, fmt: str) -> None:
-    paths = {
+    paths: dict[str, tuple[str, dict[str, Any]]] = {
         "openai-responses": ("/v1/responses", {"model": "m", "input": "hi"}),
         "anthropic": ("/v1/messages", {"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": "hi"}]}),
         "gemini": (
@@ -261,8 +265,8 @@ def test_a_stream_byte_identical_to_the_direct_answer(proxy: RunningProxy, mock_
         ),
         "openai-completions": ("/v1/completions", {"model": "m", "prompt": "hi"}),
     }
-    path, body = paths[fmt]
-    body = {**body, "stream": True}
+    path, request = paths[fmt]
+    body: dict[str, Any] = {**request, "stream": True}
     headers = mock_headers({"reply": BENIGN})
     direct = httpx.post(mock_model.url + path, json=body, headers=headers).content
     assert httpx.post(proxy.url + path, json=body, headers=headers).content == direct
@@ -340,7 +344,7 @@ def test_a_whole_answer_is_moderated(proxy: RunningProxy, fmt: str) -> None:
 def test_a_whole_answer_with_the_graceful_finish_is_a_200_with_the_filtered_reason(
     finishing_proxy: RunningProxy, mock_model: MockModel, fmt: str
 ) -> None:
-    paths = {
+    paths: dict[str, tuple[str, dict[str, Any], Callable[[Any], Any]]] = {
         "openai-responses": (
             "/v1/responses",
             {"model": "m", "input": "hi"},
