@@ -23,6 +23,7 @@ from guardstream.rules import Rule
 from guardstream.window import (
     DEFAULT_CONTEXT_CHARS,
     DEFAULT_MAX_HOLDBACK_CHARS,
+    RuleBudget,
     Verdict,
     Violation,
     Window,
@@ -78,15 +79,20 @@ class TextChannels:
         context_chars: int = DEFAULT_CONTEXT_CHARS,
         normalize: bool = True,
         observer: ChannelObserver | None = None,
+        budget: RuleBudget | None = None,
     ) -> None:
         self.rules = tuple(rules)
         self.max_holdback_chars = max_holdback_chars
         self.context_chars = context_chars
         self.normalize = normalize
         self.observer = observer
+        # One budget for all the windows of this answer: it bounds a rule's time per stream.
+        self.budget = budget
         self.violations: list[Violation] = []
         self.blocked: Violation | None = None
         self.is_redacted = False
+        # The most text held back at once, for the request's log line.
+        self.peak_held = 0
         self._views: dict[Channel, Window] = {}
         # Which views read each window (by id): a window is forked when a part reaches only some.
         self._readers: dict[int, set[Channel]] = {}
@@ -102,6 +108,7 @@ class TextChannels:
             max_holdback_chars=self.max_holdback_chars,
             context_chars=self.context_chars,
             normalize=self.normalize,
+            budget=self.budget,
         )
 
     def add(self, part: TextPart) -> PartState:
@@ -260,6 +267,8 @@ class TextChannels:
                 observer.on_violation(violation)
         if verdict.blocked is not None and self.blocked is None:
             self.blocked = verdict.blocked
+        if observe and verdict.held_chars > self.peak_held:
+            self.peak_held = verdict.held_chars
         if observe and observer is not None:
             observer.on_holdback(verdict.held_chars)
             if verdict.forced_chars:

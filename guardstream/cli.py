@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from contextlib import ExitStack
 from typing import Any, TypeVar
 
 import click
 
-from guardstream.config import MOCK_UPSTREAM, Config, load_config
+from guardstream.config import Config, flag_name, iter_settings
 from guardstream.errors import ConfigError, GuardstreamError
 from guardstream.packs import builtin_pack_names, load_rules
+from guardstream.probes import slow_rules
 from guardstream.rules import RuleSet
 from guardstream.window import check_rule_examples, moderate_text
 
@@ -39,82 +39,81 @@ def main() -> None:
     """Streaming content moderation for LLM APIs."""
 
 
-@main.command()
+def _settings_options(func: F) -> F:
+    """`--<section>-<key>` for every setting, each also read from `GUARDSTREAM_<SECTION>_<KEY>`."""
+    for section, spec in reversed(list(iter_settings())):
+        option = click.option(
+            flag_name(section, spec.name),
+            f"setting__{section}__{spec.name}",
+            default=None,
+            metavar=spec.metadata["kind"].upper(),
+            help=f"[{section}] {spec.name}: {spec.metadata['help']}",
+        )
+        func = option(func)
+    return func
+
+
+@main.command(context_settings={"max_content_width": 120})
 @click.option(
-    "--config", "config_path", type=click.Path(dir_okay=False), envvar="GUARDSTREAM_CONFIG", help="TOML config file."
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    envvar="GUARDSTREAM_CONFIG",
+    help="TOML config file (default: ./guardstream.toml when it exists).",
 )
 @click.option(
     "--upstream", envvar="GUARDSTREAM_UPSTREAM", help="Send every provider to this URL ('mock': built-in model)."
 )
-@click.option("--host", envvar="GUARDSTREAM_HOST", help="Interface to listen on (default 127.0.0.1).")
-@click.option("--port", type=int, envvar="GUARDSTREAM_PORT", help="Port to listen on (default 8080).")
-@click.option("--packs", envvar="GUARDSTREAM_PACKS", help="Comma-separated rule packs (names or paths).")
+@click.option("--host", help="Interface to listen on (default 127.0.0.1).")
+@click.option("--port", help="Port to listen on (default 8080).")
+@click.option("--packs", help="Comma-separated rule packs (names or paths).")
+@click.option("--log-level", help="debug, info, warning or error.")
+@click.option("--log-format", help="text or json: one line per request.")
+@_settings_options
 @_fail_cleanly
-def serve(config_path: str | None, upstream: str | None, host: str | None, port: int | None, packs: str | None) -> None:
-    """Run the moderating proxy: point any OpenAI/Anthropic/Gemini SDK's base_url at it."""
-    import uvicorn
+def serve(
+    config_path: str | None,
+    upstream: str | None,
+    host: str | None,
+    port: str | None,
+    packs: str | None,
+    log_level: str | None,
+    log_format: str | None,
+    **settings: str | None,
+) -> None:
+    """Run the moderating proxy: point any OpenAI/Anthropic/Gemini SDK's base_url at it.
 
-    from guardstream.mock import create_mock_app
-    from guardstream.proxy import create_app
-    from guardstream.servers import serve_in_thread
+    Every setting of the config file is also a flag (--timeouts-idle 30) and an environment
+    variable (GUARDSTREAM_TIMEOUTS_IDLE=30); flags win over the environment, which wins over the file.
+    """
+    import os
 
-    config = load_config(config_path).with_overrides(upstream=upstream, host=host, port=port, packs=packs)
-    # Everything that can be wrong is checked before anything starts or says it is listening.
-    load_rules(config.moderation.packs)
-    _check_port_free(config.server.host, config.server.port)
-    with ExitStack() as stack:
-        if config.upstreams.uses_mock():
-            mock_url = stack.enter_context(serve_in_thread(create_mock_app()))
-            config = _replace_mock(config, mock_url)
-            click.echo(f"guardstream: built-in mock model at {mock_url}", err=True)
-        app = create_app(config)
-        packs_text = ", ".join(config.moderation.packs) or "none"
-        click.echo(
-            f"guardstream: packs {packs_text}; listening on http://{config.server.host}:{config.server.port}", err=True
-        )
-        # Say plainly what is not moderated: pass-through routes reach the upstream on trust.
-        passthrough = ", ".join(config.routes.passthrough) or "nothing"
-        click.echo(f"guardstream: forwarded unmoderated ([routes] passthrough): {passthrough}", err=True)
-        # The upstream's Date and Server headers pass through; uvicorn must not add a second pair.
-        uvicorn.run(
-            app,
-            host=config.server.host,
-            port=config.server.port,
-            log_level="warning",
-            server_header=False,
-            date_header=False,
-        )
+    from guardstream.serve import build_config, run
 
+    flags: dict[tuple[str, str], Any] = {}
+    for name, value in settings.items():
+        _, section, key = name.split("__")
+        flags[section, key] = value
+    for section, key, value in (
+        ("server", "host", host),
+        ("server", "port", port),
+        ("logging", "level", log_level),
+        ("logging", "format", log_format),
+        ("moderation", "packs", packs),
+    ):
+        if value is not None:
+            flags[section, key] = value
+    classic = {"upstream": upstream}
 
-def _check_port_free(host: str, port: int) -> None:
-    import socket
+    def load() -> Config:
+        return build_config(config_path, flags, classic, os.environ)
 
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            raise ConfigError(f"cannot listen on {host}:{port} ({exc.strerror}); choose another --port.") from None
-
-
-def _replace_mock(config: Config, url: str) -> Config:
-    from dataclasses import replace
-
-    upstreams = config.upstreams
-    return replace(
-        config,
-        upstreams=type(upstreams)(
-            *(
-                url if value == MOCK_UPSTREAM else value
-                for value in (upstreams.openai, upstreams.anthropic, upstreams.gemini)
-            )
-        ),
-    )
+    run(load(), load)
 
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=8081, show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8081, show_default=True)
 def mock(host: str, port: int) -> None:
     """Run the built-in scripted model server (all four provider formats)."""
     import uvicorn
@@ -140,14 +139,28 @@ def scan(source: Any, packs: str, direction: str, as_json: bool) -> None:
         name = getattr(source, "name", "-")
         name = "<stdin>" if name == "-" else name
         raise ConfigError(f"{name}: the text is not valid UTF-8 (byte {exc.start}); convert it first.") from None
-    verdict = moderate_text(rules.for_direction(direction), text)  # type: ignore[arg-type]
+    applicable = rules.for_direction(direction)  # type: ignore[arg-type]
+    if not applicable:
+        # "Clean" would be a lie: nothing was checked.
+        raise ConfigError(
+            f"no rule in {', '.join(rules.packs)} applies to {direction} text, so nothing would be checked; "
+            f"choose other packs, or --direction {'input' if direction == 'output' else 'output'}."
+        )
+    verdict = moderate_text(applicable, text)
     out, violations, blocked = verdict.text, verdict.violations, verdict.blocked
     if as_json:
         report = {
             "blocked": blocked is not None,
             "text": out,
             "violations": [
-                {"rule": v.rule.id, "category": v.rule.category, "action": v.action, "start": v.start, "end": v.end}
+                {
+                    "rule": v.rule.id,
+                    "category": v.rule.category,
+                    "action": v.action,
+                    "timeout": v.is_timeout,
+                    "start": v.start,
+                    "end": v.end,
+                }
                 for v in violations
             ],
         }
@@ -155,7 +168,8 @@ def scan(source: Any, packs: str, direction: str, as_json: bool) -> None:
     else:
         click.echo(out, nl=not out.endswith("\n"))
         for v in violations:
-            click.echo(f"{v.action}: {v.rule.id} ({v.rule.category}) at {v.start}-{v.end}", err=True)
+            what = "timeout (undecided, withheld)" if v.is_timeout else v.action
+            click.echo(f"{what}: {v.rule.id} ({v.rule.category}) at {v.start}-{v.end}", err=True)
     sys.exit(1 if blocked is not None else 0)
 
 
@@ -185,6 +199,8 @@ def rules_test(packs: tuple[str, ...]) -> None:
     for rule in ruleset:
         count += len(rule.examples_match) + len(rule.examples_no_match)
         problems.extend(check_rule_examples(rule))
+    for rule, shape in slow_rules(ruleset):
+        problems.append(f"{rule.id}: its regex backtracks catastrophically ({shape} takes over the probe's budget)")
     for problem in problems:
         click.echo(f"FAIL {problem}", err=True)
     status = "FAILED" if problems else "ok"

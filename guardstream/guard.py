@@ -21,10 +21,11 @@ from typing import Any
 
 from guardstream.channels import TextChannels
 from guardstream.config import Config, ModerationSettings
-from guardstream.errors import ConfigError, GuardstreamError
+from guardstream.errors import ConfigError, GuardstreamError, RuleError
 from guardstream.metrics import Metrics
 from guardstream.packs import load_rules
 from guardstream.payload import TextPart, TextWalker, dumps, loads_strict, read_as_one
+from guardstream.probes import PROBE_BUDGET_SECONDS, slow_rules
 from guardstream.providers.base import Provider, StreamCodec, block_message, rewrite_payload
 from guardstream.rules import Direction, Rule, RuleSet, longest_example_match
 from guardstream.stream import StreamModerator
@@ -48,7 +49,8 @@ class Blocked(GuardstreamError):
         self.rule = violation.rule.id
         self.category = violation.rule.category
         self.direction = direction
-        super().__init__(block_message(self.rule, self.category))
+        self.is_timeout = violation.is_timeout
+        super().__init__(block_message(violation, "the request" if direction == "input" else "the response"))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(rule={self.rule!r}, category={self.category!r}, direction={self.direction!r})"
@@ -120,8 +122,21 @@ class Guard:
     ) -> None:
         self.config = config or Config()
         self.settings: ModerationSettings = self.config.moderation
-        self.ruleset = rules if rules is not None else load_rules(self.settings.packs)
+        timeout = self.settings.rule_timeout_ms / 1000
+        self.ruleset = rules if rules is not None else load_rules(self.settings.packs, timeout=timeout)
         check_holdback(self.ruleset, self.settings.max_holdback_chars)
+        # Rules that backtrack catastrophically are refused before they can stall a stream.
+        self.warnings: list[str] = []
+        for rule, shape in slow_rules(self.ruleset):
+            reason = f"its regex backtracks catastrophically (over {PROBE_BUDGET_SECONDS * 1000:g} ms on {shape})"
+            if not self.settings.allow_slow_rules:
+                raise RuleError(
+                    f"{reason}; bound its repeats or anchor it on a literal, or set "
+                    "[moderation] allow_slow_rules = true to load it anyway.",
+                    path=rule.source,
+                    rule_id=rule.id,
+                )
+            self.warnings.append(f"rule {rule.id}: {reason}; loaded because allow_slow_rules is set.")
         self.output_rules: tuple[Rule, ...] = self.ruleset.for_direction("output")
         self.input_rules: tuple[Rule, ...] = self.ruleset.for_direction("input")
         self.metrics = metrics
@@ -251,4 +266,5 @@ class Guard:
             on_violation=self.settings.on_violation,
             normalize=self.settings.normalize,
             observer=observer,
+            rule_budget_seconds=self.settings.rule_budget_ms / 1000,
         )

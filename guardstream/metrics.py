@@ -36,6 +36,7 @@ OUTCOMES = (
     "upstream_rejected",
     "upstream_error",
     "client_closed",
+    "shutdown",
     "bad_request",
     "unauthorized",
     "not_routed",
@@ -58,6 +59,7 @@ ACTIONS = ("block", "redact", "flag")
 DIRECTIONS = ("input", "output")
 CLASSIFIER_ERROR_REASONS = ("timeout", "error")
 CLASSIFIER_VERDICTS = ("clear", "flagged")
+RELOAD_RESULTS = ("success", "failure")
 
 # Per event: what moderation adds is normally well under a millisecond.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -212,6 +214,14 @@ class Metrics:
             buckets=REQUEST_BUCKETS,
             registry=registry,
         )
+        self.reloads = Counter(
+            "guardstream_config_reloads_total",
+            "Config and rule reloads (SIGHUP or POST /-/reload), by result: a failed one keeps the old rules.",
+            ["result"],
+            registry=registry,
+        )
+        for result in RELOAD_RESULTS:
+            self.reloads.labels(result)
         self.build_info = Gauge(
             "guardstream_build_info",
             "Always 1; the labels say which guardstream and Python are running.",

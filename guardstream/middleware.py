@@ -211,8 +211,7 @@ class _GuardResponder:
             parts = read_as_one(WALKER, payload, ("request",))
             verdict = self.guard.moderate_parts(payload, parts, direction="input")
             if verdict.blocked is not None:
-                rule = verdict.blocked.rule
-                reason = block_message(rule.id, rule.category).replace("the response", "the request")
+                reason = block_message(verdict.blocked, "the request")
                 await self._reject(400, reason, "content_filter")
                 return receive
             if verdict.is_changed:

@@ -15,9 +15,11 @@ are refused, never relayed.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import time
 import zlib
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from email.utils import formatdate
 from typing import Any
 
@@ -26,9 +28,11 @@ import httpx
 from anyio.streams.memory import MemoryObjectReceiveStream
 from prometheus_client import CollectorRegistry, make_asgi_app
 
+from guardstream.auth import Credentials, client_credential, matches_any, outgoing_headers, outgoing_query
 from guardstream.config import Config
 from guardstream.errors import ConfigError, GuardstreamError
 from guardstream.guard import Guard
+from guardstream.logs import log_event, new_request_id
 from guardstream.metrics import Metrics
 from guardstream.payload import dumps, loads_strict
 from guardstream.providers.base import Provider, block_message
@@ -36,6 +40,7 @@ from guardstream.providers.errors import Style, error_body
 from guardstream.providers.registry import PROVIDERS
 from guardstream.routes import Route, Router
 from guardstream.stream import StreamModerator
+from guardstream.window import Violation
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -64,6 +69,7 @@ DECODABLE = {"identity", "gzip", "deflate", "x-gzip"}
 UPSTREAM_DROPPED = "guardstream stopped the response: the upstream connection broke off mid-stream"
 UPSTREAM_IDLE = "guardstream stopped the response: the upstream sent nothing for {seconds:g} s"
 UPSTREAM_TOO_LONG = "guardstream stopped the response: it took longer than {seconds:g} s in all"
+SHUTTING_DOWN = "guardstream stopped the response: the server is shutting down"
 READER_BUFFER = 64
 _SILENCE = object()
 
@@ -88,6 +94,41 @@ def _encodings(value: str) -> list[str]:
     return [token.strip().lower() for token in value.split(",") if token.strip()]
 
 
+class Runtime:
+    """Everything a config decides, built (and checked) at once, swapped whole on reload.
+
+    A request keeps the runtime it started with, so a stream in flight finishes on the rules it
+    started with while new requests get the new ones.
+    """
+
+    def __init__(self, config: Config, metrics: Metrics, guard: Guard | None = None) -> None:
+        self.config = config
+        self.guard = guard if guard is not None else Guard(config, metrics=metrics)
+        self.router = Router(config.routes.passthrough)
+        self.policies: dict[bytes, Guard] = {}
+        for policy in config.policies:
+            moderation = replace(
+                config.moderation,
+                packs=policy.packs if policy.packs is not None else config.moderation.packs,
+                on_violation=policy.on_violation or config.moderation.on_violation,
+            )
+            policy_guard = Guard(replace(config, moderation=moderation), metrics=metrics)
+            for key in policy.client_keys:
+                self.policies[key.encode()] = policy_guard
+        keys = [k for policy in config.policies for k in policy.client_keys]
+        self.credentials = Credentials.from_settings(config.auth, keys)
+        timeouts = config.timeouts
+        # Reads wait at most as long as the longer of the two silences allowed; the pump enforces each exactly.
+        self.timeout = httpx.Timeout(
+            connect=timeouts.connect, read=max(timeouts.first_byte, timeouts.idle), write=60.0, pool=timeouts.connect
+        )
+
+    def guard_for(self, client_key: bytes | None) -> Guard:
+        if client_key is not None and client_key in self.policies:
+            return self.policies[client_key]
+        return self.guard
+
+
 class GuardstreamProxy:
     """The ASGI app returned by `create_app`."""
 
@@ -100,29 +141,71 @@ class GuardstreamProxy:
     ) -> None:
         if config.upstreams.uses_mock():
             raise ConfigError("upstream 'mock' is started by `guardstream serve`; pass the mock's URL to create_app.")
-        self.config = config
         self.registry = registry
         self.metrics = Metrics(registry)
-        self.guard = guard if guard is not None else Guard(config, metrics=self.metrics)
-        self.router = Router(config.routes.passthrough)
+        self.runtime = Runtime(config, self.metrics, guard)
         self.metrics_app = make_asgi_app(registry)
         self._client = client
-        self._owns_client = client is None
+        self.owns_client = client is None
+        # Streams in flight, so a shutdown can end each one properly.
+        self.exchanges: set[_Exchange] = set()
+        self.is_draining = False
+        self._load_config: Callable[[], Config] | None = None
+
+    @property
+    def config(self) -> Config:
+        return self.runtime.config
+
+    @property
+    def guard(self) -> Guard:
+        return self.runtime.guard
 
     @property
     def client(self) -> httpx.AsyncClient:
         if self._client is None:
-            t = self.config.timeouts
-            # Reads wait at most as long as the longer of the two silences we allow; the pump
-            # enforces each exactly.
-            timeout = httpx.Timeout(connect=t.connect, read=max(t.first_byte, t.idle), write=60.0, pool=t.connect)
-            self._client = httpx.AsyncClient(timeout=timeout, limits=DEFAULT_LIMITS, follow_redirects=False)
+            self._client = httpx.AsyncClient(
+                timeout=self.runtime.timeout, limits=DEFAULT_LIMITS, follow_redirects=False
+            )
         return self._client
 
     async def aclose(self) -> None:
-        if self._owns_client and self._client is not None:
+        if self.owns_client and self._client is not None:
             await self._client.aclose()
             self._client = None
+
+    def reloads_from(self, load: Callable[[], Config]) -> None:
+        """How `reload()` gets the new config: re-read the file, apply the same flags."""
+        self._load_config = load
+
+    def reload(self) -> bool:
+        """Build a new runtime from the config and swap it in; a bad one is reported and the old stays."""
+        if self._load_config is None:
+            log_event("reload", result="failure", error="no config source to reload from", level=logging.ERROR)
+            return False
+        try:
+            runtime = Runtime(self._load_config(), self.metrics)
+        except GuardstreamError as exc:
+            self.metrics.reloads.labels("failure").inc()
+            log_event("reload", result="failure", error=str(exc), level=logging.ERROR)
+            return False
+        self.runtime = runtime
+        self.metrics.reloads.labels("success").inc()
+        log_event(
+            "reload",
+            result="success",
+            packs=list(runtime.config.moderation.packs),
+            rule_count=len(runtime.guard.ruleset),
+        )
+        return True
+
+    def begin_shutdown(self, *, now: bool) -> None:
+        """Stop taking work; end streams at once (`now`) or once the grace period is over."""
+        first = not self.is_draining
+        self.is_draining = True
+        if first:
+            log_event("shutdown", streams=len(self.exchanges), level=logging.WARNING)
+        for exchange in list(self.exchanges):
+            exchange.end_by(0.0 if now else self.config.server.shutdown_grace)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -135,12 +218,39 @@ class GuardstreamProxy:
         if method == "GET" and path == "/metrics":
             await self.metrics_app(scope, receive, send)
             return
-        if path in ("/healthz", "/readyz"):
+        if path == "/healthz":
             await _send_bytes(send, 200, b'{"status":"ok"}', [("content-type", "application/json")])
             return
+        if path == "/readyz":
+            ready = not self.is_draining
+            body = b'{"status":"ready"}' if ready else b'{"status":"shutting down"}'
+            await _send_bytes(send, 200 if ready else 503, body, [("content-type", "application/json")])
+            return
+        runtime = self.runtime
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        route = self.router.route(method, path, headers)
-        await _Exchange(self, route, scope, receive, send).run()
+        if path == "/-/reload" and method == "POST":
+            await self._admin_reload(runtime, headers, scope, send)
+            return
+        route = runtime.router.route(method, path, headers)
+        await _Exchange(self, runtime, route, scope, receive, send, headers).run()
+
+    async def _admin_reload(self, runtime: Runtime, headers: dict[str, str], scope: Scope, send: Send) -> None:
+        admin = runtime.credentials.admin_key
+        given = client_credential(headers, scope.get("query_string", b"").decode("latin-1"))
+        if admin is None or matches_any(given, [admin]) is None:
+            status, body = (
+                (404, b'{"error":"reload is not enabled: set [auth] admin_key_env"}')
+                if admin is None
+                else (
+                    401,
+                    b'{"error":"the admin key is missing or wrong"}',
+                )
+            )
+            await _send_bytes(send, status, body, [("content-type", "application/json")])
+            return
+        ok = self.reload()
+        body = b'{"reloaded":true}' if ok else b'{"reloaded":false,"error":"the new config was refused; see the log"}'
+        await _send_bytes(send, 200 if ok else 422, body, [("content-type", "application/json")])
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -160,25 +270,115 @@ class _BodyTooLarge(Exception):
 class _Exchange:
     """One request through the proxy (the per-request responder, in Starlette's shape)."""
 
-    def __init__(self, proxy: GuardstreamProxy, route: Route, scope: Scope, receive: Receive, send: Send) -> None:
+    def __init__(
+        self,
+        proxy: GuardstreamProxy,
+        runtime: Runtime,
+        route: Route,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        headers: dict[str, str],
+    ) -> None:
         self.proxy = proxy
-        self.guard = proxy.guard
+        self.runtime = runtime
+        self.config = runtime.config
+        self.guard = runtime.guard
         self.route = route
         self.provider: Provider | None = PROVIDERS.get(route.provider or "")
         self.label: str = "none" if route.kind == "refused" else (route.provider or route.kind)
         self.scope = scope
         self.receive = receive
-        self.send = send
+        self._send = send
+        self.headers = headers
         self.metrics = proxy.metrics
         self.client_gone = False
         self.started = time.monotonic()
+        self.request_id = new_request_id()
+        self.status = 0
+        self.ttfb: float | None = None
+        self.held_chars = 0
+        self.violations: list[Violation] = []
+        # Set on shutdown: a stream still going then ends with the terminal event.
+        self.deadline: float | None = None
+        self._wait_scope: anyio.CancelScope | None = None
 
     @property
     def upstream(self) -> str:
-        return str(getattr(self.proxy.config.upstreams, self.route.upstream))
+        return str(getattr(self.config.upstreams, self.route.upstream))
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            message["headers"] = [*message["headers"], (b"x-guardstream-request-id", self.request_id.encode())]
+        await self._send(message)
+
+    def end_by(self, seconds: float) -> None:
+        """Shutdown: the stream may go on for `seconds` more, then it ends with the terminal event."""
+        deadline = time.monotonic() + seconds
+        self.deadline = deadline if self.deadline is None else min(self.deadline, deadline)
+        if self._wait_scope is not None:
+            self._wait_scope.cancel()
 
     async def run(self) -> None:
+        try:
+            await self._run()
+        finally:
+            self._log()
+
+    def _log(self) -> None:
+        for violation in self.violations:
+            if violation.action == "block":
+                log_event(
+                    "block",
+                    request_id=self.request_id,
+                    rule=violation.rule.id,
+                    category=violation.rule.category,
+                    direction=self._direction(violation),
+                    is_timeout=violation.is_timeout or None,
+                    level=logging.WARNING,
+                )
+        redactions: dict[tuple[str, str], int] = {}
+        for violation in self.violations:
+            if violation.action == "redact":
+                key = (violation.rule.id, self._direction(violation))
+                redactions[key] = redactions.get(key, 0) + 1
+        for (rule, direction), count in redactions.items():
+            log_event("redaction", request_id=self.request_id, rule=rule, direction=direction, count=count)
+        log_event(
+            "request",
+            request_id=self.request_id,
+            provider=self.label,
+            route=f"{self.scope['method']} {self.route.path}",
+            status=self.status,
+            outcome=getattr(self, "outcome", None),
+            rules=sorted({v.rule.id for v in self.violations}) or None,
+            ttfb_ms=None if self.ttfb is None else round(self.ttfb * 1000, 1),
+            duration_ms=round((time.monotonic() - self.started) * 1000, 1),
+            held_chars=self.held_chars or None,
+        )
+
+    def _direction(self, violation: Violation) -> str:
+        return "input" if violation in self.input_violations else "output"
+
+    input_violations: tuple[Violation, ...] = ()
+
+    async def _run(self) -> None:
         route = self.route
+        credentials = self.runtime.credentials
+        if credentials.requires_client_key:
+            query = self.scope.get("query_string", b"").decode("latin-1")
+            key = matches_any(client_credential(self.headers, query), credentials.client_keys)
+            if key is None:
+                message = "guardstream needs a valid API key: send one of the keys it was configured with."
+                await self._reply_error(401, message, "invalid_api_key", outcome="unauthorized")
+                return
+            self.guard = self.runtime.guard_for(key)
+        if self.proxy.is_draining:
+            await self._reply_error(
+                503, "guardstream is shutting down; try again.", "shutting_down", outcome="upstream_error"
+            )
+            return
         if route.kind == "refused" or (route.kind == "moderated" and self.provider is None):
             method = self.scope["method"]
             message = (
@@ -190,7 +390,7 @@ class _Exchange:
         try:
             body = await self._read_body()
         except _BodyTooLarge:
-            limit = self.proxy.config.server.max_body_bytes
+            limit = self.config.server.max_body_bytes
             message = f"guardstream refused the request: its body is over {limit} bytes ([server] max_body_bytes)."
             await self._reply_error(413, message, "request_too_large", outcome="bad_request")
             return
@@ -209,9 +409,10 @@ class _Exchange:
             await self._reply_error(400, message, "invalid_request_body", outcome="bad_request")
             return
         verdict = self.guard.check_request(self.provider, payload)
+        self.input_violations = tuple(verdict.violations)
+        self.violations += verdict.violations
         if verdict.blocked is not None:
-            message = block_message(verdict.blocked.rule.id, verdict.blocked.rule.category)
-            message = message.replace("the response", "the request")
+            message = block_message(verdict.blocked, "the request")
             await self._reply_error(400, message, "content_filter", outcome="blocked_input")
             return
         if verdict.is_changed:
@@ -219,7 +420,7 @@ class _Exchange:
         await self._forward(body, moderated=True)
 
     async def _read_body(self) -> bytes:
-        limit = self.proxy.config.server.max_body_bytes
+        limit = self.config.server.max_body_bytes
         chunks = []
         size = 0
         while True:
@@ -253,7 +454,7 @@ class _Exchange:
                     body = zlib.decompress(body, 16 + zlib.MAX_WBITS)
             except zlib.error:
                 raise GuardstreamError(f"it is not valid {encoding} data") from None
-            if len(body) > self.proxy.config.server.max_body_bytes:
+            if len(body) > self.config.server.max_body_bytes:
                 raise GuardstreamError("it is larger than [server] max_body_bytes once decompressed")
         return body
 
@@ -264,8 +465,10 @@ class _Exchange:
     def _upstream_request(self, body: bytes, *, moderated: bool) -> httpx.Request:
         # Exactly the path that was routed: never the raw one, which an upstream could resolve differently.
         url = self.upstream + self.route.path
-        if self.scope.get("query_string"):
-            url += "?" + self.scope["query_string"].decode("latin-1")
+        injected = self.runtime.credentials.upstream_keys.get(self.route.upstream)
+        query = outgoing_query(self.scope.get("query_string", b"").decode("latin-1"), injected)
+        if query:
+            url += "?" + query
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in self.scope["headers"]]
         drop = {"host", "content-length"}
         if moderated:
@@ -274,10 +477,15 @@ class _Exchange:
         headers = [(k, v) for k, v in _strip_hop_by_hop(headers) if k.lower() not in drop]
         if moderated:
             headers.append(("accept-encoding", "identity"))
-        return self.proxy.client.build_request(self.scope["method"], url, headers=headers, content=body)
+        headers = outgoing_headers(headers, self.route.upstream, injected)
+        # A client passed to create_app keeps its own timeouts; ours follow the (reloadable) config.
+        timeout = self.runtime.timeout if self.proxy.owns_client else httpx.USE_CLIENT_DEFAULT
+        return self.proxy.client.build_request(
+            self.scope["method"], url, headers=headers, content=body, timeout=timeout
+        )
 
     async def _forward(self, body: bytes, *, moderated: bool) -> None:
-        timeouts = self.proxy.config.timeouts
+        timeouts = self.config.timeouts
         started = time.perf_counter()
         try:
             with anyio.fail_after(timeouts.first_byte):
@@ -298,17 +506,18 @@ class _Exchange:
         except httpx.HTTPError as exc:
             await self._reply_upstream_failure(502, "connect", _connect_cause(exc))
             return
-        self.metrics.upstream_ttfb.labels(self.label).observe(time.perf_counter() - started)
+        self.ttfb = time.perf_counter() - started
+        self.metrics.upstream_ttfb.labels(self.label).observe(self.ttfb)
         try:
             await self._relay(response, moderated=moderated)
         finally:
             await response.aclose()
 
     def _time_left(self) -> float:
-        return max(0.0, self.proxy.config.timeouts.total - (time.monotonic() - self.started))
+        return max(0.0, self.config.timeouts.total - (time.monotonic() - self.started))
 
     async def _reply_upstream_failure(self, status: int, reason: str, cause: str) -> None:
-        self.metrics.upstream_error(self.label, reason)
+        self._upstream_failed(reason)
         host = httpx.URL(self.upstream).host
         message = f"guardstream could not get an answer from the upstream {host}: it {cause}."
         await self._reply_error(status, message, "upstream_error", outcome="upstream_error")
@@ -327,7 +536,13 @@ class _Exchange:
 
     def _count(self, outcome: str) -> None:
         """How the request ended, counted once, with how long it took."""
+        self.outcome = outcome
         self.metrics.record_request(self.label, outcome, time.monotonic() - self.started)
+
+    def _upstream_failed(self, reason: str) -> None:
+        self.metrics.upstream_error(self.label, reason)
+        host = httpx.URL(self.upstream).host
+        log_event("upstream_failure", request_id=self.request_id, upstream=host, reason=reason, level=logging.WARNING)
 
     async def _relay(self, response: httpx.Response, *, moderated: bool) -> None:
         headers = _strip_hop_by_hop(list(response.headers.multi_items()))
@@ -372,7 +587,7 @@ class _Exchange:
             async for chunk in response.aiter_raw():
                 await self.send({"type": "http.response.body", "body": chunk, "more_body": True})
         except httpx.HTTPError:
-            self.metrics.upstream_error(self.label, "dropped")
+            self._upstream_failed("dropped")
             outcome = "upstream_error"
         await self.send({"type": "http.response.body", "body": b"", "more_body": False})
         self._count(outcome)
@@ -383,12 +598,13 @@ class _Exchange:
         status = response.status_code
         outcome = "upstream_rejected" if status < 500 else "upstream_error"
         if status >= 500:
-            self.metrics.upstream_error(self.label, "status_5xx")
+            self._upstream_failed("status_5xx")
         body, blocked, changed = (b"", None, True) if raw is None else self.guard.moderate_error_body(raw)
+        if blocked is not None:
+            self.violations.append(blocked)
         if blocked is not None or (changed and not body):
             if blocked is not None:
-                message = block_message(blocked.rule.id, blocked.rule.category)
-                message, code = message.replace("the response", "the upstream's error"), "content_filter"
+                message, code = block_message(blocked, "the upstream's error"), "content_filter"
             else:
                 message, code = (
                     f"the upstream answered HTTP {status} with a body guardstream cannot read",
@@ -411,13 +627,14 @@ class _Exchange:
             await self._reply_upstream_failure(502, "malformed", "sent an answer guardstream cannot read")
             return
         verdict = self.guard.moderate_answer(self.provider, payload)
+        self.violations += verdict.violations
         if verdict.blocked is not None:
             if self.guard.settings.on_violation == "finish":
                 body = self.provider.payload.finish_body(payload, verdict.parts, verdict.texts)
                 await _send_bytes(self.send, response.status_code, dumps(body).encode(), headers)
                 self._count("blocked_output")
                 return
-            message = block_message(verdict.blocked.rule.id, verdict.blocked.rule.category)
+            message = block_message(verdict.blocked)
             await self._reply_error(400, message, "content_filter", outcome="blocked_output")
             return
         body = dumps(verdict.payload).encode() if verdict.is_changed else raw
@@ -434,6 +651,9 @@ class _Exchange:
         await self._start(response.status_code, headers)
         active = observer.active
         active.inc()
+        self.proxy.exchanges.add(self)
+        if self.proxy.is_draining:
+            self.end_by(self.config.server.shutdown_grace)
         try:
             with anyio.move_on_after(self._time_left()) as deadline:
                 async with anyio.create_task_group() as tg:
@@ -442,10 +662,13 @@ class _Exchange:
                     tg.cancel_scope.cancel()
         finally:
             active.dec()
+            self.proxy.exchanges.discard(self)
+        self.violations += moderator.violations
+        self.held_chars = moderator.channels.peak_held
         if deadline.cancelled_caught and not moderator.is_done and not self.client_gone:
             # The total time ran out mid-stream: end it the way any other failure ends.
-            self.metrics.upstream_error(self.label, "timeout")
-            await self._send_chunk(moderator.fail(UPSTREAM_TOO_LONG.format(seconds=self.proxy.config.timeouts.total)))
+            self._upstream_failed("timeout")
+            await self._send_chunk(moderator.fail(UPSTREAM_TOO_LONG.format(seconds=self.config.timeouts.total)))
         # An SDK closes as soon as it has read [DONE] or the error event: that stream completed.
         if moderator.first_release_at is not None and moderator.first_text_at is not None:
             observer.on_first_token(
@@ -459,7 +682,7 @@ class _Exchange:
 
     async def _pump(self, response: httpx.Response, moderator: StreamModerator, tg: anyio.abc.TaskGroup) -> None:
         """Feed the moderator from a reader task, so that silence can be timed and filled."""
-        timeouts = self.proxy.config.timeouts
+        timeouts = self.config.timeouts
         sender, receiver = anyio.create_memory_object_stream[bytes | BaseException | None](READER_BUFFER)
 
         async def read_upstream() -> None:
@@ -486,16 +709,27 @@ class _Exchange:
         last_upstream = last_client = time.monotonic()
         while not moderator.is_done:
             now = time.monotonic()
+            if self.deadline is not None and now >= self.deadline:
+                # Shutting down: end the stream the way the format ends a failed one.
+                await self._send_chunk(moderator.fail(SHUTTING_DOWN))
+                return
             wait = idle - (now - last_upstream)
             if moderator.is_holding:
                 wait = min(wait, keepalive - (now - last_client))
+            if self.deadline is not None:
+                wait = min(wait, self.deadline - now)
             item: bytes | BaseException | None | object = _SILENCE
-            with anyio.move_on_after(max(0.0, wait)):
+            with anyio.CancelScope(deadline=anyio.current_time() + max(0.0, wait)) as self._wait_scope:
                 item = await receiver.receive()
+            self._wait_scope = None
             now = time.monotonic()
             if item is _SILENCE:
+                if self.deadline is not None and now >= self.deadline:
+                    continue
+                if now - last_client < keepalive and now - last_upstream < idle:
+                    continue  # woken early (a shutdown began): nothing is due yet
                 if now - last_upstream >= idle:
-                    self.metrics.upstream_error(self.label, "timeout")
+                    self._upstream_failed("timeout")
                     await self._send_chunk(moderator.fail(UPSTREAM_IDLE.format(seconds=idle)))
                     return
                 # The upstream is quiet while text is held: tell the client we are still here.
@@ -517,7 +751,7 @@ class _Exchange:
                     out.append(moderator.finish())
                 elif isinstance(entry, BaseException):
                     reason = "timeout" if isinstance(entry, httpx.TimeoutException) else "dropped"
-                    self.metrics.upstream_error(self.label, reason)
+                    self._upstream_failed(reason)
                     out.append(moderator.fail(UPSTREAM_DROPPED))
                 if moderator.is_done:
                     break
@@ -551,6 +785,8 @@ class _Exchange:
 
 
 def _stream_outcome(moderator: StreamModerator) -> str:
+    if moderator.failure == SHUTTING_DOWN:
+        return "shutdown"
     if moderator.blocked is not None:
         return "blocked_output"
     if moderator.failure is not None or moderator.is_upstream_error:

@@ -30,7 +30,7 @@ from guardstream.channels import ChannelObserver, PartState, TextChannels
 from guardstream.providers.base import ParsedEvent, StreamCodec, block_message
 from guardstream.rules import Rule
 from guardstream.sse import Event, SSEDecoder
-from guardstream.window import DEFAULT_CONTEXT_CHARS, DEFAULT_MAX_HOLDBACK_CHARS, Violation
+from guardstream.window import DEFAULT_CONTEXT_CHARS, DEFAULT_MAX_HOLDBACK_CHARS, RuleBudget, Violation
 
 OnViolation = Literal["error", "finish"]
 MALFORMED_MESSAGE = "guardstream stopped the response: the upstream sent a malformed event"
@@ -81,6 +81,7 @@ class StreamModerator:
         normalize: bool = True,
         observer: StreamObserver | None = None,
         clock: Callable[[], float] = time.monotonic,
+        rule_budget_seconds: float | None = None,
     ) -> None:
         self.codec = codec
         self.rules = tuple(rules)
@@ -94,6 +95,7 @@ class StreamModerator:
             context_chars=context_chars,
             normalize=normalize,
             observer=observer,
+            budget=RuleBudget(rule_budget_seconds) if rule_budget_seconds is not None else None,
         )
         self.failure: str | None = None
         self.is_done = False
@@ -258,8 +260,6 @@ class StreamModerator:
             out.append(self.codec.finish_events(self.channels.released_text))
         else:
             rule = violation.rule
-            out.append(
-                self.codec.violation_event(block_message(rule.id, rule.category), rule=rule.id, category=rule.category)
-            )
+            out.append(self.codec.violation_event(block_message(violation), rule=rule.id, category=rule.category))
         self.is_done = True
         return self._mirror(b"".join(out))

@@ -19,6 +19,7 @@ is bounded by the delta plus what that rule still holds, never by the length of 
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -68,6 +69,27 @@ class Verdict:
     held_chars: int = 0
 
 
+class RuleBudget:
+    """The regex time one stream may spend in each rule, across all its windows.
+
+    A per-call timeout alone lets a pathological rule cost a stream (and, on one event loop, every
+    other stream) that timeout on every delta. With a budget, the rule's time on this stream is
+    added up, and once it is spent the rule fails closed here: the stream ends, the others go on.
+    """
+
+    __slots__ = ("seconds", "_spent")
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._spent: dict[int, float] = {}
+
+    def charge(self, rule: Rule, seconds: float) -> bool:
+        """Add `seconds` to the rule's time; True once it has spent more than its budget."""
+        spent = self._spent.get(id(rule), 0.0) + seconds
+        self._spent[id(rule)] = spent
+        return spent > self.seconds
+
+
 @dataclass(slots=True)
 class _Span:
     start: int
@@ -102,10 +124,12 @@ class Window:
         max_holdback_chars: int = DEFAULT_MAX_HOLDBACK_CHARS,
         context_chars: int = DEFAULT_CONTEXT_CHARS,
         normalize: bool = True,
+        budget: RuleBudget | None = None,
     ) -> None:
         self.rules = tuple(rules)
         self.max_holdback_chars = max_holdback_chars
         self.context_chars = context_chars
+        self.budget = budget
         self.barrier: int | None = None
         self.scanned_chars = 0
         # The rules' view: normalised text from absolute offset `_base`; all internal offsets
@@ -279,10 +303,20 @@ class Window:
         self, unit: RuleGroup, slots: Iterable[int], text: str, base: int, final: bool, found: list[Violation]
     ) -> None:
         end = base + len(text)
+        budget = self.budget
         for k in slots:
             pos = unit.resume[k] - base
             try:
-                result = unit.scans[k](text, pos, final=final)
+                if budget is None:
+                    result = unit.scans[k](text, pos, final=final)
+                else:
+                    started = time.perf_counter()
+                    try:
+                        result = unit.scans[k](text, pos, final=final)
+                    finally:
+                        spent = time.perf_counter() - started
+                    if budget.charge(unit.rules[k], spent):
+                        raise ScanTimeout(unit.rules[k].id)
             except ScanTimeout:
                 rule = unit.rules[k]
                 found.append(Violation(rule, base + pos, end, is_timeout=True))

@@ -205,6 +205,7 @@ def test_every_alert_explains_itself_and_has_a_firing_and_a_quiet_test() -> None
         "GuardstreamUpstreamErrors",
         "GuardstreamReleaseDelayHigh",
         "GuardstreamRegexTimeouts",
+        "GuardstreamReloadFailed",
         "GuardstreamClassifierErrors",
         "GuardstreamNoTraffic",
     }

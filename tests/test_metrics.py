@@ -44,6 +44,7 @@ CONTRACT = {
     "guardstream_upstream_errors": ("counter", ("provider", "reason")),
     "guardstream_upstream_ttfb_seconds": ("histogram", ("provider",)),
     "guardstream_build_info": ("gauge", ("version", "python")),
+    "guardstream_config_reloads": ("counter", ("result",)),
 }
 CLASSIFIER_CONTRACT = {
     "guardstream_classifier_seconds": ("histogram", ("classifier",)),

@@ -99,7 +99,7 @@ def test_template_variables_list_this_guardstream(stack: tuple[Prometheus, str])
 def test_recording_and_alerting_rules_load_and_evaluate(stack: tuple[Prometheus, str]) -> None:
     server, _ = stack
     rules = server.rules()
-    assert len(rules) == 18
+    assert len(rules) == 19
     assert [(r["name"], r["health"], r.get("lastError", "")) for r in rules if r["health"] != "ok"] == []
 
 

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from guardstream.payload import Channel, TextPart, dumps, set_text
 from guardstream.sse import Event, encode_event
+from guardstream.window import Violation
 
 ReleasedText = Callable[[Channel], str]
 
@@ -137,6 +138,16 @@ def render_json_event(
     return encode_event(dumps(parsed.payload), event_name or event.event, line_ending=line_ending)
 
 
-def block_message(rule_id: str, category: str) -> str:
-    """The error text every provider shows for a block (a documented contract)."""
-    return f"guardstream blocked the response: rule {rule_id} ({category})"
+def block_message(violation: Violation, what: str = "the response") -> str:
+    """The error text every provider shows for a block (a documented contract).
+
+    A rule whose regex ran out of time is not a match: the text was withheld because it could not be
+    decided (fail closed), and the message says so.
+    """
+    rule = violation.rule
+    if violation.is_timeout:
+        return (
+            f"guardstream stopped {what}: rule {rule.id} ({rule.category}) took too long to decide "
+            "(regex timeout), so the text was withheld"
+        )
+    return f"guardstream blocked {what}: rule {rule.id} ({rule.category})"
