@@ -349,18 +349,19 @@ def _to_str(value: Any, meta: Mapping[str, Any], where: str) -> str:
 
 
 def _to_int(value: Any, meta: Mapping[str, Any], where: str) -> int:
+    number = value
     if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        value = int(value)
+        number = int(value)
     minimum, maximum = meta.get("minimum"), meta.get("maximum")
     if (
-        not isinstance(value, int)
-        or isinstance(value, bool)
-        or (minimum is not None and value < minimum)
-        or (maximum is not None and value > maximum)
+        not isinstance(number, int)
+        or isinstance(number, bool)
+        or (minimum is not None and number < minimum)
+        or (maximum is not None and number > maximum)
     ):
         bounds = f">= {minimum}" if maximum is None else f"{minimum} to {maximum}"
         raise ConfigError(f"{where} has value {value!r}. Not a valid int ({bounds}).")
-    return value
+    return number
 
 
 def _to_seconds(value: Any, meta: Mapping[str, Any], where: str) -> float:

@@ -16,17 +16,19 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import socket
+import ssl
 import time
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import replace
 from email.utils import formatdate
-from typing import Any
 
 import anyio
 import httpx
 from anyio.streams.memory import MemoryObjectReceiveStream
 from prometheus_client import CollectorRegistry, make_asgi_app
+from starlette.types import Message, Receive, Scope, Send
 
 from guardstream.auth import Credentials, client_credential, matches_any, outgoing_headers, outgoing_query
 from guardstream.config import Config
@@ -41,11 +43,6 @@ from guardstream.providers.registry import PROVIDERS
 from guardstream.routes import Route, Router
 from guardstream.stream import StreamModerator
 from guardstream.window import Violation
-
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 HOP_BY_HOP = frozenset(
     {
@@ -798,12 +795,23 @@ def _stream_outcome(moderator: StreamModerator) -> str:
 
 def _connect_cause(exc: httpx.HTTPError) -> str:
     """Why the upstream could not be reached, in words an operator can act on (never the URL's secrets)."""
-    text = str(exc).lower()
-    if "name or service not known" in text or "nodename nor servname" in text or "temporary failure in name" in text:
+    causes: list[BaseException] = []
+    seen: BaseException | None = exc
+    while seen is not None and len(causes) < 10:
+        causes.append(seen)
+        seen = seen.__cause__ or seen.__context__
+        if isinstance(seen, BaseExceptionGroup):
+            seen = seen.exceptions[0] if seen.exceptions else None
+    text = " ".join(str(c).lower() for c in causes)
+    if (
+        any(isinstance(c, socket.gaierror) for c in causes)
+        or "name or service not known" in text
+        or ("nodename nor servname" in text or "temporary failure in name" in text or "name resolution" in text)
+    ):
         return "could not be found (DNS lookup failed)"
-    if "refused" in text:
+    if any(isinstance(c, ConnectionRefusedError) for c in causes) or "refused" in text:
         return "refused the connection"
-    if "ssl" in text or "certificate" in text or "tls" in text:
+    if any(isinstance(c, ssl.SSLError) for c in causes) or "ssl" in text or "certificate" in text or "tls" in text:
         return "failed the TLS handshake"
     if isinstance(exc, httpx.RemoteProtocolError):
         return "closed the connection without answering"

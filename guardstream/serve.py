@@ -66,6 +66,7 @@ def check_startable(config: Config) -> list[str]:
             "[moderation] allow_no_rules = true if that is what you want."
         )
     guard = Guard(config)
+    warnings += guard.warnings
     for direction, rules in (("output", guard.output_rules), ("input", guard.input_rules)):
         if not rules:
             warnings.append(f"no rule in the packs applies to {direction} text: {direction} is not moderated.")

@@ -6,7 +6,7 @@ These cover failure paths a real mock server cannot easily produce on demand.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, MutableMapping, Sequence
 from typing import Any
 
 import anyio
@@ -61,7 +61,7 @@ async def call(app: GuardstreamProxy, *, disconnect_after: bytes | None = None) 
     seen = anyio.Event()
     body_given = False
 
-    async def receive() -> dict[str, Any]:
+    async def receive() -> MutableMapping[str, Any]:
         nonlocal body_given
         if not body_given:
             body_given = True
@@ -72,7 +72,7 @@ async def call(app: GuardstreamProxy, *, disconnect_after: bytes | None = None) 
         await anyio.sleep_forever()
         raise AssertionError("unreachable")
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message)
         if disconnect_after is not None and disconnect_after in message.get("body", b""):
             seen.set()
