@@ -11,6 +11,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, cast
 
+from guardstream.classifiers.base import ClassifierSettings
+from guardstream.classifiers.settings import parse_classifiers
 from guardstream.errors import ConfigError, RuleError
 from guardstream.packs import resolve_pack
 from guardstream.routes import DEFAULT_PASSTHROUGH, PassthroughRule
@@ -76,6 +78,7 @@ class Config:
     moderation: ModerationSettings = field(default_factory=ModerationSettings)
     routes: RouteSettings = field(default_factory=RouteSettings)
     timeouts: Timeouts = field(default_factory=Timeouts)
+    classifiers: tuple[ClassifierSettings, ...] = ()
     source: str | None = None
 
     def with_overrides(
@@ -122,10 +125,7 @@ def load_config(path: str | Path | None = None) -> Config:
 def parse_config(data: dict[str, Any], *, source: str = "<config>") -> Config:
     known = {"server", "upstreams", "moderation", "routes", "timeouts", "classifiers"}
     _no_unknown(data, known, source, "")
-    if data.get("classifiers"):
-        raise ConfigError(
-            f"{source}: [[classifiers]] are not supported by this version of guardstream yet; remove the section."
-        )
+    classifiers = parse_classifiers(data.get("classifiers", []), source)
     server = _table(data, "server", source)
     _no_unknown(server, {"host", "port", "max_body_bytes"}, source, "server")
     upstreams = _table(data, "upstreams", source)
@@ -190,6 +190,7 @@ def parse_config(data: dict[str, Any], *, source: str = "<config>") -> Config:
                 for name in default_timeouts.__dataclass_fields__
             }
         ),
+        classifiers=classifiers,
         source=source,
     )
 
