@@ -9,10 +9,12 @@ classifier (they become metric labels and block messages), never from the text.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal, Protocol
+
+import anyio
 
 from guardstream.errors import GuardstreamError
 
@@ -149,3 +151,31 @@ def known_categories(own: Sequence[str], settings: ClassifierSettings) -> tuple[
     """A kind's own category names, the configured extra ones and the fallbacks, without repeats."""
     extra = [settings.category] if settings.category else []
     return tuple(dict.fromkeys([*own, *settings.categories, *extra, OTHER_CATEGORY]))
+
+
+async def for_each(texts: Sequence[str], call: Callable[[str], Awaitable[Verdict]]) -> list[Verdict]:
+    """`call` on every text at once (endpoints that take one text a call), verdicts in order.
+
+    The first failure is raised as itself, not inside an exception group, so that the policy sees
+    an HTTP timeout as a timeout; the other calls are cancelled.
+    """
+    verdicts: list[Verdict] = [CLEAR] * len(texts)
+
+    async def run(index: int) -> None:
+        verdicts[index] = await call(texts[index])
+
+    try:
+        async with anyio.create_task_group() as group:
+            for index in range(len(texts)):
+                group.start_soon(run, index)
+    except BaseExceptionGroup as group:
+        first = _first_leaf(group)
+        if not isinstance(first, Exception):
+            raise
+        raise first from None
+    return verdicts
+
+
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first

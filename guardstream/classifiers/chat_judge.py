@@ -19,7 +19,6 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
-import anyio
 import httpx
 
 from guardstream.classifiers.base import (
@@ -27,6 +26,7 @@ from guardstream.classifiers.base import (
     ClassifierSettings,
     Verdict,
     closed_category,
+    for_each,
     known_categories,
 )
 from guardstream.classifiers.endpoint import Endpoint, field
@@ -86,15 +86,7 @@ class ChatJudge:
         self._endpoint = Endpoint(settings, client)
 
     async def classify(self, texts: Sequence[str]) -> list[Verdict]:
-        verdicts: list[Verdict] = [Verdict(False)] * len(texts)
-
-        async def judge(index: int) -> None:
-            verdicts[index] = await self._judge(texts[index])
-
-        async with anyio.create_task_group() as group:
-            for index in range(len(texts)):
-                group.start_soon(judge, index)
-        return verdicts
+        return await for_each(texts, self._judge)
 
     def request_body(self, text: str) -> dict[str, object]:
         messages = [{"role": "system", "content": self.settings.system}] if self.settings.system else []

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import anyio
 import httpx
 
 from guardstream.classifiers.base import (
@@ -18,6 +17,7 @@ from guardstream.classifiers.base import (
     ClassifierSettings,
     Verdict,
     closed_category,
+    for_each,
     known_categories,
 )
 from guardstream.classifiers.endpoint import Endpoint
@@ -100,15 +100,10 @@ class HTTPClassifier:
             for start in range(0, len(texts), self.settings.max_batch):
                 verdicts += await self._classify_batch(texts[start : start + self.settings.max_batch])
             return verdicts
-        single: list[Verdict] = [Verdict(False)] * len(texts)
+        return await for_each(texts, self._classify_one)
 
-        async def classify_one(index: int) -> None:
-            single[index] = self.reader.verdict(await self._endpoint.post({"text": texts[index]}))
-
-        async with anyio.create_task_group() as group:
-            for index in range(len(texts)):
-                group.start_soon(classify_one, index)
-        return single
+    async def _classify_one(self, text: str) -> Verdict:
+        return self.reader.verdict(await self._endpoint.post({"text": text}))
 
     async def _classify_batch(self, texts: Sequence[str]) -> list[Verdict]:
         answer = await self._endpoint.post({"texts": list(texts)})

@@ -18,7 +18,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
-from guardstream.classifiers.base import ClassifierError, ClassifierSettings, Verdict
+from guardstream.classifiers.base import ClassifierError, ClassifierSettings, Verdict, for_each
 from guardstream.classifiers.http import AnswerReader
 from guardstream.errors import ConfigError
 
@@ -68,18 +68,14 @@ class PythonClassifier:
                     raise ClassifierError(self.name, f"the function did not return a list of {len(chunk)} answers.")
                 answers += result
         elif self.is_async:
-            answers = [None] * len(texts)
-
-            async def call_one(index: int) -> None:
-                answers[index] = await self.function(texts[index])
-
-            async with anyio.create_task_group() as group:
-                for index in range(len(texts)):
-                    group.start_soon(call_one, index)
+            return await for_each(texts, self._call_one)
         else:
             # One thread hop for the whole batch: a hop costs more than a small model's call.
             answers = await self._in_thread(lambda: [self.function(text) for text in texts])
         return [self.reader.verdict(answer) for answer in answers]
+
+    async def _call_one(self, text: str) -> Verdict:
+        return self.reader.verdict(await self.function(text))
 
     async def _call(self, argument: object) -> object:
         if self.is_async:
