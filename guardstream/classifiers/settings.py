@@ -154,7 +154,7 @@ def _parse_one(table: _Table, name: str) -> ClassifierSettings:
         kind=kind,
         mode=table.choice("mode", ("strict", "async"), "strict"),  # type: ignore[arg-type]
         every_chars=every_chars,
-        overlap_chars=table.integer("overlap_chars", min(100, every_chars), 0),
+        overlap_chars=table.integer("overlap_chars", 100, 0),
         timeout_ms=table.integer("timeout_ms", 1000, 1),
         on_error=table.choice("on_error", ("block", "allow"), "block"),  # type: ignore[arg-type]
         max_concurrency=table.integer("max_concurrency", 8, 1),
