@@ -18,6 +18,8 @@ from dataclasses import Field, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal, cast
 
+from guardstream.classifiers.base import ClassifierSettings
+from guardstream.classifiers.settings import parse_classifiers
 from guardstream.errors import ConfigError, RuleError
 from guardstream.packs import resolve_pack
 from guardstream.routes import DEFAULT_PASSTHROUGH, PassthroughRule
@@ -147,6 +149,7 @@ class Config:
     auth: AuthSettings = field(default_factory=AuthSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     policies: tuple[Policy, ...] = ()
+    classifiers: tuple[ClassifierSettings, ...] = ()
     source: str | None = None
 
     def with_overrides(
@@ -256,10 +259,7 @@ def load_config(path: str | Path | None = None) -> Config:
 def parse_config(data: dict[str, Any], *, source: str = "<config>") -> Config:
     known = {*SECTIONS, "policies", "classifiers"}
     _no_unknown(data, known, source, "")
-    if data.get("classifiers"):
-        raise ConfigError(
-            f"{source}: [[classifiers]] are not supported by this version of guardstream yet; remove the section."
-        )
+    classifiers = parse_classifiers(data.get("classifiers", []), source)
     base = Path(source).parent if source != "<config>" else Path(".")
     sections: dict[str, Any] = {}
     for name, cls in SECTIONS.items():
@@ -275,7 +275,7 @@ def parse_config(data: dict[str, Any], *, source: str = "<config>") -> Config:
     _check_packs(packs, f"{source}: [moderation] packs")
     sections["moderation"] = replace(moderation, packs=packs)
     policies = _policies(data.get("policies", []), source, base)
-    return Config(**sections, policies=policies, source=source)
+    return Config(**sections, policies=policies, classifiers=classifiers, source=source)
 
 
 def _relative_to(packs: tuple[str, ...], base: Path) -> tuple[str, ...]:

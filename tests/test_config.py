@@ -72,9 +72,18 @@ def test_flags_override_the_file() -> None:
     assert config.moderation.packs == ("secrets", "pii")
 
 
-def test_classifiers_are_refused_until_supported(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="not supported"):
-        load_config(write(tmp_path, '[[classifiers]]\nname = "x"\n'))
+def test_classifiers_are_read_into_the_config(tmp_path: Path) -> None:
+    text = '[[classifiers]]\nname = "omni"\nkind = "openai-moderation"\nurl = "http://127.0.0.1:1/v1/moderations"\n'
+    config = load_config(write(tmp_path, text))
+    assert [(c.name, c.kind, c.mode) for c in config.classifiers] == [("omni", "openai-moderation", "strict")]
+    assert load_config(None).classifiers == ()
+
+
+def test_a_bad_classifier_names_file_classifier_and_key(tmp_path: Path) -> None:
+    path = write(tmp_path, '[[classifiers]]\nname = "x"\nkind = "http"\nurl = "http://h/"\nmode = "fast"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value) == f"{path}: [[classifiers]] 'x': mode has value 'fast'. Use one of 'strict', 'async'."
 
 
 def test_unknown_pack_in_a_config_file_names_the_file(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from guardstream.mock import (
     anthropic,
     gemini,
     gemini_resources,
+    moderation,
     openai_chat,
     openai_completions,
     openai_resources,
@@ -76,6 +77,7 @@ class _MockServer:
         if isinstance(answer, Response):
             return answer
         answer = with_raw_body(answer, script)
+        await sleep_ms(answer.wait_ms)
         if answer.is_buffered:
             await sleep_ms(script.first_byte_delay_ms)
             return whole_response(answer, script)
@@ -146,6 +148,7 @@ def create_mock_app() -> Starlette:
         ("GET", "/models", openai_resources.models),
         ("GET", "/models/{model:path}", openai_resources.model),
         ("POST", "/embeddings", openai_resources.embeddings),
+        ("POST", "/moderations", moderation.moderations),
         ("GET", "/files", openai_resources.files),
         ("GET", "/files/{file_id}", openai_resources.file),
         ("GET", "/files/{file_id}/content", openai_resources.file_content),

@@ -84,6 +84,9 @@ class Answer:
     framing: Framing
     headers: Mapping[str, str] = field(default_factory=dict)
     is_buffered: bool = False
+    # A pause before the answer starts. A classifier's verdict is one event, so the script's
+    # `delay_ms` (between events) is spent here instead: the classifier answers slowly.
+    wait_ms: float = 0.0
 
     def body(self) -> bytes:
         """Every event framed, as one body."""

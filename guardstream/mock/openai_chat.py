@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from starlette.requests import Request
 
 from guardstream.mock.framing import OPENAI_SSE, Answer, Event, JSONObject, dumps, json_answer
 from guardstream.mock.logprobs import chat_top_logprobs, text_logprobs
+from guardstream.mock.moderation import JUDGE_MODELS, judge_reply
 from guardstream.mock.script import MockScript
 from guardstream.mock.turn import CREATED, Turn, choice_count, interleave, make_turn, pieces, wants_usage_chunk
 
@@ -15,12 +18,18 @@ SYSTEM_FINGERPRINT = "fp_guardstream_mock"
 def answer(request: Request, body: JSONObject, script: MockScript) -> Answer:
     n = choice_count(body)
     model = body.get("model") or request.path_params.get("deployment") or "gpt-4o-mini"
+    is_judge = model in JUDGE_MODELS
+    if is_judge:
+        # A safety judge's verdict (see `moderation`): the text decides the reply, not the script.
+        script = replace(script, reply=judge_reply(str(model), body.get("messages")))
     turn = make_turn(request, body, script, str(model), body.get("messages"))
     headers = {"x-request-id": f"req_mock_{turn.digest}"}
     top = chat_top_logprobs(body)
     if body.get("stream"):
         return Answer(chat_chunks(turn, n, wants_usage_chunk(body), top), OPENAI_SSE, headers)
-    return json_answer(chat_completion(turn, n, top), headers)
+    completion = json_answer(chat_completion(turn, n, top), headers)
+    # Unstreamed, a verdict is one event: the script's delay_ms delays it whole.
+    return replace(completion, wait_ms=script.delay_ms) if is_judge else completion
 
 
 def _logprobs(channel: str, entries: list[JSONObject]) -> JSONObject:
