@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from guardstream.checks import CheckPlan, CheckRequest, Checks, FailureLike, VerdictLike
 from guardstream.payload import Channel, TextPart
 from guardstream.rules import Rule
 from guardstream.window import (
@@ -80,6 +81,7 @@ class TextChannels:
         normalize: bool = True,
         observer: ChannelObserver | None = None,
         budget: RuleBudget | None = None,
+        plans: Sequence[CheckPlan] = (),
     ) -> None:
         self.rules = tuple(rules)
         self.max_holdback_chars = max_holdback_chars
@@ -88,6 +90,8 @@ class TextChannels:
         self.observer = observer
         # One budget for all the windows of this answer: it bounds a rule's time per stream.
         self.budget = budget
+        # Classifier checks: when to ask, and what a verdict releases or blocks.
+        self.checks = Checks(plans) if plans else None
         self.violations: list[Violation] = []
         self.blocked: Violation | None = None
         self.is_redacted = False
@@ -103,13 +107,16 @@ class TextChannels:
         self._view_parts: dict[Channel, list[PartState]] = {}
 
     def _window(self) -> Window:
-        return Window(
+        window = Window(
             self.rules,
             max_holdback_chars=self.max_holdback_chars,
             context_chars=self.context_chars,
             normalize=self.normalize,
             budget=self.budget,
         )
+        if self.checks is not None:
+            self.checks.watch(window)
+        return window
 
     def add(self, part: TextPart) -> PartState:
         """Take in one part: a text part is pushed into its windows, a value is decided now."""
@@ -135,6 +142,8 @@ class TextChannels:
                 pending.popleft()
             pending.append(state)
             self._note(verdict)
+            if self.checks is not None:
+                self.checks.arrived(window)
         return state
 
     def _add_copy(self, part: TextPart) -> PartState:
@@ -155,9 +164,35 @@ class TextChannels:
         return PartState(part, copies=list(states))
 
     def flush(self) -> None:
-        """The text is complete: decide everything still held."""
+        """The text is complete: decide everything still held (classifiers get their last checks)."""
         for window in {id(w): w for w in self._views.values()}.values():
             self._note(window.flush())
+            if self.checks is not None:
+                self.checks.arrived(window, final=True)
+
+    @property
+    def is_checking(self) -> bool:
+        """Classifier checks are asked for or in flight: some text waits on them."""
+        return self.checks is not None and self.checks.is_waiting
+
+    def take_checks(self) -> list[CheckRequest]:
+        return self.checks.take() if self.checks is not None else []
+
+    def resolve(self, request: CheckRequest, results: Sequence[VerdictLike | FailureLike]) -> None:
+        """A classifier answered: release what it cleared, or block what it flagged."""
+        assert self.checks is not None
+        violation = self.checks.resolve(request, results)
+        for window in request.windows:
+            if violation is not None:
+                self._note(window.block(violation), observe=False)
+                self.violations.append(violation)
+                if self.observer is not None:
+                    self.observer.on_violation(violation)
+            else:
+                self._note(window.reconsider(), observe=False)
+            if violation is None and self.checks is not None:
+                # What arrived while this check was in flight may be due now.
+                self.checks.arrived(window, final=window.is_finished)
 
     def render(self, state: PartState) -> None:
         """Advance `state.pieces` to what every window of the part has released."""
@@ -235,6 +270,8 @@ class TextChannels:
         """A copy of `window` for views that go their own way. Text it holds was read on those
         views too, so every part not yet released waits for the copy as well."""
         twin = window.fork()
+        if self.checks is not None:
+            self.checks.forked(window, twin)
         pending = deque(state for state in self._pending.get(id(window), ()) if not state.is_released)
         self._pending[id(window)] = pending
         self._pending[id(twin)] = deque(pending)
@@ -248,7 +285,8 @@ class TextChannels:
         cached = self._values.get(key)
         if cached is not None:
             return cached
-        window = self._window()
+        # Values (ids, types, keys) are checked by the rules, on their own; classifiers read text.
+        window = Window(self.rules, max_holdback_chars=len(part.text) + 1, normalize=self.normalize)
         window.push(part.text)
         verdict = window.flush()
         self._note(verdict, observe=False)

@@ -15,11 +15,16 @@ async for piece in guard.stream(model_tokens()):   # released text; raises Block
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from collections import deque
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from guardstream.channels import TextChannels
+import anyio
+
+from guardstream.channels import PartState, TextChannels
+from guardstream.checks import CheckPlan, CheckRequest, plans_from
+from guardstream.classifiers import ClassifierFailure, Verdict, load_classifiers, make_limiters, run_with_policy
 from guardstream.config import Config, ModerationSettings
 from guardstream.errors import ConfigError, GuardstreamError, RuleError
 from guardstream.metrics import Metrics
@@ -29,7 +34,9 @@ from guardstream.probes import PROBE_BUDGET_SECONDS, slow_rules
 from guardstream.providers.base import Provider, StreamCodec, block_message, rewrite_payload
 from guardstream.rules import Direction, Rule, RuleSet, longest_example_match
 from guardstream.stream import StreamModerator
-from guardstream.window import TextVerdict, Violation, Window, moderate_text
+from guardstream.window import RuleBudget, TextVerdict, Violation, Window, moderate_text
+
+_T = TypeVar("_T")
 
 
 class Blocked(GuardstreamError):
@@ -142,11 +149,46 @@ class Guard:
         self.metrics = metrics
         if metrics is not None:
             metrics.track_rules(rule.id for rule in self.ruleset)
+        # Classifiers: built now, so a missing key or module stops start-up; called by the faces.
+        self.classifiers = load_classifiers(self.config.classifiers, client=None)
+        self._by_name = {c.name: c for c in self.classifiers}
+        self._limiters = make_limiters(self.classifiers)
+        self.output_plans = plans_from(self.config.classifiers, "output")
+        self.input_plans = plans_from(self.config.classifiers, "input")
         if metrics is not None:
             metrics.track_rules(rule.id for rule in self.ruleset)
 
     def rules_for(self, direction: Direction) -> tuple[Rule, ...]:
         return self.output_rules if direction == "output" else self.input_rules
+
+    # -- classifiers --------------------------------------------------------------------------
+
+    async def run_check(self, request: CheckRequest) -> list[Verdict | ClassifierFailure]:
+        """One classifier call for a check the window asked for, under the classifier's policy."""
+        classifier = self._by_name[request.classifier]
+        metrics = None
+        if self.metrics is not None and request.classifier in self.metrics.classifiers:
+            metrics = self.metrics.classifier(request.classifier)
+        return await run_with_policy(classifier, request.texts, self._limiters[classifier.name], metrics)
+
+    async def settle(self, moderator: StreamModerator) -> bytes:
+        """Run every check the moderator asks for, and what their answers lead to, until none is out.
+
+        For faces that can simply wait (the middleware, the Python API); the proxy runs checks
+        alongside the stream instead, so async-mode classifiers do not hold it up.
+        """
+        out: list[bytes] = []
+        while moderator.is_checking and not moderator.is_done:
+            requests = moderator.take_checks()
+            if not requests:
+                break  # pragma: no cover - checks asked for are always taken here
+            results = await _gather(self.run_check(r) for r in requests)
+            for request, result in zip(requests, results, strict=True):
+                out.append(moderator.check_done(request, result))
+        return b"".join(out)
+
+    async def aclose(self) -> None:
+        await self.classifiers.aclose()
 
     # -- plain text ---------------------------------------------------------------------------
 
@@ -163,42 +205,61 @@ class Guard:
         )
 
     async def stream(self, chunks: AsyncIterable[str], *, direction: Direction = "output") -> AsyncIterator[str]:
-        """Yield text as soon as it is cleared; raise `Blocked` at a block (nothing of it is yielded)."""
-        window = self.window(direction=direction)
-        pos = 0
+        """Yield text as soon as it is cleared (by the rules and any classifier); raise `Blocked` at a
+        block: nothing of the blocked text is yielded."""
+        released = _Released(self._text_channels(direction))
         async for chunk in chunks:
-            verdict = window.push(chunk)
-            piece = window.render(pos, verdict.released)
-            pos = verdict.released
+            released.add(chunk, direction)
+            await self._settle_channels(released.channels)
+            piece = released.take()
             if piece:
                 yield piece
-            if verdict.blocked is not None:
-                raise Blocked(verdict.blocked, direction=direction)
-        verdict = window.flush()
-        piece = window.render(pos, verdict.released)
+            released.raise_if_blocked(direction)
+        released.channels.flush()
+        await self._settle_channels(released.channels)
+        piece = released.take()
         if piece:
             yield piece
-        if verdict.blocked is not None:
-            raise Blocked(verdict.blocked, direction=direction)
+        released.raise_if_blocked(direction)
 
     def stream_sync(self, chunks: Iterable[str], *, direction: Direction = "output") -> Iterator[str]:
-        """`stream` for synchronous code: the same guarantee, the same `Blocked`."""
-        window = self.window(direction=direction)
-        pos = 0
+        """`stream` for synchronous code: the same guarantee, the same `Blocked` (classifier checks,
+        if any, run on an event loop of their own)."""
+        released = _Released(self._text_channels(direction))
         for chunk in chunks:
-            verdict = window.push(chunk)
-            piece = window.render(pos, verdict.released)
-            pos = verdict.released
+            released.add(chunk, direction)
+            if released.channels.is_checking:
+                anyio.run(self._settle_channels, released.channels)
+            piece = released.take()
             if piece:
                 yield piece
-            if verdict.blocked is not None:
-                raise Blocked(verdict.blocked, direction=direction)
-        verdict = window.flush()
-        piece = window.render(pos, verdict.released)
+            released.raise_if_blocked(direction)
+        released.channels.flush()
+        if released.channels.is_checking:
+            anyio.run(self._settle_channels, released.channels)
+        piece = released.take()
         if piece:
             yield piece
-        if verdict.blocked is not None:
-            raise Blocked(verdict.blocked, direction=direction)
+        released.raise_if_blocked(direction)
+
+    def _text_channels(self, direction: Direction) -> TextChannels:
+        return TextChannels(
+            self.rules_for(direction),
+            max_holdback_chars=self.settings.max_holdback_chars,
+            context_chars=self.settings.context_chars,
+            normalize=self.settings.normalize,
+            budget=RuleBudget(self.settings.rule_budget_ms / 1000),
+            plans=self.output_plans if direction == "output" else self.input_plans,
+        )
+
+    async def _settle_channels(self, channels: TextChannels) -> None:
+        while channels.is_checking and channels.blocked is None:
+            requests = channels.take_checks()
+            if not requests:
+                break  # pragma: no cover - checks asked for are always taken here
+            results = await _gather(self.run_check(r) for r in requests)
+            for request, result in zip(requests, results, strict=True):
+                channels.resolve(request, result)
 
     # -- JSON bodies --------------------------------------------------------------------------
 
@@ -228,6 +289,26 @@ class Guard:
     def check_request(self, provider: Provider, payload: Any) -> BodyVerdict:
         """Input rules over every string of a request body the model reads (rewritten on redaction)."""
         return self.moderate_parts(payload, provider.payload.request_parts(payload), direction="input")
+
+    async def classify_request(self, provider: Provider, payload: Any) -> Violation | None:
+        """Input classifiers over the request's text, before the model is called: the violation, if any."""
+        return await self._classify(provider.payload.request_parts(payload), self.input_plans)
+
+    async def classify_answer(self, provider: Provider, payload: Any) -> Violation | None:
+        """Output classifiers over a whole (non-streaming) answer."""
+        return await self._classify(provider.payload.response_parts(payload), self.output_plans)
+
+    async def _classify(self, parts: Iterable[TextPart], plans: tuple[CheckPlan, ...]) -> Violation | None:
+        if not plans:
+            return None
+        channels = TextChannels((), normalize=False, plans=plans)
+        for part in parts:
+            if not part.is_value:
+                # Read as a person reads it: each string on a line of its own.
+                channels.add(TextPart((("text",),), part.text + "\n", part.path))
+        channels.flush()
+        await self._settle_channels(channels)
+        return channels.blocked
 
     def moderate_answer(self, provider: Provider, payload: Any) -> BodyVerdict:
         """Output rules over a whole (non-streaming) answer."""
@@ -267,4 +348,49 @@ class Guard:
             normalize=self.settings.normalize,
             observer=observer,
             rule_budget_seconds=self.settings.rule_budget_ms / 1000,
+            plans=self.output_plans,
         )
+
+
+class _Released:
+    """Text chunks in order, and how much of each has been handed out."""
+
+    def __init__(self, channels: TextChannels) -> None:
+        self.channels = channels
+        self._states: deque[PartState] = deque()
+        self._given = 0  # pieces of the head part already handed out
+
+    def add(self, chunk: str, direction: Direction) -> None:
+        if chunk:
+            self._states.append(self.channels.add(TextPart(((direction,),), chunk, ())))
+
+    def take(self) -> str:
+        out: list[str] = []
+        while self._states:
+            head = self._states[0]
+            self.channels.render(head)
+            out += head.pieces[self._given :]
+            self._given = len(head.pieces)
+            if not head.is_released:
+                break
+            self._states.popleft()
+            self._given = 0
+        return "".join(out)
+
+    def raise_if_blocked(self, direction: Direction) -> None:
+        if self.channels.blocked is not None:
+            raise Blocked(self.channels.blocked, direction=direction)
+
+
+async def _gather(calls: Iterable[Awaitable[_T]]) -> list[_T]:
+    """Await every call concurrently; results in order."""
+    pending = list(calls)
+    results: list[_T | None] = [None] * len(pending)
+
+    async def one(i: int, call: Awaitable[_T]) -> None:
+        results[i] = await call
+
+    async with anyio.create_task_group() as tg:
+        for i, call in enumerate(pending):
+            tg.start_soon(one, i, call)
+    return [r for r in results if r is not None]

@@ -120,7 +120,8 @@ class _GuardResponder:
             pass
         if self.moderator is not None and not self.is_finished:
             # The app returned without ending its body: end it ourselves, decided.
-            await self._finish(self.moderator.finish())
+            out = self.moderator.finish()
+            await self._finish(out + await self.guard.settle(self.moderator))
 
     async def send_with_moderation(self, message: Message) -> None:
         if self.is_finished:
@@ -156,8 +157,12 @@ class _GuardResponder:
             return
         moderator = self.moderator
         out = moderator.feed(message.get("body", b""))
+        # Classifier checks are awaited here: the app's next token waits for them (backpressure).
+        out += await self.guard.settle(moderator)
         if not message.get("more_body", False):
-            await self._finish(out + moderator.finish())
+            out += moderator.finish()
+            out += await self.guard.settle(moderator)
+            await self._finish(out)
             return
         if moderator.is_done:
             await self._finish(out)

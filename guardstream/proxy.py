@@ -21,16 +21,18 @@ import ssl
 import time
 import zlib
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from email.utils import formatdate
 
 import anyio
 import httpx
-from anyio.streams.memory import MemoryObjectReceiveStream
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from prometheus_client import CollectorRegistry, make_asgi_app
 from starlette.types import Message, Receive, Scope, Send
 
 from guardstream.auth import Credentials, client_credential, matches_any, outgoing_headers, outgoing_query
+from guardstream.checks import CheckRequest
+from guardstream.classifiers import ClassifierFailure, Verdict
 from guardstream.config import Config
 from guardstream.errors import ConfigError, GuardstreamError
 from guardstream.guard import Guard
@@ -69,6 +71,18 @@ UPSTREAM_TOO_LONG = "guardstream stopped the response: it took longer than {seco
 SHUTTING_DOWN = "guardstream stopped the response: the server is shutting down"
 READER_BUFFER = 64
 _SILENCE = object()
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A classifier's answer, delivered to the stream's loop like a chunk from the upstream."""
+
+    request: CheckRequest
+    results: list[Verdict | ClassifierFailure]
+
+
+# What the stream's loop reads: upstream bytes, its end (None), its failure, or a classifier's answer.
+Item = bytes | BaseException | None | Checked
 
 if importlib.util.find_spec("brotli") is not None:  # pragma: no cover - httpx decodes br when it is installed
     DECODABLE.add("br")
@@ -120,6 +134,10 @@ class Runtime:
             connect=timeouts.connect, read=max(timeouts.first_byte, timeouts.idle), write=60.0, pool=timeouts.connect
         )
 
+    async def aclose(self) -> None:
+        for guard in {id(g): g for g in [self.guard, *self.policies.values()]}.values():
+            await guard.aclose()
+
     def guard_for(self, client_key: bytes | None) -> Guard:
         if client_key is not None and client_key in self.policies:
             return self.policies[client_key]
@@ -139,7 +157,7 @@ class GuardstreamProxy:
         if config.upstreams.uses_mock():
             raise ConfigError("upstream 'mock' is started by `guardstream serve`; pass the mock's URL to create_app.")
         self.registry = registry
-        self.metrics = Metrics(registry)
+        self.metrics = Metrics(registry, classifiers=[c.name for c in config.classifiers])
         self.runtime = Runtime(config, self.metrics, guard)
         self.metrics_app = make_asgi_app(registry)
         self._client = client
@@ -169,6 +187,7 @@ class GuardstreamProxy:
         if self.owns_client and self._client is not None:
             await self._client.aclose()
             self._client = None
+        await self.runtime.aclose()
 
     def reloads_from(self, load: Callable[[], Config]) -> None:
         """How `reload()` gets the new config: re-read the file, apply the same flags."""
@@ -412,6 +431,14 @@ class _Exchange:
             message = block_message(verdict.blocked, "the request")
             await self._reply_error(400, message, "content_filter", outcome="blocked_input")
             return
+        flagged = await self.guard.classify_request(self.provider, payload)
+        if flagged is not None:
+            self.violations.append(flagged)
+            self.input_violations = (*self.input_violations, flagged)
+            await self._reply_error(
+                400, block_message(flagged, "the request"), "content_filter", outcome="blocked_input"
+            )
+            return
         if verdict.is_changed:
             body = dumps(verdict.payload).encode()
         await self._forward(body, moderated=True)
@@ -625,6 +652,13 @@ class _Exchange:
             return
         verdict = self.guard.moderate_answer(self.provider, payload)
         self.violations += verdict.violations
+        if verdict.blocked is None:
+            flagged = await self.guard.classify_answer(self.provider, payload)
+            if flagged is not None:
+                self.violations.append(flagged)
+                verdict.blocked = flagged
+                # A classifier judges the whole answer: none of its text is kept.
+                verdict.texts = ["" if not p.is_value else t for p, t in zip(verdict.parts, verdict.texts, strict=True)]
         if verdict.blocked is not None:
             if self.guard.settings.on_violation == "finish":
                 body = self.provider.payload.finish_body(payload, verdict.parts, verdict.texts)
@@ -680,37 +714,49 @@ class _Exchange:
     async def _pump(self, response: httpx.Response, moderator: StreamModerator, tg: anyio.abc.TaskGroup) -> None:
         """Feed the moderator from a reader task, so that silence can be timed and filled."""
         timeouts = self.config.timeouts
-        sender, receiver = anyio.create_memory_object_stream[bytes | BaseException | None](READER_BUFFER)
+        sender, receiver = anyio.create_memory_object_stream[Item](READER_BUFFER)
 
-        async def read_upstream() -> None:
-            async with sender:
+        async def read_upstream(upstream: MemoryObjectSendStream[Item]) -> None:
+            async with upstream:
                 try:
                     async for chunk in response.aiter_bytes():
-                        await sender.send(chunk)
+                        await upstream.send(chunk)
                 except httpx.HTTPError as exc:
-                    await sender.send(exc)
+                    await upstream.send(exc)
                     return
-                await sender.send(None)
+                await upstream.send(None)
 
-        tg.start_soon(read_upstream)
-        async with receiver:
-            await self._drain(receiver, moderator, timeouts.idle, timeouts.keepalive)
+        async def run_check(request: CheckRequest, results: MemoryObjectSendStream[Item]) -> None:
+            async with results:
+                await results.send(Checked(request, await self.guard.run_check(request)))
+
+        def start_checks() -> None:
+            for request in moderator.take_checks():
+                tg.start_soon(run_check, request, sender.clone())
+
+        tg.start_soon(read_upstream, sender.clone())
+        # The loop keeps `sender` open: classifier answers may still come after the upstream's end.
+        async with sender, receiver:
+            await self._drain(receiver, moderator, timeouts.idle, timeouts.keepalive, start_checks)
 
     async def _drain(
         self,
-        receiver: MemoryObjectReceiveStream[bytes | BaseException | None],
+        receiver: MemoryObjectReceiveStream[Item],
         moderator: StreamModerator,
         idle: float,
         keepalive: float,
+        start_checks: Callable[[], None],
     ) -> None:
         last_upstream = last_client = time.monotonic()
+        upstream_open = True
         while not moderator.is_done:
             now = time.monotonic()
             if self.deadline is not None and now >= self.deadline:
                 # Shutting down: end the stream the way the format ends a failed one.
                 await self._send_chunk(moderator.fail(SHUTTING_DOWN))
                 return
-            wait = idle - (now - last_upstream)
+            # Once the upstream is done, only classifier checks are awaited: their timeout bounds them.
+            wait = idle - (now - last_upstream) if upstream_open else keepalive
             if moderator.is_holding:
                 wait = min(wait, keepalive - (now - last_client))
             if self.deadline is not None:
@@ -723,9 +769,9 @@ class _Exchange:
             if item is _SILENCE:
                 if self.deadline is not None and now >= self.deadline:
                     continue
-                if now - last_client < keepalive and now - last_upstream < idle:
+                if now - last_client < keepalive and (not upstream_open or now - last_upstream < idle):
                     continue  # woken early (a shutdown began): nothing is due yet
-                if now - last_upstream >= idle:
+                if upstream_open and now - last_upstream >= idle:
                     self._upstream_failed("timeout")
                     await self._send_chunk(moderator.fail(UPSTREAM_IDLE.format(seconds=idle)))
                     return
@@ -744,15 +790,20 @@ class _Exchange:
             for entry in batch:
                 if isinstance(entry, bytes):
                     out.append(moderator.feed(entry))
+                    last_upstream = now
+                elif isinstance(entry, Checked):
+                    out.append(moderator.check_done(entry.request, entry.results))
                 elif entry is None:
+                    upstream_open = False
                     out.append(moderator.finish())
                 elif isinstance(entry, BaseException):
+                    upstream_open = False
                     reason = "timeout" if isinstance(entry, httpx.TimeoutException) else "dropped"
                     self._upstream_failed(reason)
                     out.append(moderator.fail(UPSTREAM_DROPPED))
                 if moderator.is_done:
                     break
-            last_upstream = now
+            start_checks()
             data = b"".join(out)
             if data:
                 await self._send_chunk(data)

@@ -17,6 +17,8 @@ Scope = Literal["output", "input", "both"]
 Direction = Literal["output", "input"]
 
 ACTIONS: tuple[Action, ...] = ("block", "redact", "flag")
+# The pack of the stand-in rules that classifier violations report (they are asked, not scanned).
+CLASSIFIER_PACK = "classifiers"
 SCOPES: tuple[Scope, ...] = ("output", "input", "both")
 
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from guardstream.channels import ChannelObserver, PartState, TextChannels
+from guardstream.checks import CheckPlan, CheckRequest, FailureLike, VerdictLike
 from guardstream.providers.base import ParsedEvent, StreamCodec, block_message
 from guardstream.rules import Rule
 from guardstream.sse import Event, SSEDecoder
@@ -82,6 +83,7 @@ class StreamModerator:
         observer: StreamObserver | None = None,
         clock: Callable[[], float] = time.monotonic,
         rule_budget_seconds: float | None = None,
+        plans: Sequence[CheckPlan] = (),
     ) -> None:
         self.codec = codec
         self.rules = tuple(rules)
@@ -96,6 +98,7 @@ class StreamModerator:
             normalize=normalize,
             observer=observer,
             budget=RuleBudget(rule_budget_seconds) if rule_budget_seconds is not None else None,
+            plans=plans,
         )
         self.failure: str | None = None
         self.is_done = False
@@ -106,6 +109,7 @@ class StreamModerator:
         self.first_text_at: float | None = None
         self.first_release_at: float | None = None
         self._ended = False
+        self._upstream_closed = False
         self._keepalive = False
         self._queue: deque[_Pending] = deque()
 
@@ -140,7 +144,11 @@ class StreamModerator:
         return self._emit()
 
     def finish(self) -> bytes:
-        """The upstream closed the body: decide what is left, or fail if it never finished."""
+        """The upstream closed the body: decide what is left, or fail if it never finished.
+
+        With classifier checks still out, the last events wait for them: `is_done` turns true
+        once they are answered (`check_done`).
+        """
         if self.is_done:
             return b""
         if not self._ended:
@@ -155,9 +163,24 @@ class StreamModerator:
             else:
                 # Held text may be the start of a match that the rest would have completed.
                 self.failure = UNTERMINATED_MESSAGE
-        out = self._emit()
-        self.is_done = True
-        return out
+        self._upstream_closed = True
+        return self._emit()
+
+    @property
+    def is_checking(self) -> bool:
+        """Classifier checks are out: the adapter must wait for them before it may close."""
+        return self.channels.is_checking
+
+    def take_checks(self) -> list[CheckRequest]:
+        """Checks to run now (each returned once); answer each with `check_done`."""
+        return self.channels.take_checks()
+
+    def check_done(self, request: CheckRequest, results: Sequence[VerdictLike | FailureLike]) -> bytes:
+        """A classifier answered: what it cleared may leave; what it flagged ends the stream."""
+        if self.is_done:
+            return b""
+        self.channels.resolve(request, results)
+        return self._emit()
 
     def fail(self, message: str) -> bytes:
         """The upstream broke off: held text is dropped (fail closed) and the client gets a clear error."""
@@ -210,6 +233,10 @@ class StreamModerator:
                 channels.render(part)
         now = self.clock()
         while self._queue and self._queue[0].is_released():
+            if self._queue[0].parsed.is_end and channels.is_checking:
+                # An async classifier may still flag what already went out: the end waits for it,
+                # so the stream can still end with the error instead of the terminator.
+                break
             pending = self._queue.popleft()
             out.append(self._encode(pending))
             self.codec.delivered(pending.parsed, partial=False)
@@ -228,6 +255,8 @@ class StreamModerator:
         elif self.failure is not None:
             self._queue.clear()
             out.append(self._mirror(self.codec.failure_event(self.failure)))
+            self.is_done = True
+        elif self._upstream_closed and not self._queue and not channels.is_checking:
             self.is_done = True
         return b"".join(out)
 

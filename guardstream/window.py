@@ -113,8 +113,8 @@ class Window:
     it was pushed, and `render` returns that text, byte for byte, with redactions applied.
 
     `barrier` lets a slower check (a classifier) cap the release point: text at or after
-    `barrier` (an offset into the normalised text) stays pending until it moves. `None` means no
-    outside check is pending.
+    `barrier` (an offset of the pushed text) stays pending until it moves. `None` means no outside
+    check is pending.
     """
 
     def __init__(
@@ -280,6 +280,13 @@ class Window:
                 elif v.action == "block" and self._blocked is None:
                     self._blocked = v
 
+        release, forced = self._release_point(end, final)
+        self._released = release
+        self._trim(end)
+        return Verdict(release, tuple(found), self._blocked, forced, end - release)
+
+    def _release_point(self, end: int, final: bool) -> tuple[int, int]:
+        """How far text may go now: (release offset, characters forced out past an undecided match)."""
         release = min(end, *[min(group.hold) for group in self._groups]) if self._groups else end
         release = self._snap(release)
         forced = 0
@@ -293,11 +300,35 @@ class Window:
         if self._blocked is not None:
             release = min(release, self._snap(self._blocked.start))
         if self.barrier is not None:
-            release = min(release, self._snap(max(self.barrier, self._released)))
-        release = max(release, self._released)
+            barrier = self.barrier if self._orig is None else self._to_norm(self.barrier)
+            release = min(release, self._snap(max(barrier, self._released)))
+        return max(release, self._released), forced
+
+    def reconsider(self) -> Verdict:
+        """The barrier moved (a classifier cleared text): release what the rules and the barrier allow now."""
+        end = self._base + len(self._text)
+        release, _ = self._release_point(end, self._finished)
         self._released = release
-        self._trim(end)
-        return Verdict(release, tuple(found), self._blocked, forced, end - release)
+        return self._public(Verdict(release, (), self._blocked, 0, end - release))
+
+    def block(self, violation: Violation) -> Verdict:
+        """A check outside the rules (a classifier) found a violation: nothing from its start leaves."""
+        if self._blocked is None:
+            start = violation.start if self._orig is None else self._to_norm(violation.start)
+            end = self._base + len(self._text)
+            self._blocked = Violation(violation.rule, max(start, self._released), end, violation.is_timeout)
+            self._public_blocked = None
+        return self.reconsider()
+
+    @property
+    def is_finished(self) -> bool:
+        """`flush` was called: no more text comes."""
+        return self._finished
+
+    @property
+    def base(self) -> int:
+        """The oldest offset whose text the window still holds."""
+        return self._base_public()
 
     def _scan(
         self, unit: RuleGroup, slots: Iterable[int], text: str, base: int, final: bool, found: list[Violation]

@@ -53,7 +53,19 @@ def test_no_module_imports_another_that_imports_it_back() -> None:
 
 
 def test_the_core_knows_nothing_of_http_or_asyncio() -> None:
-    core = ["sse", "window", "matchers", "prefilter", "rules", "normalize", "payload", "channels", "stream", "packs"]
+    core = [
+        "sse",
+        "window",
+        "matchers",
+        "prefilter",
+        "rules",
+        "normalize",
+        "payload",
+        "channels",
+        "stream",
+        "packs",
+        "checks",
+    ]
     core += ["providers.base", "providers.openai_chat", "providers.openai_responses", "providers.anthropic"]
     core += ["providers.gemini", "providers.generic", "providers.openai_completions"]
     graph = imports()

@@ -78,6 +78,8 @@ class _MockServer:
             return answer
         answer = with_raw_body(answer, script)
         await sleep_ms(answer.wait_ms)
+        if answer.hold_key is not None:
+            await self.holds.wait(answer.hold_key)
         if answer.is_buffered:
             await sleep_ms(script.first_byte_delay_ms)
             return whole_response(answer, script)

@@ -87,6 +87,8 @@ class Answer:
     # A pause before the answer starts. A classifier's verdict is one event, so the script's
     # `delay_ms` (between events) is spent here instead: the classifier answers slowly.
     wait_ms: float = 0.0
+    # A gate to wait on before answering (POST /_mock/release/{key} opens it).
+    hold_key: str | None = None
 
     def body(self) -> bytes:
         """Every event framed, as one body."""

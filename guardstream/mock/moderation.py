@@ -4,7 +4,8 @@ A moderation request comes from guardstream, not from the end user, so it cannot
 the *text* decides. Any text containing `MOCKFLAG-<category>` (`MOCKFLAG-violence`) is flagged in
 that category with score 0.99; other scores are small and fixed by the text. Timing and failures
 come from `x-mock-*` headers configured on the classifier (`delay_ms` delays the whole answer,
-`status` answers that error).
+`status` answers that error), and a text containing `MOCKHOLD-<key>` is answered only once
+`POST /_mock/release/<key>` is called: one stuck call among many.
 
 The judge: a chat request whose `model` is `mock-judge` is answered as Llama Guard would (`safe`,
 or `unsafe` and a line of codes: a flag named like a code, `MOCKFLAG-S10`, gives that code, any
@@ -22,6 +23,7 @@ from guardstream.mock.framing import JSON_BODY, Answer, Event, JSONObject, dumps
 from guardstream.mock.script import MockScript, MockScriptError
 
 FLAG = re.compile(r"MOCKFLAG-([A-Za-z0-9]+(?:[/_-][A-Za-z0-9]+)*)")
+HOLD = re.compile(r"MOCKHOLD-([A-Za-z0-9_-]+)")
 FLAGGED_SCORE = 0.99
 DEFAULT_MODEL = "omni-moderation-latest"
 # OpenAI's omni-moderation categories, in the order the API lists them.
@@ -85,7 +87,9 @@ def moderations(request: Request, body: JSONObject, script: MockScript) -> Answe
     model = str(body.get("model") or DEFAULT_MODEL)
     digest = hashlib.sha256(dumps([model, inputs]).encode("utf-8", "backslashreplace")).hexdigest()[:16]
     document = {"id": f"modr-mock-{digest}", "model": model, "results": [_result(text) for text in inputs]}
-    return Answer([Event(dumps(document))], JSON_BODY, is_buffered=True, wait_ms=script.delay_ms)
+    # `MOCKHOLD-<key>` in a text holds this answer until the key is released: a stuck classifier call.
+    held = next((match.group(1) for text in inputs if (match := HOLD.search(text))), None)
+    return Answer([Event(dumps(document))], JSON_BODY, is_buffered=True, wait_ms=script.delay_ms, hold_key=held)
 
 
 def _message_text(messages: object) -> str:

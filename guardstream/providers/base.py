@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from guardstream.payload import Channel, TextPart, dumps, set_text
+from guardstream.rules import CLASSIFIER_PACK
 from guardstream.sse import Event, encode_event
 from guardstream.window import Violation
 
@@ -145,6 +146,14 @@ def block_message(violation: Violation, what: str = "the response") -> str:
     decided (fail closed), and the message says so.
     """
     rule = violation.rule
+    if rule.pack == CLASSIFIER_PACK:
+        if rule.category.startswith("classifier_"):
+            failure = rule.category.removeprefix("classifier_")
+            return (
+                f"guardstream stopped {what}: classifier {rule.id} could not check it ({failure}), "
+                "so the text was withheld"
+            )
+        return f"guardstream blocked {what}: classifier {rule.id} ({rule.category})"
     if violation.is_timeout:
         return (
             f"guardstream stopped {what}: rule {rule.id} ({rule.category}) took too long to decide "
