@@ -179,7 +179,7 @@ class Window:
                 elif v.action == "block" and self._blocked is None:
                     self._blocked = v
 
-        release = min(end, *[min(group.hold) for group in self._groups]) if self._groups else end
+        release = min(end, *[group.min_hold() for group in self._groups]) if self._groups else end
         release = self._snap(release)
         forced = 0
         if not final and end - release > self.max_holdback_chars:
