@@ -85,7 +85,10 @@ class MatchCheck:
     took part, gitleaks' default). `redact_group`: the span reported and replaced (None: the
     whole match). `min_entropy`: the secret's Shannon entropy must be at least this (or, with
     `is_entropy_exclusive`, above it: gitleaks' `entropy`). `keywords`: the match must contain
-    one of them, case-insensitively.
+    one of them, case-insensitively. `confirm`: a checksum that, when it holds, makes the match
+    count whatever the entropy, character-class and allowlist checks say (a real token can look
+    like a placeholder by chance; a placeholder almost never carries a valid checksum). It is
+    never required: test fixtures and hand-typed tokens omit it.
     """
 
     secret_group: Group | None = None
@@ -95,6 +98,7 @@ class MatchCheck:
     is_entropy_exclusive: bool = False
     min_char_classes: int = 0
     validator: Callable[[str], bool] | None = None
+    confirm: Callable[[str], bool] | None = None
     keywords: tuple[str, ...] = ()
     allowlists: tuple[Allowlist, ...] = ()
 
@@ -116,26 +120,29 @@ class MatchCheck:
         if m.end() <= m.start():
             return None
         secret = self.secret(m)
-        if self.min_entropy:
-            entropy = shannon_entropy(secret)
-            if entropy < self.min_entropy or (self.is_entropy_exclusive and entropy <= self.min_entropy):
-                return None
-        if self.min_char_classes and char_classes(secret) < self.min_char_classes:
-            return None
         if self.validator is not None and not self.validator(secret):
             return None
         if self.keywords:
             lowered = m.group().lower()
             if not any(k in lowered for k in self.keywords):
                 return None
-        for allowlist in self.allowlists:
-            if allowlist.allows(secret, m.group(), timeout):
+        if self.confirm is None or not self.confirm(secret):
+            if not self._passes_floors_and_allowlists(secret, m.group(), timeout):
                 return None
         if self.redact_group is not None:
             start, end = m.span(self.redact_group)
             if end > start:
                 return start, end
         return m.span()
+
+    def _passes_floors_and_allowlists(self, secret: str, match: str, timeout: float) -> bool:
+        if self.min_entropy:
+            entropy = shannon_entropy(secret)
+            if entropy < self.min_entropy or (self.is_entropy_exclusive and entropy <= self.min_entropy):
+                return False
+        if self.min_char_classes and char_classes(secret) < self.min_char_classes:
+            return False
+        return not any(allowlist.allows(secret, match, timeout) for allowlist in self.allowlists)
 
 
 def group_exists(pattern: regex.Pattern[str], group: Group) -> bool:

@@ -17,7 +17,7 @@ import regex
 from guardstream.errors import RuleError
 from guardstream.filters import Allowlist, MatchCheck, compile_allowlist, group_exists
 from guardstream.gitleaks import PREFIX as GITLEAKS_PREFIX, load_gitleaks_file
-from guardstream.matchers import DEFAULT_TIMEOUT_SECONDS, KeywordMatcher, Matcher, RegexMatcher
+from guardstream.matchers import DEFAULT_TIMEOUT_SECONDS, KeywordMatcher, Matcher, RegexMatcher, Validator
 from guardstream.rules import ACTIONS, SCOPES, Action, Rule, RuleSet, Scope, find_matches
 from guardstream.validators import VALIDATORS
 from guardstream.window import check_rule_examples
@@ -42,11 +42,24 @@ RULE_KEYS = {
     "min_entropy",
     "min_char_classes",
     "allowlist",
+    "confirm",
 }
-REGEX_ONLY_KEYS = {"secret_group", "redact_group", "min_entropy", "min_char_classes", "allowlist", "validator"}
+REGEX_ONLY_KEYS = {
+    "secret_group",
+    "redact_group",
+    "min_entropy",
+    "min_char_classes",
+    "allowlist",
+    "validator",
+    "confirm",
+}
 ALLOWLIST_KEYS = {"regexes", "stopwords", "target", "condition", "rules", "description"}
 REGEX_FLAGS = ("IGNORECASE", "MULTILINE", "DOTALL", "VERBOSE", "ASCII", "UNICODE")
 FORBIDDEN_ANCHORS = regex.compile(r"(?<!\\)(?:\\\\)*(?:\\[AZz])")
+# A lazy quantifier followed directly by a lookbehind: `regex` then reports no partial match when
+# the text ends inside the quantifier (`ab.{0,9}?(?<!x)c` on "ab1d"), so the window would release
+# the start of a match. A character class instead of the lookbehind avoids it.
+LAZY_LOOKBEHIND = regex.compile(r"(?:[*+?]|\})\?(?:\s*\(\?:)*\s*\(\?<[!=]")
 
 
 def builtin_packs_dir() -> Path:
@@ -248,18 +261,20 @@ def _compile_regex_matcher(
         raise fail(r"'\A', '\Z' and '\z' have no meaning in a stream that is still arriving; use lookarounds instead.")
     if compiled.search("") is not None:
         raise fail("the pattern matches the empty string, so it would match everywhere.")
-    validator_name = raw.get("validator")
-    validator = None
-    if validator_name is not None:
-        validator = VALIDATORS.get(validator_name)
-        if validator is None:
-            raise fail(f"unknown validator {validator_name!r}; use one of {', '.join(sorted(VALIDATORS))}.")
+    if LAZY_LOOKBEHIND.search(pattern):
+        raise fail(
+            "a lazy quantifier is directly followed by a lookbehind, which hides partial matches at the end of "
+            "a chunk (the window could release the start of a match); use a character class instead."
+        )
+    validator = _validator(raw, "validator", fail)
+    confirm = _validator(raw, "confirm", fail)
     check = MatchCheck(
         secret_group=_group(compiled, raw.get("secret_group"), "secret_group", fail),
         redact_group=_group(compiled, raw.get("redact_group"), "redact_group", fail),
         min_entropy=_number(raw.get("min_entropy", 0.0), "min_entropy", 0.0, 8.0, fail),
         min_char_classes=int(_number(raw.get("min_char_classes", 0), "min_char_classes", 0, 4, fail)),
         validator=validator,
+        confirm=confirm,
         allowlists=_allowlists(raw.get("allowlist", []), fail) + pack_allowlists,
     )
     contains = _string_list(raw.get("contains", []), "contains", fail)
@@ -268,6 +283,16 @@ def _compile_regex_matcher(
         return RegexMatcher(compiled, check=check, contains=contains, charset=charset, timeout=timeout)
     except regex.error as exc:  # pragma: no cover - the hold pattern wraps an already valid pattern
         raise fail(f"invalid regular expression: {exc}.") from None
+
+
+def _validator(raw: dict[str, Any], key: str, fail: Any) -> Validator | None:
+    name = raw.get(key)
+    if name is None:
+        return None
+    validator = VALIDATORS.get(name) if isinstance(name, str) else None
+    if validator is None:
+        raise fail(f"unknown {key} {name!r}; use one of {', '.join(sorted(VALIDATORS))}.")
+    return validator
 
 
 def _group(pattern: regex.Pattern[str], value: Any, key: str, fail: Any) -> int | str | None:

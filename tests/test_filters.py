@@ -11,6 +11,7 @@ from guardstream.errors import RuleError
 from guardstream.filters import char_classes, compile_allowlist, shannon_entropy
 from guardstream.packs import load_rules
 from guardstream.rules import find_matches, redact_text
+from guardstream.validators import base62_crc32, bech32
 from guardstream.window import stream_chunks
 
 FIXTURES = Path(__file__).parent / "fixtures" / "packs"
@@ -176,3 +177,40 @@ def test_checked_rules_stream_exactly_as_the_whole_text(pieces: list[str], cuts:
         assert len(out) <= len(redact_text(text[: min(starts)], FILTERED))
     else:
         assert blocked is None and out == expected
+
+
+def test_base62_crc32_checks_github_and_npm_tokens() -> None:
+    assert base62_crc32("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")
+    assert not base62_crc32("ghp_4n48bNq9nXQ1S7hjX7VKK80eM0F4rQ3fhllj")
+    assert not base62_crc32("ghp_short") and not base62_crc32("ghp_4n48bNq9nXQ1S7hjX7VKK80eM0F4rQ3fhl-i")
+
+
+def test_bech32_checks_the_checksum() -> None:
+    assert bech32("bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4")
+    assert not bech32("bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t5")
+    assert not bech32("no separator") and not bech32("x1bbbbbbb")
+
+
+def test_a_valid_checksum_confirms_a_token_that_looks_like_a_placeholder(tmp_path: Path) -> None:
+    pack = write_pack(
+        tmp_path,
+        "[[rule]]\nid = 't.gh'\npattern = 'ghp_(?P<body>[A-Za-z0-9]{36})'\nsecret_group = 'body'\n"
+        "confirm = 'base62-crc32'\nallowlist = [{ regexes = ['Q1S7'] }]\n",
+    )
+    (rule,) = load_rules([pack]).rules
+    assert find_matches(rule, "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") == [(0, 40)]
+    assert find_matches(rule, "ghp_4n48bNq9nXQ1S7hjX7VKK80eM0F4rQ3fhllj") == []
+
+
+def test_unknown_validator_or_confirm_is_refused(tmp_path: Path) -> None:
+    pack = write_pack(tmp_path, "[[rule]]\nid = 't.r'\npattern = 'ab'\nconfirm = 'crc64'\n")
+    with pytest.raises(RuleError, match="unknown confirm 'crc64'"):
+        load_rules([pack])
+
+
+def test_lazy_quantifier_before_a_lookbehind_is_refused(tmp_path: Path) -> None:
+    # The `regex` package reports no partial match when the text ends inside such a quantifier,
+    # so the window would release the start of a match (found while building #13's packs).
+    pack = write_pack(tmp_path, "[[rule]]\nid = 't.r'\npattern = 'ab[^ ]{0,10}?(?<![a-z])c'\n")
+    with pytest.raises(RuleError, match="lazy quantifier"):
+        load_rules([pack])
