@@ -42,9 +42,12 @@ def test_look_alikes_pass_every_pack(text: str) -> None:
     ("text", "rule_id"),
     [
         ("aws_access_key_id = AKIA4HJQ7XRZ2PLWKD5N", "secrets.aws-access-key-id"),
-        ("token ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8", "secrets.github-token"),
-        ("-----BEGIN RSA PRIVATE KEY-----", "secrets.private-key-pem"),
-        ('"password": "hunter2!x9"', "secrets.password-assignment"),
+        ("token ghp_" + "4n48bNq9nXQ1S7hjX7VKK80eM0F4rQ3fhlli", "secrets.github-pat"),
+        (
+            "-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gun",
+            "secrets.private-key-pem",
+        ),
+        ('"password": "hunter2!x9"', "secrets.generic-credential"),
         ("write to jane.doe@example.com", "pii.email"),
         ("call +14155552671 now", "pii.phone-e164"),
         ("call (415) 555-2671 now", "pii.phone-nanp"),
