@@ -6,11 +6,14 @@ numbers that pass the issuer's own check.
 
 from __future__ import annotations
 
+import hashlib
 import zlib
 from collections.abc import Callable
 
 BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 BECH32 = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
+BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+DNI_LETTERS = "TRWAGMYFPDXBNJZSQVHLCKE"
 
 
 def luhn(text: str) -> bool:
@@ -77,9 +80,118 @@ def bech32(text: str) -> bool:
     return _bech32_polymod(expanded + [BECH32.index(c) for c in data]) in (1, 0x2BC830A3)
 
 
+def _digits(text: str) -> list[int]:
+    return [int(c) for c in text if c.isascii() and c.isdigit()]
+
+
+def nhs(text: str) -> bool:
+    """UK NHS numbers: 10 digits, weights 10..2, mod 11 (a check digit of 10 is never issued)."""
+    d = _digits(text)
+    if len(d) != 10:
+        return False
+    check = 11 - sum(w * x for w, x in zip(range(10, 1, -1), d, strict=False)) % 11
+    return (0 if check == 11 else check) == d[9]
+
+
+def bsn(text: str) -> bool:
+    """Dutch citizen service numbers: the 11-proof (weights 9..2 and -1)."""
+    d = _digits(text)
+    if len(d) != 9 or d[0] == 0 and d[1] == 0:
+        return False
+    return sum(w * x for w, x in zip([9, 8, 7, 6, 5, 4, 3, 2, -1], d, strict=True)) % 11 == 0
+
+
+def cpf(text: str) -> bool:
+    """Brazilian CPF numbers: two mod-11 check digits; repeated digits are never issued."""
+    d = _digits(text)
+    if len(d) != 11 or len(set(d)) == 1:
+        return False
+    for n in (9, 10):
+        check = sum(w * x for w, x in zip(range(n + 1, 1, -1), d, strict=False)) * 10 % 11 % 10
+        if check != d[n]:
+            return False
+    return True
+
+
+def dni(text: str) -> bool:
+    """Spanish DNI (8 digits + letter) and NIE (X/Y/Z + 7 digits + letter): the mod-23 letter."""
+    compact = "".join(c for c in text if c.isalnum()).upper()
+    if len(compact) != 9 or not compact[-1].isalpha():
+        return False
+    number = compact[:-1]
+    if number[0] in "XYZ":
+        number = str("XYZ".index(number[0])) + number[1:]
+    if not number.isdigit():
+        return False
+    return DNI_LETTERS[int(number) % 23] == compact[-1]
+
+
+def _verhoeff_tables() -> tuple[list[list[int]], list[list[int]]]:
+    d = [[0] * 10 for _ in range(10)]
+    for i in range(10):
+        for j in range(10):
+            if i < 5 and j < 5:
+                d[i][j] = (i + j) % 5
+            elif i < 5:
+                d[i][j] = 5 + (i + j) % 5
+            elif j < 5:
+                d[i][j] = 5 + (i - j) % 5
+            else:
+                d[i][j] = (i - j) % 5
+    p = [list(range(10)), [1, 5, 7, 6, 2, 8, 3, 0, 9, 4]]
+    for _ in range(6):
+        p.append([p[1][x] for x in p[-1]])
+    return d, p
+
+
+VERHOEFF_MUL, VERHOEFF_PERM = _verhoeff_tables()
+
+
+def aadhaar(text: str) -> bool:
+    """Indian Aadhaar numbers: 12 digits, not starting with 0 or 1, Verhoeff check digit."""
+    d = _digits(text)
+    if len(d) != 12 or d[0] < 2:
+        return False
+    check = 0
+    for i, x in enumerate(reversed(d)):
+        check = VERHOEFF_MUL[check][VERHOEFF_PERM[i % 8][x]]
+    return check == 0
+
+
+def sin(text: str) -> bool:
+    """Canadian social insurance numbers: 9 digits, Luhn (the card check, on fewer digits)."""
+    d = _digits(text)
+    if len(d) != 9 or d[0] in (0, 8):
+        return False
+    total = sum(x if i % 2 == 0 else (2 * x if x < 5 else 2 * x - 9) for i, x in enumerate(reversed(d)))
+    return total % 10 == 0
+
+
+def base58check(text: str) -> bool:
+    """Base58Check strings (Bitcoin P2PKH/P2SH addresses): the double-SHA-256 checksum."""
+    number = 0
+    for c in text:
+        index = BASE58.find(c)
+        if index < 0:
+            return False
+        number = number * 58 + index
+    raw = number.to_bytes((number.bit_length() + 7) // 8, "big")
+    raw = b"\0" * (len(text) - len(text.lstrip("1"))) + raw
+    if len(raw) < 5:
+        return False
+    return hashlib.sha256(hashlib.sha256(raw[:-4]).digest()).digest()[:4] == raw[-4:]
+
+
 VALIDATORS: dict[str, Callable[[str], bool]] = {
     "luhn": luhn,
     "iban": iban,
     "base62-crc32": base62_crc32,
     "bech32": bech32,
+    "nhs": nhs,
+    "bsn": bsn,
+    "cpf": cpf,
+    "dni": dni,
+    "aadhaar": aadhaar,
+    "sin": sin,
+    "base58check": base58check,
 }

@@ -11,7 +11,7 @@ from guardstream.errors import RuleError
 from guardstream.filters import char_classes, compile_allowlist, shannon_entropy
 from guardstream.packs import load_rules
 from guardstream.rules import find_matches, redact_text
-from guardstream.validators import base62_crc32, bech32
+from guardstream.validators import VALIDATORS, base62_crc32, bech32
 from guardstream.window import stream_chunks
 
 FIXTURES = Path(__file__).parent / "fixtures" / "packs"
@@ -214,3 +214,29 @@ def test_lazy_quantifier_before_a_lookbehind_is_refused(tmp_path: Path) -> None:
     pack = write_pack(tmp_path, "[[rule]]\nid = 't.r'\npattern = 'ab[^ ]{0,10}?(?<![a-z])c'\n")
     with pytest.raises(RuleError, match="lazy quantifier"):
         load_rules([pack])
+
+
+@pytest.mark.parametrize(
+    ("name", "good", "bad"),
+    [
+        ("nhs", "401-023-2137", "401-023-2138"),
+        ("bsn", "735379907", "735379908"),
+        ("cpf", "480.445.765-84", "111.111.111-11"),
+        ("dni", "X1234567L", "12345678A"),
+        ("aadhaar", "9175 5461 5762", "9175 5461 5763"),
+        ("sin", "742 329 394", "742 329 395"),
+        ("base58check", "16Yeky6GMjeNkAiNcBY7ZhrLoMSgg1BoyZ", "16Yeky6GMjeNkAiNcBY7ZhrLoMSgg1BoyA"),
+    ],
+)
+def test_national_id_and_wallet_checksums(name: str, good: str, bad: str) -> None:
+    assert VALIDATORS[name](good) and not VALIDATORS[name](bad)
+
+
+def test_checksum_validators_refuse_the_wrong_shape() -> None:
+    assert not VALIDATORS["nhs"]("123") and not VALIDATORS["bsn"]("001234567") and not VALIDATORS["cpf"]("123")
+    assert not VALIDATORS["dni"]("1234567") and not VALIDATORS["dni"]("ABCDEFGHZ") and not VALIDATORS["aadhaar"]("1234")
+    assert (
+        not VALIDATORS["sin"]("042 329 394")
+        and not VALIDATORS["base58check"]("0OIl")
+        and not VALIDATORS["base58check"]("1")
+    )
