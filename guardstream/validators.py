@@ -31,10 +31,27 @@ def luhn(text: str) -> bool:
     return total % 10 == 0
 
 
+# IBAN length per country (the IBAN registry): a checksum that holds on the wrong length is a typo.
+IBAN_LENGTHS = {
+    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22, "BI": 27, "BR": 29,
+    "BY": 28, "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DJ": 27, "DK": 18, "DO": 28, "EE": 20, "EG": 29,
+    "ES": 24, "FI": 18, "FK": 18, "FO": 18, "FR": 27, "GB": 22, "GE": 22, "GI": 23, "GL": 18, "GR": 27, "GT": 28,
+    "HN": 28, "HR": 21, "HU": 28, "IE": 22, "IL": 23, "IQ": 23, "IS": 26, "IT": 27, "JO": 30, "KW": 30, "KZ": 20,
+    "LB": 28, "LC": 32, "LI": 21, "LT": 20, "LU": 20, "LV": 21, "LY": 25, "MC": 27, "MD": 24, "ME": 22, "MK": 19,
+    "MN": 20, "MR": 27, "MT": 31, "MU": 30, "NI": 28, "NL": 18, "NO": 15, "OM": 23, "PK": 24, "PL": 28, "PS": 29,
+    "PT": 25, "QA": 29, "RO": 24, "RS": 22, "RU": 33, "SA": 24, "SC": 31, "SD": 18, "SE": 24, "SI": 19, "SK": 24,
+    "SM": 27, "SO": 23, "ST": 25, "SV": 28, "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20,
+    "YE": 30,
+}
+
+
 def iban(text: str) -> bool:
-    """IBANs (ISO 13616): move the first four characters to the end, letters to numbers, mod 97 == 1."""
+    """IBANs (ISO 13616): the country's length, then the first four characters moved to the end,
+    letters to numbers, mod 97 == 1."""
     compact = "".join(c for c in text if c.isalnum()).upper()
     if not (15 <= len(compact) <= 34) or not compact.isascii():
+        return False
+    if IBAN_LENGTHS.get(compact[:2], len(compact)) != len(compact):
         return False
     if not (compact[:2].isalpha() and compact[2:4].isdigit()):
         return False

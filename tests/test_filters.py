@@ -240,3 +240,9 @@ def test_checksum_validators_refuse_the_wrong_shape() -> None:
         and not VALIDATORS["base58check"]("0OIl")
         and not VALIDATORS["base58check"]("1")
     )
+
+
+def test_iban_length_is_checked_per_country() -> None:
+    assert VALIDATORS["iban"]("GB82 WEST 1234 5698 7654 32")
+    # A valid German checksum on a British length is a typo, not an IBAN.
+    assert not VALIDATORS["iban"]("DE89370400440532013000" + "00")
