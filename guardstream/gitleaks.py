@@ -13,9 +13,11 @@
 
 What cannot be honoured in a stream is refused with the rule named, never skipped in silence:
 `path` (a stream has no file names), `required` composite rules, `regexTarget = "line"` (the
-line may still be growing), `[extend]`, Go's ungreedy flag and inline flags after the start of
-a pattern. Allowlist `paths` and `commits` never match a stream, so an allowlist made only of
-them (or requiring them with `condition = "AND"`) can never apply and is dropped, which is exact.
+line may still be growing), `[extend]`, Go's ungreedy flag and `\\A`. Go's mid-pattern flags
+(`LTAI(?i)[a-z0-9]{20}`) are scoped to the rest of their group as in Go, and `\\z` (the end of the
+text) becomes a lookahead for the end of the stream. Allowlist `paths` and `commits` never match
+a stream, so an allowlist made only of them (or requiring them with `condition = "AND"`) can never
+apply and is dropped, which is exact.
 """
 
 from __future__ import annotations
@@ -50,9 +52,53 @@ ALLOWLIST_KEYS = {"description", "condition", "commits", "paths", "regexTarget",
 TOP_KEYS = {"title", "description", "minVersion", "rules", "allowlist", "allowlists", "extend"}
 # A flag group after the start applies to the rest of its group in Go, to the whole pattern in
 # `regex`; Go's U (ungreedy) has no equivalent at all.
-LATE_FLAGS = regex.compile(r"(?<=(?:^|[^\\])(?:\\\\)*)\(\?[a-zA-Z]+\)")
 UNGREEDY = regex.compile(r"(?<!\\)(?:\\\\)*\(\?[a-zA-Z]*U[a-zA-Z]*[:)]")
-FORBIDDEN_ANCHORS = regex.compile(r"(?<!\\)(?:\\\\)*\\[Az]")
+FORBIDDEN_ANCHORS = regex.compile(r"(?<!\\)(?:\\\\)*\\A")
+END_OF_TEXT = regex.compile(r"(?<!\\)(?:\\\\)*\\z")
+
+
+def scope_inline_flags(pattern: str) -> str:
+    """Go's `X(?i)Y` sets the flag for the rest of the enclosing group, later alternatives included;
+    `regex` would apply it to the whole pattern. Rewrite it as `X(?i:Y)`, closed before each `|`
+    and reopened after it, and closed where the enclosing group closes."""
+    out: list[str] = []
+    # For each open group: the flag groups opened in it since its start or its last "|".
+    scoped: list[list[str]] = [[]]
+    i, in_class = 0, False
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\":
+            out.append(pattern[i : i + 2])
+            i += 2
+            continue
+        if in_class:
+            in_class = ch != "]"
+        elif ch == "[":
+            in_class = True
+            # A "]" right after "[" or "[^" is a literal member.
+            j = i + 1 + (pattern[i + 1 : i + 2] == "^")
+            if pattern[j : j + 1] == "]":
+                out.append(pattern[i : j + 1])
+                i = j + 1
+                continue
+        elif ch == "(":
+            flags = regex.match(r"\(\?([a-zA-Z]+)\)", pattern[i:])
+            if flags is not None and out:
+                out.append(f"(?{flags.group(1)}:")
+                scoped[-1].append(flags.group(1))
+                i += len(flags.group())
+                continue
+            scoped.append([])
+        elif ch == "|" and scoped[-1]:
+            out.append(")" * len(scoped[-1]) + "|" + "".join(f"(?{f}:" for f in scoped[-1]))
+            i += 1
+            continue
+        elif ch == ")" and len(scoped) > 1:
+            out.append(")" * len(scoped.pop()))
+        out.append(ch)
+        i += 1
+    out.append(")" * len(scoped[0]))
+    return "".join(out)
 
 
 def load_gitleaks_file(path: Path, *, timeout: float) -> tuple[list[Rule], str]:
@@ -120,10 +166,11 @@ def _compile_rule(
         raise fail("the rule has no 'regex'.")
     if UNGREEDY.search(pattern):
         raise fail("Go's ungreedy flag (?U) has no equivalent here; write lazy quantifiers instead.")
-    if any(m.start() > 0 for m in LATE_FLAGS.finditer(pattern)):
-        raise fail("an inline flag group such as (?i) after the start of the regex; scope it as (?i:...) instead.")
+    pattern = scope_inline_flags(pattern)
     if FORBIDDEN_ANCHORS.search(pattern):
-        raise fail(r"'\A' and '\z' have no meaning in a stream that is still arriving.")
+        raise fail(r"'\A' has no meaning in a stream that is still arriving.")
+    # Go's \z is the end of the text: in a stream, of the stream, which a lookahead says as well.
+    pattern = END_OF_TEXT.sub(lambda m: m.group()[:-2] + r"(?![\s\S])", pattern)
     try:
         compiled = regex.compile(pattern, regex.ASCII)
     except regex.error as exc:

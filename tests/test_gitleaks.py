@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from guardstream.errors import RuleError
+from guardstream.gitleaks import scope_inline_flags
 from guardstream.packs import load_rules
 from guardstream.rules import Rule, find_matches
 from guardstream.window import stream_chunks
@@ -70,9 +71,8 @@ def test_streamed_gitleaks_rule_blocks_before_any_of_the_secret_leaves() -> None
             "l",
             'regexTarget = "line"',
         ),
-        ("[[rules]]\nid = 'f'\nregex = 'a(?i)b'\n", "f", "scope it as (?i:...)"),
         ("[[rules]]\nid = 'u'\nregex = '(?U)a+'\n", "u", "ungreedy"),
-        ("[[rules]]\nid = 'z'\nregex = 'a\\z'\n", "z", "have no meaning in a stream"),
+        ("[[rules]]\nid = 'z'\nregex = '\\Aa'\n", "z", "has no meaning in a stream"),
         ("[[rules]]\nid = 'g'\nregex = '(a)'\nsecretGroup = 2\n", "g", "secretGroup 2"),
         ("[[rules]]\nid = 'n'\ndescription = 'no regex'\n", "n", "has no 'regex'"),
         ("[[rules]]\nid = 'b'\nregex = '('\n", "b", "invalid regular expression"),
@@ -117,6 +117,30 @@ def test_bad_files_are_refused(tmp_path: Path, body: str, reason: str) -> None:
     with pytest.raises(RuleError, match=None) as info:
         load_rules([f"gitleaks:{path}"])
     assert reason in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("go", "ours"),
+    [
+        (r"(?i)abc", r"(?i)abc"),
+        (r"\b(LTAI(?i)[a-z0-9]{4})", r"\b(LTAI(?i:[a-z0-9]{4}))"),
+        (r"(?:a(?i)b|c)d", r"(?:a(?i:b)|(?i:c))d"),
+        (r"[(?i)]x", r"[(?i)]x"),
+        (r"a\(b(?s)c", r"a\(b(?s:c)"),
+    ],
+)
+def test_go_inline_flags_are_scoped_to_the_rest_of_their_group(go: str, ours: str) -> None:
+    assert scope_inline_flags(go) == ours
+
+
+def test_late_flags_and_end_of_text_keep_their_go_meaning(tmp_path: Path) -> None:
+    path = tmp_path / "gitleaks.toml"
+    path.write_text("[[rules]]\nid = 'k'\nregex = '\\b(LTAI(?i)[a-z0-9]{8})(?:[^a-z0-9]|\\z)'\n", encoding="utf-8")
+    (only,) = load_rules([f"gitleaks:{path}"]).rules
+    assert find_matches(only, "id LTAIaBcD1234 ok") != []
+    assert find_matches(only, "ltaiabcd1234 ") == []
+    # \z is the end of the stream: decided only once the stream ends.
+    assert stream_chunks([only], ["key LTAIaBcD12", "34"])[2] is not None
 
 
 def test_missing_file_is_named(tmp_path: Path) -> None:
