@@ -18,10 +18,12 @@ from __future__ import annotations
 import re
 import string
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import regex
+
+from guardstream.filters import MatchCheck
 
 # Generous: it stops a pathological pattern, and must not trip on an honest one on a loaded machine.
 DEFAULT_TIMEOUT_SECONDS = 1.0
@@ -139,9 +141,9 @@ class Matcher(Protocol):
 Validator = Callable[[str], bool]
 
 
-def _probe_partial(hold_pattern: regex.Pattern[str], text: str) -> bool:
+def _probe_partial(hold_pattern: regex.Pattern[str], text: str, contexts: Sequence[str] = PROBE_CONTEXTS) -> bool:
     """True if, after some context, an attempt at the start of `text` runs into its end."""
-    return any(hold_pattern.match(ctx + text, len(ctx), partial=True) is not None for ctx in PROBE_CONTEXTS)
+    return any(hold_pattern.match(ctx + text, len(ctx), partial=True) is not None for ctx in contexts)
 
 
 class RegexMatcher:
@@ -152,16 +154,27 @@ class RegexMatcher:
         pattern: regex.Pattern[str],
         *,
         validator: Validator | None = None,
+        check: MatchCheck | None = None,
         contains: Sequence[str] = (),
+        is_contains_folded: bool = False,
         charset: str = "",
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
     ) -> None:
         self.pattern = pattern
         self.hold_pattern = regex.compile(rf"(?:{hold_pattern_source(pattern.pattern)})(?=[\s\S])(?!)", pattern.flags)
-        self.validator = validator
+        # Without word-boundary assertions the empty context is the most permissive one (negative
+        # lookbehinds all hold at the start of a text), so probing needs no other: a third of the
+        # load time of a large pack.
+        self.probe_contexts = PROBE_CONTEXTS if BOUNDARY.search(pattern.pattern) else ("",)
+        if validator is not None:
+            check = MatchCheck(validator=validator) if check is None else replace(check, validator=validator)
+        # What a complete match must pass to count, and which part of it is reported.
+        self.check = None if check is None or check.is_trivial else check
         self.timeout = timeout
         self.is_casefolded = bool(pattern.flags & regex.IGNORECASE)
-        self.contains = tuple(self.fold(lit) for lit in contains)
+        # Literals a case-insensitive rule (or keyword check) requires are compared folded.
+        self.is_contains_folded = self.is_casefolded or is_contains_folded
+        self.contains = tuple(self.fold_contains(lit) for lit in contains)
         # `re` is faster than `regex` at plain literal search, and a class beats an alternation;
         # case-insensitive rules compare folded text with folded literals.
         if not contains:
@@ -201,6 +214,9 @@ class RegexMatcher:
 
     def fold(self, text: str) -> str:
         return fold(text) if self.is_casefolded else text
+
+    def fold_contains(self, text: str) -> str:
+        return fold(text) if self.is_contains_folded else text
 
     def _derive_prefilters(self) -> tuple[set[str] | None, list[str]]:
         """Probe which characters can start a match, and the literal every match begins with.
@@ -260,7 +276,7 @@ class RegexMatcher:
 
     def _is_viable(self, text: str) -> bool:
         """Can an attempt at position 0 read all of `text` (and still go on, or end there)?"""
-        return _probe_partial(self.hold_pattern, text) or self._matches_exactly(text)
+        return _probe_partial(self.hold_pattern, text, self.probe_contexts) or self._matches_exactly(text)
 
     def _matches_exactly(self, text: str) -> bool:
         m = self.pattern.match(text)
@@ -271,7 +287,7 @@ class RegexMatcher:
         try:
             if self.contains_gate is not None and (
                 self.contains_gate.search(fold(text[pos:])) is None
-                if self.is_casefolded
+                if self.is_contains_folded
                 else self.contains_gate.search(text, pos) is None
             ):
                 # None of the required literals yet: no complete match, only (before the end of
@@ -294,14 +310,21 @@ class RegexMatcher:
                 hold = self._find_hold(text, start)
                 return ScanResult([], hold, end if hold is None else hold, end - start)
             if final:
-                found = [m.span() for m in self.pattern.finditer(text, pos, timeout=self.timeout)]
-                return ScanResult([s for s in found if s[1] > s[0] and self._is_valid(text, s)], None, end, end - pos)
+                found = (self._accept(m) for m in self.pattern.finditer(text, pos, timeout=self.timeout))
+                return ScanResult([s for s in found if s is not None], None, end, end - pos)
             return self._scan_open(text, pos)
         except TimeoutError as exc:
             raise ScanTimeout(self.pattern.pattern) from exc
 
-    def _is_valid(self, text: str, span: tuple[int, int]) -> bool:
-        return self.validator is None or self.validator(text[span[0] : span[1]])
+    def _accept(self, m: regex.Match[str]) -> tuple[int, int] | None:
+        """The span a complete, final match reports, or None if its checks reject it."""
+        if self.check is None:
+            return m.span() if m.end() > m.start() else None
+        return self.check.accept(m, self.timeout)
+
+    def accepted_matches(self, text: str) -> list[regex.Match[str]]:
+        """The whole-text matches that count, as full matches (hint checks need the label too)."""
+        return [m for m in self.pattern.finditer(text, timeout=self.timeout) if self._accept(m) is not None]
 
     def _tail_start(self, text: str, pos: int) -> int:
         if not self.charset:
@@ -330,8 +353,9 @@ class RegexMatcher:
             for m in self.pattern.finditer(text, pos, timeout=self.timeout):
                 if m.start() >= limit:
                     break
-                if m.end() > m.start() and self._is_valid(text, m.span()):
-                    matches.append(m.span())
+                span = self._accept(m)
+                if span is not None:
+                    matches.append(span)
                 pos = m.end()
                 moved = True
             # The undecided start can sit inside a final match that the scan skips over (matches

@@ -13,6 +13,7 @@ The window only sees `RuleGroup`s: per-rule resume offsets and hold points in fl
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 from collections.abc import Callable, Collection, Sequence
@@ -39,7 +40,9 @@ class SharedLiterals:
     # For literal searches: which members (by position in `members`) a found literal, casefolded,
     # wakes; None wakes them all.
     wakes: dict[str, list[int]] | None = None
-    tail_set: frozenset[str] = frozenset()
+    # The tails, anchored at the end: its leftmost match is the longest tail the text ends with
+    # (one search instead of comparing hundreds of suffixes).
+    tail_search: re.Pattern[str] | None = None
 
 
 @dataclass(slots=True)
@@ -52,6 +55,11 @@ class RuleGroup:
     hold: list[int] = field(default_factory=list)
     is_flag: list[bool] = field(default_factory=list)
     scans: list[Callable[..., ScanResult | None]] = field(default_factory=list)
+    # (resume list, hold list, their one value each) after a bulk update that set every rule
+    # alike: then the minimums need no pass over the lists. Valid while those very lists are in
+    # place: whoever changes an entry in place (the window, for the members `wake` returned)
+    # holds lists that `wake` made afresh.
+    uniform: tuple[list[int], list[int], int, int] | None = None
 
     def __post_init__(self) -> None:
         self.scans = [r.matcher.scan for r in self.rules]
@@ -66,6 +74,23 @@ class RuleGroup:
         twin.hold = self.hold.copy()
         return twin
 
+    def min_hold(self) -> int:
+        uniform = self.uniform
+        if uniform is not None and uniform[1] is self.hold:
+            return uniform[3]
+        return min(self.hold)
+
+    def _min_resume(self) -> int:
+        uniform = self.uniform
+        if uniform is not None and uniform[0] is self.resume:
+            return uniform[2]
+        return min(self.resume)
+
+    def _settle_all(self, resume: int, hold: int) -> None:
+        self.resume = [resume] * len(self.rules)
+        self.hold = [hold] * len(self.rules)
+        self.uniform = (self.resume, self.hold, resume, hold)
+
     def wake(self, text: str, base: int, final: bool) -> Collection[int]:
         """Which members must scan; the others are settled here in bulk.
 
@@ -75,10 +100,11 @@ class RuleGroup:
         shared = self.shared
         if shared is None:
             return range(len(self.rules))
-        lo = min(self.resume) - base
+        lo = self._min_resume() - base
         woken: set[int] = set()
         if shared.wakes is None:
             if shared.search.search(text, lo) is not None:
+                self.uniform = None  # the window updates the lists in place
                 return range(len(self.rules))
         else:
             # Literals are matched folded, on a folded copy: one case-sensitive `re` search is
@@ -96,35 +122,55 @@ class RuleGroup:
             # No literal, but the text may end with the start of one ("...sk"): hold that much
             # until the next delta says more. At most a literal's length, and only briefly.
             tail = text[-shared.tail_len :]
-            folded = fold(tail)
-            if folded.endswith(shared.tails):
-                hold = end - next(k for k in range(len(tail), 0, -1) if folded[-k:] in shared.tail_set)
+            found = shared.tail_search.search(fold(tail)) if shared.tail_search is not None else None
+            if found is not None:
+                hold = end - (len(tail) - found.start())
         if not woken:
             if hold == NO_HOLD:
-                self.resume = [end] * len(self.rules)
-                self.hold = [NO_HOLD] * len(self.rules)
+                self._settle_all(end, NO_HOLD)
             else:
                 # Never move a rule back before where it has already decided: it may have
                 # reported a match there, and a rescan could find an overlapping one.
-                if max(self.resume) <= hold:
-                    self.resume = [hold] * len(self.rules)
+                uniform = self.uniform
+                latest = uniform[2] if uniform is not None and uniform[0] is self.resume else max(self.resume)
+                if latest <= hold:
+                    self._settle_all(hold, hold)
                 else:
                     self.resume = [r if r > hold else hold for r in self.resume]
-                self.hold = self.resume.copy()
+                    self.hold = self.resume.copy()
+                    self.uniform = None
             return woken
-        for k in range(len(self.rules)):
-            if k in woken:
-                continue
-            if hold == NO_HOLD:
-                self.resume[k] = end
-                self.hold[k] = NO_HOLD
-            else:
-                self.resume[k] = self.hold[k] = max(self.resume[k], hold)
+        # Settle the others in bulk, then put back the state of the woken few (a loop over every
+        # rule in Python costs more than the search itself once a pack has a hundred rules).
+        old_resume, old_hold = self.resume, self.hold
+        if hold == NO_HOLD:
+            self.resume = [end] * len(self.rules)
+            self.hold = [NO_HOLD] * len(self.rules)
+        else:
+            self.resume = [r if r > hold else hold for r in old_resume]
+            self.hold = self.resume.copy()
+        for k in woken:
+            self.resume[k] = old_resume[k]
+            self.hold[k] = old_hold[k]
+        self.uniform = None
         return woken
 
 
 def group_rules(rules: Sequence[Rule]) -> list[RuleGroup]:
     """Rules with a shared literal search first, then digit-led rules, then the rest."""
+    rules = tuple(rules)
+    shared, others = _shared_searches(rules)
+    groups = [RuleGroup([rules[i] for i in s.members], s) for s in shared]
+    if others:
+        groups.append(RuleGroup([rules[i] for i in others], None))
+    return groups
+
+
+@functools.lru_cache(maxsize=64)
+def _shared_searches(rules: tuple[Rule, ...]) -> tuple[list[SharedLiterals], list[int]]:
+    """The searches of `group_rules`, built once per rule set: a window is built per channel, per
+    request, and with a few hundred literals building them costs milliseconds. They are never
+    mutated, so windows can share them."""
     literal: list[int] = []
     literal_prefixes: dict[int, set[str]] = {}
     literals: set[str] = set()
@@ -150,18 +196,20 @@ def group_rules(rules: Sequence[Rule]) -> list[RuleGroup]:
     if literal:
         # A found literal wakes every rule with a literal that is a prefix of it: the trie
         # returns the longest literal at a position, and the others there are its prefixes.
+        by_literal: dict[str, list[int]] = {}
+        for k, i in enumerate(literal):
+            for p in literal_prefixes[i]:
+                by_literal.setdefault(p, []).append(k)
         wakes = {
-            found: [k for k, i in enumerate(literal) if any(found.startswith(p) for p in literal_prefixes[i])]
+            found: sorted({k for n in range(1, len(found) + 1) for k in by_literal.get(found[:n], ())})
             for found in literals
         }
         search = re.compile(trie_pattern(literals))
         tail_len = max(map(len, tails), default=0)
-        shared.append(SharedLiterals(literal, search, tuple(sorted(tails)), tail_len, wakes, frozenset(tails)))
+        tail_search = re.compile(f"(?:{trie_pattern(tails)})\\Z") if tails else None
+        shared.append(SharedLiterals(literal, search, tuple(sorted(tails)), tail_len, wakes, tail_search))
     if chars:
         # Non-ASCII characters always pass: probing cannot enumerate which of them a rule accepts.
         pattern = "[" + "".join(re.escape(c) for c in sorted(char_class)) + "]|[^\x00-\x7f]"
         shared.append(SharedLiterals(chars, re.compile(pattern), (), 0))
-    groups = [RuleGroup([rules[i] for i in s.members], s) for s in shared]
-    if others:
-        groups.append(RuleGroup([rules[i] for i in others], None))
-    return groups
+    return shared, others

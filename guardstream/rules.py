@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from guardstream.matchers import Matcher, ScanTimeout
+from guardstream.matchers import Matcher, RegexMatcher, ScanTimeout
 
 Action = Literal["block", "redact", "flag"]
 Scope = Literal["output", "input", "both"]
@@ -71,7 +71,12 @@ def find_matches(rule: Rule, text: str) -> list[tuple[int, int]]:
 
 
 def longest_example_match(rule: Rule) -> int:
-    """The longest match among a rule's examples: a lower bound on what the window must hold."""
+    """The longest match among a rule's examples: a lower bound on what the window must hold.
+
+    A rule that reports only a group of its match (its value) still holds the whole match.
+    """
+    if isinstance(rule.matcher, RegexMatcher):
+        return max((len(m.group()) for e in rule.examples_match for m in rule.matcher.accepted_matches(e)), default=0)
     return max((e - s for example in rule.examples_match for s, e in find_matches(rule, example)), default=0)
 
 

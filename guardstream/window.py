@@ -287,7 +287,7 @@ class Window:
 
     def _release_point(self, end: int, final: bool) -> tuple[int, int]:
         """How far text may go now: (release offset, characters forced out past an undecided match)."""
-        release = min(end, *[min(group.hold) for group in self._groups]) if self._groups else end
+        release = min(end, *[group.min_hold() for group in self._groups]) if self._groups else end
         release = self._snap(release)
         forced = 0
         if not final and end - release > self.max_holdback_chars:

@@ -33,7 +33,7 @@ def rule(pattern: str = "abc", action: str = "block", extra: str = "") -> str:
 
 
 def test_every_builtin_pack_loads_and_compiles() -> None:
-    assert builtin_pack_names() == ["pii", "profanity", "prompt-injection", "secrets"]
+    assert builtin_pack_names() == ["pii", "pii-strict", "profanity", "prompt-injection", "secrets"]
     ruleset = load_rules(builtin_pack_names())
     assert len(ruleset) > 20
 
@@ -101,7 +101,7 @@ def test_invalid_toml_names_the_file(tmp_path: Path) -> None:
 
 
 def test_unknown_builtin_pack_lists_the_known_ones() -> None:
-    with pytest.raises(RuleError, match="Built-in packs are: pii, profanity"):
+    with pytest.raises(RuleError, match="Built-in packs are: pii, pii-strict, profanity"):
         load_rules(["nope"])
 
 

@@ -50,7 +50,7 @@ async def test_llama_guard_convention_over_the_mock(mock_model: MockModel, clien
 async def test_yes_no_and_score_conventions_over_the_mock(mock_model: MockModel, client: httpx.AsyncClient) -> None:
     yes_no = judge(mock_model.url, client, "mock-judge-yes-no", parser="yes-no")
     assert await yes_no.classify(["fine", "MOCKFLAG-hate"]) == [Verdict(False), Verdict(True, ("unsafe",))]
-    prompt = next(r for r in mock_model.requests() if "fine" in r["body"]["messages"][0]["content"])
+    prompt = next(r for r in mock_model.requests() if "Text: fine\n" in r["body"]["messages"][0]["content"])
     assert prompt["body"]["messages"][0]["content"] == SHIELDGEMMA_TEMPLATE.replace("{text}", "fine")
     score = judge(mock_model.url, client, "mock-judge-score", parser="score", category="prompt-injection")
     assert await score.classify(["fine", "MOCKFLAG-x"]) == [
