@@ -53,6 +53,8 @@ REGEX_ONLY_KEYS = {
     "validator",
     "confirm",
 }
+PACK_FILE_KEYS = {"pack", "rule", "allowlist"}
+PACK_KEYS = {"name", "description"}
 ALLOWLIST_KEYS = {"regexes", "stopwords", "target", "condition", "rules", "description"}
 REGEX_FLAGS = ("IGNORECASE", "MULTILINE", "DOTALL", "VERBOSE", "ASCII", "UNICODE")
 FORBIDDEN_ANCHORS = regex.compile(r"(?<!\\)(?:\\\\)*(?:\\[AZz])")
@@ -153,9 +155,21 @@ def _compile_pack_file(path: Path, *, timeout: float, check_examples: bool) -> t
         raise RuleError(f"cannot read the file ({exc}).", path=source) from None
     except tomllib.TOMLDecodeError as exc:
         raise RuleError(f"invalid TOML: {exc}.", path=source) from None
+    unknown = sorted(set(data) - PACK_FILE_KEYS)
+    if unknown:
+        # A typo such as [[rules]] would otherwise load a pack that quietly checks nothing.
+        raise RuleError(
+            f"unknown table(s) or key(s) {', '.join(unknown)}. A pack has [pack], [[rule]] and [[allowlist]].",
+            path=source,
+        )
     pack = data.get("pack", {})
     if not isinstance(pack, dict):
         raise RuleError("[pack] must be a table.", path=source)
+    unknown = sorted(set(pack) - PACK_KEYS)
+    if unknown:
+        raise RuleError(
+            f"unknown [pack] key(s) {', '.join(unknown)}. Known keys: {', '.join(sorted(PACK_KEYS))}.", path=source
+        )
     pack_name = str(pack.get("name", path.stem))
     raw_rules = data.get("rule", [])
     if not isinstance(raw_rules, list) or not raw_rules:
@@ -197,7 +211,10 @@ def _compile_rule(
     unknown = sorted(set(raw) - RULE_KEYS)
     if unknown:
         raise fail(f"unknown key(s) {', '.join(unknown)}. Known keys: {', '.join(sorted(RULE_KEYS))}.")
-    action = raw.get("action", "block")
+    if "action" not in raw:
+        # What happens on a match is the one decision a rule cannot leave to a default.
+        raise fail(f"missing 'action'; use one of {', '.join(ACTIONS)}.")
+    action = raw["action"]
     if action not in ACTIONS:
         raise fail(f"unknown action {action!r}; use one of {', '.join(ACTIONS)}.")
     scope = raw.get("scope", "output")

@@ -41,7 +41,7 @@ def test_scan_with_input_direction_uses_input_rules() -> None:
 
 def test_bad_pack_fails_with_one_line_and_no_traceback(tmp_path: Path) -> None:
     pack = tmp_path / "bad.toml"
-    pack.write_text('[pack]\nname="b"\n[[rule]]\nid = "b.x"\npattern = "a(b"\n', encoding="utf-8")
+    pack.write_text('[pack]\nname="b"\n[[rule]]\nid = "b.x"\naction = "block"\npattern = "a(b"\n', encoding="utf-8")
     result = CliRunner().invoke(main, ["scan", "-", "--packs", str(pack)], input="x")
     assert result.exit_code == 2
     assert result.stderr.strip().startswith(f"guardstream: {pack}, rule 'b.x': invalid regular expression")
@@ -66,7 +66,7 @@ def test_rules_test_names_the_rule_whose_example_misbehaves(tmp_path: Path) -> N
     pack.write_text(
         '[pack]\nname="p"\n[[rule]]\nid = "p.bad"\npattern = "abc"\naction = "redact"\n'
         'examples.match = ["xx ab c"]\nexamples.no_match = ["abd"]\n'
-        '[[rule]]\nid = "p.good"\npattern = "zz"\nexamples.match = ["zz"]\n',
+        '[[rule]]\nid = "p.good"\naction = "block"\npattern = "zz"\nexamples.match = ["zz"]\n',
         encoding="utf-8",
     )
     result = CliRunner().invoke(main, ["rules", "test", str(pack)])
@@ -159,7 +159,7 @@ def test_scan_refuses_text_that_is_not_utf8_with_one_line() -> None:
 
 def test_serve_checks_packs_before_starting_the_mock(tmp_path: Path) -> None:
     pack = tmp_path / "bad.toml"
-    pack.write_text('[pack]\nname="b"\n[[rule]]\nid = "b.x"\npattern = "a(b"\n', encoding="utf-8")
+    pack.write_text('[pack]\nname="b"\n[[rule]]\nid = "b.x"\naction = "block"\npattern = "a(b"\n', encoding="utf-8")
     result = CliRunner().invoke(main, ["serve", "--upstream", "mock", "--packs", str(pack)])
     assert result.exit_code == 2
     (line,) = result.stderr.splitlines()

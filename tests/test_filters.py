@@ -86,10 +86,12 @@ rules = ["t.a"]
 
 [[rule]]
 id = "t.a"
+action = "block"
 pattern = 'a=[a-z]+'
 
 [[rule]]
 id = "t.b"
+action = "block"
 pattern = 'b=[a-z]+'
 """,
     )
@@ -120,7 +122,7 @@ pattern = 'b=[a-z]+'
     ],
 )
 def test_bad_checks_name_file_rule_and_reason(tmp_path: Path, body: str, reason: str) -> None:
-    pack = write_pack(tmp_path, f'[[rule]]\nid = "t.r"\n{body}\n')
+    pack = write_pack(tmp_path, f'[[rule]]\nid = "t.r"\naction = "block"\n{body}\n')
     with pytest.raises(RuleError) as info:
         load_rules([pack])
     assert info.value.rule_id == "t.r" and info.value.path == pack
@@ -129,7 +131,8 @@ def test_bad_checks_name_file_rule_and_reason(tmp_path: Path, body: str, reason:
 
 def test_pack_allowlist_naming_an_unknown_rule_is_refused(tmp_path: Path) -> None:
     pack = write_pack(
-        tmp_path, "[[allowlist]]\nstopwords = ['x']\nrules = ['t.nope']\n[[rule]]\nid = 't.r'\npattern = 'a'\n"
+        tmp_path,
+        "[[allowlist]]\nstopwords = ['x']\nrules = ['t.nope']\n[[rule]]\nid = 't.r'\naction = 'block'\npattern = 'a'\n",
     )
     with pytest.raises(RuleError, match="names rule"):
         load_rules([pack])
@@ -137,7 +140,8 @@ def test_pack_allowlist_naming_an_unknown_rule_is_refused(tmp_path: Path) -> Non
 
 def test_pack_allowlist_naming_a_keyword_rule_is_refused(tmp_path: Path) -> None:
     pack = write_pack(
-        tmp_path, "[[allowlist]]\nstopwords = ['x']\nrules = ['t.r']\n[[rule]]\nid = 't.r'\nkeywords = ['a']\n"
+        tmp_path,
+        "[[allowlist]]\nstopwords = ['x']\nrules = ['t.r']\n[[rule]]\nid = 't.r'\naction = 'block'\nkeywords = ['a']\n",
     )
     with pytest.raises(RuleError, match="apply to 'pattern' rules only"):
         load_rules([pack])
@@ -194,7 +198,7 @@ def test_bech32_checks_the_checksum() -> None:
 def test_a_valid_checksum_confirms_a_token_that_looks_like_a_placeholder(tmp_path: Path) -> None:
     pack = write_pack(
         tmp_path,
-        "[[rule]]\nid = 't.gh'\npattern = 'ghp_(?P<body>[A-Za-z0-9]{36})'\nsecret_group = 'body'\n"
+        "[[rule]]\nid = 't.gh'\naction = 'block'\npattern = 'ghp_(?P<body>[A-Za-z0-9]{36})'\nsecret_group = 'body'\n"
         "confirm = 'base62-crc32'\nallowlist = [{ regexes = ['Q1S7'] }]\n",
     )
     (rule,) = load_rules([pack]).rules
@@ -203,7 +207,7 @@ def test_a_valid_checksum_confirms_a_token_that_looks_like_a_placeholder(tmp_pat
 
 
 def test_unknown_validator_or_confirm_is_refused(tmp_path: Path) -> None:
-    pack = write_pack(tmp_path, "[[rule]]\nid = 't.r'\npattern = 'ab'\nconfirm = 'crc64'\n")
+    pack = write_pack(tmp_path, "[[rule]]\nid = 't.r'\naction = 'block'\npattern = 'ab'\nconfirm = 'crc64'\n")
     with pytest.raises(RuleError, match="unknown confirm 'crc64'"):
         load_rules([pack])
 
@@ -211,7 +215,7 @@ def test_unknown_validator_or_confirm_is_refused(tmp_path: Path) -> None:
 def test_lazy_quantifier_before_a_lookbehind_is_refused(tmp_path: Path) -> None:
     # The `regex` package reports no partial match when the text ends inside such a quantifier,
     # so the window would release the start of a match (found while building #13's packs).
-    pack = write_pack(tmp_path, "[[rule]]\nid = 't.r'\npattern = 'ab[^ ]{0,10}?(?<![a-z])c'\n")
+    pack = write_pack(tmp_path, "[[rule]]\nid = 't.r'\naction = 'block'\npattern = 'ab[^ ]{0,10}?(?<![a-z])c'\n")
     with pytest.raises(RuleError, match="lazy quantifier"):
         load_rules([pack])
 

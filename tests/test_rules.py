@@ -93,6 +93,30 @@ def test_unknown_key_is_refused(tmp_path: Path) -> None:
         load_rules([write_pack(tmp_path, rule(extra='colour = "red"'))])
 
 
+def test_missing_action_is_refused_with_the_rule_named(tmp_path: Path) -> None:
+    # test for #11: a rule without an action is not quietly a block rule
+    path = write_pack(tmp_path, '[[rule]]\nid = "t.quiet"\npattern = "abc"\n')
+    with pytest.raises(RuleError, match="missing 'action'; use one of block, redact, flag") as caught:
+        load_rules([path])
+    assert caught.value.rule_id == "t.quiet" and caught.value.path == path
+
+
+def test_unknown_pack_key_is_refused(tmp_path: Path) -> None:
+    # test for #11
+    path = tmp_path / "pack.toml"
+    path.write_text('[pack]\nname = "t"\nversoin = "2"\n' + rule(), encoding="utf-8")
+    with pytest.raises(RuleError, match=r"unknown \[pack\] key\(s\) versoin") as caught:
+        load_rules([str(path)])
+    assert caught.value.path == str(path)
+
+
+def test_misspelled_rule_table_is_refused_not_loaded_empty(tmp_path: Path) -> None:
+    # test for #11: [[rules]] instead of [[rule]] would otherwise be a pack that checks nothing
+    path = write_pack(tmp_path, rule().replace("[[rule]]", "[[rules]]"))
+    with pytest.raises(RuleError, match="unknown table\\(s\\) or key\\(s\\) rules"):
+        load_rules([path])
+
+
 def test_invalid_toml_names_the_file(tmp_path: Path) -> None:
     path = write_pack(tmp_path, "[[rule]\n")
     with pytest.raises(RuleError, match="invalid TOML") as caught:
