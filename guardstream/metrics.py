@@ -62,7 +62,7 @@ CLASSIFIER_VERDICTS = ("clear", "flagged")
 # Per event: what moderation adds is normally well under a millisecond.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 SCAN_BUCKETS = (0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05)
-CHAR_BUCKETS = (0, 1, 4, 16, 32, 64, 128, 256, 512, 1024, 4096)
+CHAR_BUCKETS = (0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 # Per request: a model's first byte takes seconds and a long answer minutes.
 REQUEST_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 

@@ -1,0 +1,10 @@
+"""`guardstream bench`: what moderation costs, measured rather than asserted.
+
+- `engine`: the window alone, per delta, on a large English text (and keyword matching).
+- `passthrough`: the bare pass-through proxy every proxy figure is compared with (part of the
+  benchmark, not of the product).
+- `load`: the client that streams through each path and times every event.
+- `proxies`: the mock model, the bare proxy and guardstream variants, each its own process on
+  loopback, driven through the same scenarios in one run.
+- `report`: the table and the JSON.
+"""

@@ -1,0 +1,574 @@
+"""The proxy benchmark: the same streams through each path, side by side, in one run.
+
+Paths (`Variant`): the mock model read directly, the bare pass-through proxy, and guardstream
+with no rules and with rule packs, each its own process on loopback, started fresh for every
+scenario (so memory and garbage-collector state never carry over). Scenarios (`Scenario`):
+flooding (the mock writes as fast as it can; one stream at a time in 1k-, 10k- and 100k-event
+streams, 50 at once, and several events per HTTP chunk) and paced (200 streams at once, one event
+every 50 ms, their starts spread over one gap as real traffic would be).
+
+Per path and scenario: server CPU per event from `/proc/<pid>/stat` (the portable figure: wall
+time mostly measures the machine), events/s, per-event latency (the mock stamps each event with
+the time it wrote it; the client subtracts that from the time it read it), time to first byte,
+characters held back (guardstream's own `guardstream_holdback_chars` histogram, read from
+`/metrics` before and after), and peak RSS per concurrent stream; each as a ratio to the bare
+proxy measured in the same round.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from guardstream.bench.engine import english_corpus
+from guardstream.bench.load import StreamResult, build_request, drive
+from guardstream.errors import ConfigError
+from guardstream.packs import load_rules
+from guardstream.window import moderate_text
+
+HOST = "127.0.0.1"
+CHAT_PATH = "/v1/chat/completions"
+DELTA_CHARS = 4
+# The reply the mock repeats: a stretch of English long enough to look like prose, short enough
+# to travel in a header (a request body would be scanned by guardstream's input rules and counted
+# in its CPU).
+UNIT_CHARS = 2_000
+# A chat stream carries a role event, a finish event and `[DONE]` besides its text events.
+FRAMING_EVENTS = 3
+START_TIMEOUT = 60.0
+ReadinessCheck = Literal["tcp", "http"]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One path through which the streams are sent."""
+
+    key: str
+    label: str
+    kind: Literal["direct", "passthrough", "guardstream"]
+    packs: tuple[str, ...] = ()
+    # Extra guardstream configuration (TOML), written to a file and passed with --config.
+    config_toml: str | None = None
+
+
+@dataclass(frozen=True)
+class Scenario:
+    key: str
+    regime: Literal["flood", "paced"]
+    label: str
+    events: int  # text events per stream
+    streams: int
+    concurrency: int
+    delay_ms: float = 0.0
+    events_per_chunk: int = 1
+    is_size_series: bool = False  # one of the scenarios that show cost per event against stream length
+
+
+def variants(packs: Sequence[str]) -> list[Variant]:
+    rules_label = "+".join(packs) or "no packs"
+    found = [
+        Variant("direct", "upstream read directly", "direct"),
+        Variant("bare", "bare pass-through proxy", "passthrough"),
+        Variant("none", "guardstream, no rules", "guardstream"),
+        Variant("rules", f"guardstream, {rules_label}", "guardstream", tuple(packs)),
+    ]
+    # HOOK (issue 12): "+ a fixed-latency classifier". Once classifiers exist, append a Variant
+    # here that serves guardstream with the same packs plus a classifier answering after a fixed
+    # delay, through `config_toml` (for example a [classifiers] table pointing at a route of the
+    # mock model that answers after `first_byte_delay_ms`). Every scenario, ratio and table row
+    # then includes it with no other change.
+    return found
+
+
+def scenarios(regime: str, *, quick: bool) -> list[Scenario]:
+    """`regime` is flood, paced or all; `quick` shrinks every scenario to a smoke test."""
+    sizes = (100, 300, 1_000) if quick else (1_000, 10_000, 100_000)
+    size_streams = (2, 1, 1) if quick else (20, 3, 1)
+    flood: list[Scenario] = [
+        Scenario(
+            f"flood-1x{events}",
+            "flood",
+            f"flood, 1 stream, {_count(events)} events",
+            events,
+            streams,
+            1,
+            is_size_series=True,
+        )
+        for events, streams in zip(sizes, size_streams, strict=True)
+    ]
+    wide, wide_events = (5, 100) if quick else (50, 1_000)
+    flood.append(Scenario(f"flood-{wide}x{wide_events}", "flood", f"flood, {wide} streams", wide_events, wide, wide))
+    batch_events, batch_streams = (300, 1) if quick else (10_000, 3)
+    flood.append(
+        Scenario(
+            f"flood-1x{batch_events}-batched",
+            "flood",
+            "flood, 10 events per read",
+            batch_events,
+            batch_streams,
+            1,
+            events_per_chunk=10,
+        )
+    )
+    paced_streams, paced_events, gap = (10, 10, 20.0) if quick else (200, 100, 50.0)
+    paced = [
+        Scenario(
+            f"paced-{paced_streams}",
+            "paced",
+            f"paced, {paced_streams} streams, {gap:g} ms",
+            paced_events,
+            paced_streams,
+            paced_streams,
+            delay_ms=gap,
+        )
+    ]
+    return {"flood": flood, "paced": paced, "all": flood + paced}[regime]
+
+
+def _count(events: int) -> str:
+    return f"{events // 1000}k" if events >= 1000 and events % 1000 == 0 else str(events)
+
+
+def benign_unit(packs: Sequence[str]) -> str:
+    """A stretch of the English corpus that no rule of `packs` touches, even repeated: the text of
+    every benchmark stream, so every path relays the same events in full."""
+    rules = load_rules(packs).for_direction("output") if packs else ()
+    corpus = english_corpus(400_000).replace("\r", "")
+    for start in range(0, len(corpus) - UNIT_CHARS, UNIT_CHARS):
+        unit = corpus[start : start + UNIT_CHARS]
+        if not moderate_text(rules, unit * 2).violations:
+            return unit
+    raise ConfigError("no stretch of the benchmark's English text passes these packs untouched; choose other packs.")
+
+
+def mock_headers(unit: str, events: int, *, delay_ms: float = 0.0, events_per_chunk: int = 1) -> list[tuple[str, str]]:
+    chars = events * DELTA_CHARS
+    if chars <= len(unit):
+        reply, repeat = unit[:chars], 1
+    else:
+        reply, repeat = unit, -(-chars // len(unit))
+    headers = [
+        ("x-mock-reply", "b64:" + base64.b64encode(reply.encode()).decode()),
+        ("x-mock-chunk-chars", str(DELTA_CHARS)),
+        ("x-mock-repeat", str(repeat)),
+        ("x-mock-stamp", "true"),
+    ]
+    if delay_ms:
+        headers.append(("x-mock-delay-ms", f"{delay_ms:g}"))
+    if events_per_chunk > 1:
+        headers.append(("x-mock-events-per-chunk", str(events_per_chunk)))
+    return headers
+
+
+def chat_request(port: int, headers: list[tuple[str, str]]) -> bytes:
+    body = b'{"model":"bench","stream":true,"messages":[{"role":"user","content":"Tell me about the library."}]}'
+    return build_request(HOST, port, CHAT_PATH, body, headers)
+
+
+# --- processes and what /proc says about them ------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time of a process, all its threads together, from /proc (Linux).
+
+    Each thread's `schedstat` counts nanoseconds; `stat` counts clock ticks (10 ms), too coarse
+    for a short run, so it is only the fallback where the kernel keeps no schedstat.
+    """
+    try:
+        return (
+            sum(int((task / "schedstat").read_text().split()[0]) for task in Path(f"/proc/{pid}/task").iterdir()) / 1e9
+        )
+    except (OSError, ValueError, IndexError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def memory_kib(pid: int, field: str) -> int:
+    """`VmRSS` (now) or `VmHWM` (peak) of a process, in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise ConfigError(f"/proc/{pid}/status has no {field}; the benchmark needs Linux.")
+
+
+def reset_peak_memory(pid: int) -> None:
+    """Start VmHWM again from the current RSS (Linux 4.0+); where that is refused, the peak since
+    start is reported, which start-up keeps small."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def _child_env() -> dict[str, str]:
+    # The servers run exactly as the benchmark configures them, whatever this shell exports.
+    return {k: v for k, v in os.environ.items() if not k.startswith("GUARDSTREAM_") and k != "PROMETHEUS_MULTIPROC_DIR"}
+
+
+@contextmanager
+def server_process(args: list[str], port: int, ready: ReadinessCheck) -> Iterator[subprocess.Popen[bytes]]:
+    """A server started as `python ARGS`, stopped (and reaped) when the block ends."""
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen([sys.executable, *args], stdout=log, stderr=log, env=_child_env())
+        try:
+            _wait_ready(process, port, ready, log)
+            yield process
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _wait_ready(process: subprocess.Popen[bytes], port: int, ready: ReadinessCheck, log: Any) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        try:
+            if ready == "http":
+                httpx.get(f"http://{HOST}:{port}/readyz", timeout=2).raise_for_status()
+            else:
+                socket.create_connection((HOST, port), timeout=2).close()
+            return
+        except (OSError, httpx.HTTPError):
+            if process.poll() is not None or time.monotonic() > deadline:
+                log.seek(0)
+                said = log.read().decode(errors="replace").strip().splitlines()
+                why = said[-1] if said else "no output"
+                raise ConfigError(f"the benchmark could not start {' '.join(process.args)}: {why}") from None  # type: ignore[arg-type]
+            time.sleep(0.05)
+
+
+def holdback_buckets(port: int, provider: str = "openai-chat") -> dict[float, float]:
+    """guardstream's cumulative `guardstream_holdback_chars` buckets, by upper bound."""
+    text = httpx.get(f"http://{HOST}:{port}/metrics", timeout=10).text
+    buckets: dict[float, float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name != "guardstream_holdback_chars":
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_bucket") and sample.labels.get("provider") == provider:
+                buckets[float(sample.labels["le"])] = sample.value
+    return buckets
+
+
+def histogram_quantile(before: dict[float, float], after: dict[float, float], q: float) -> float | None:
+    """The upper bound of the bucket holding quantile `q` of what was observed between two scrapes
+    (an "at most" figure: Prometheus would interpolate inside the bucket)."""
+    bounds = sorted(after)
+    counts = [after[b] - before.get(b, 0.0) for b in bounds]
+    if not counts or counts[-1] <= 0:
+        return None
+    for bound, cumulative in zip(bounds, counts, strict=True):
+        if cumulative >= q * counts[-1]:
+            return bound
+    return bounds[-1]  # pragma: no cover - the last bucket always holds every observation
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+# --- one measurement ---------------------------------------------------------------------------
+
+
+@dataclass
+class Bench:
+    """The mock model (one process for the whole run) and what every measurement shares.
+
+    Each measurement starts its server afresh, unless `servers` is given (a quick run): then one
+    server per path serves every scenario, which saves start-ups but lets memory carry over.
+    """
+
+    mock_pid: int
+    mock_url: str
+    unit: str
+    workdir: Path
+    servers: ExitStack | None = None
+    _running: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    def measure(
+        self, scenario: Scenario, variant: Variant, on_stream: Callable[[StreamResult], None]
+    ) -> dict[str, Any]:
+        """Start the variant's server (or reuse it), warm it up, run the scenario through it."""
+        if variant.kind == "direct":
+            port = int(self.mock_url.rsplit(":", 1)[1])
+            return self._run(scenario, variant, port, self.mock_pid, on_stream)
+        if self.servers is not None:
+            if variant.key not in self._running:
+                port = free_port()
+                process = self.servers.enter_context(server_process(*self._command(variant, port)))
+                self._running[variant.key] = (process.pid, port)
+            pid, port = self._running[variant.key]
+            return self._run(scenario, variant, port, pid, on_stream)
+        port = free_port()
+        with server_process(*self._command(variant, port)) as process:
+            return self._run(scenario, variant, port, process.pid, on_stream)
+
+    def _command(self, variant: Variant, port: int) -> tuple[list[str], int, ReadinessCheck]:
+        if variant.kind == "passthrough":
+            return (
+                ["-m", "guardstream.bench.passthrough", "--upstream", self.mock_url, "--port", str(port)],
+                port,
+                "tcp",
+            )
+        args = ["-m", "guardstream", "serve", "--upstream", self.mock_url, "--port", str(port)]
+        args += ["--packs", ",".join(variant.packs)]
+        if variant.config_toml is not None:
+            config = self.workdir / f"{variant.key}.toml"
+            config.write_text(variant.config_toml, encoding="utf-8")
+            args += ["--config", str(config)]
+        return args, port, "http"
+
+    def _run(
+        self,
+        scenario: Scenario,
+        variant: Variant,
+        port: int,
+        pid: int,
+        on_stream: Callable[[StreamResult], None],
+    ) -> dict[str, Any]:
+        is_guardstream = variant.kind == "guardstream"
+        warm = chat_request(port, mock_headers(self.unit, min(scenario.events, 200)))
+        drive(HOST, port, warm, streams=2, concurrency=1)
+        headers = mock_headers(
+            self.unit, scenario.events, delay_ms=scenario.delay_ms, events_per_chunk=scenario.events_per_chunk
+        )
+        request = chat_request(port, headers)
+        before = holdback_buckets(port) if is_guardstream else {}
+        rss_before = memory_kib(pid, "VmRSS")
+        reset_peak_memory(pid)
+        cpu_before, mock_before = cpu_seconds(pid), cpu_seconds(self.mock_pid)
+        stagger = scenario.delay_ms / 1000 / scenario.concurrency if scenario.delay_ms else 0.0
+        results, wall = drive(
+            HOST,
+            port,
+            request,
+            streams=scenario.streams,
+            concurrency=scenario.concurrency,
+            stagger_seconds=stagger,
+            on_stream=on_stream,
+        )
+        cpu = cpu_seconds(pid) - cpu_before
+        mock_cpu = cpu_seconds(self.mock_pid) - mock_before
+        peak = memory_kib(pid, "VmHWM")
+        after = holdback_buckets(port) if is_guardstream else {}
+        events = sum(r.events for r in results)
+        latencies = [n / 1000 for r in results for n in r.latencies_ns]
+        ttfbs = [r.ttfb_ns / 1e6 for r in results if r.ttfb_ns is not None]
+        per_event = 1e6 / events if events else 0.0
+        return {
+            "streams": len(results),
+            "streams_complete": sum(r.is_complete for r in results),
+            "events": events,
+            "expected_events": scenario.streams * (scenario.events + FRAMING_EVENTS),
+            "wall_seconds": wall,
+            "server_cpu_us_per_event": cpu * per_event,
+            "upstream_cpu_us_per_event": mock_cpu * per_event if variant.kind != "direct" else None,
+            "events_per_second": events / wall if wall else 0.0,
+            "latency_us": {"p50": percentile(latencies, 0.5), "p99": percentile(latencies, 0.99)},
+            "ttfb_ms": {"p50": percentile(ttfbs, 0.5), "p99": percentile(ttfbs, 0.99)},
+            "holdback_chars": {
+                "p50": histogram_quantile(before, after, 0.5),
+                "p99": histogram_quantile(before, after, 0.99),
+            }
+            if is_guardstream
+            else None,
+            # The mock serves every path, so its own memory says nothing about one of them.
+            "peak_rss_kib_per_stream": (peak - rss_before) / scenario.concurrency if variant.kind != "direct" else None,
+        }
+
+
+def versus(figures: dict[str, Any], bare: dict[str, Any]) -> dict[str, Any]:
+    """Ratios to the bare proxy's figures from the same round (None where one side has none)."""
+
+    def ratio(ours: float | None, theirs: float | None) -> float | None:
+        return ours / theirs if ours is not None and theirs else None
+
+    def minus(ours: float | None, theirs: float | None) -> float | None:
+        return ours - theirs if ours is not None and theirs is not None else None
+
+    return {
+        # The issue's own measure: events per CPU-second relative to the bare proxy's (higher is better, 1 = free).
+        "events_per_cpu_second": ratio(bare["server_cpu_us_per_event"], figures["server_cpu_us_per_event"]),
+        "events_per_second": ratio(figures["events_per_second"], bare["events_per_second"]),
+        "latency_added_us": {q: minus(figures["latency_us"][q], bare["latency_us"][q]) for q in ("p50", "p99")},
+        "ttfb": ratio(figures["ttfb_ms"]["p50"], bare["ttfb_ms"]["p50"]),
+        "peak_rss_per_stream": ratio(figures["peak_rss_kib_per_stream"], bare["peak_rss_kib_per_stream"]),
+    }
+
+
+def median_tree(values: Sequence[Any]) -> Any:
+    """The median of each number across rounds, in the shape of one round's figures."""
+    first = values[0]
+    if isinstance(first, dict):
+        return {key: median_tree([v[key] for v in values]) for key in first}
+    numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+    if not numbers:
+        return first
+    middle = statistics.median(numbers)
+    return int(middle) if all(isinstance(v, int) for v in numbers) and middle == int(middle) else middle
+
+
+# --- the run -----------------------------------------------------------------------------------
+
+
+class Progress:
+    """One line on stderr saying what is being measured, rewritten in place on a terminal."""
+
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.is_tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.prefix = ""
+        self.events = 0
+        self.last_write = 0.0
+
+    def start(self, step: int, total: int, scenario: Scenario, variant: Variant) -> None:
+        self.prefix = f"bench: [{step}/{total}] {scenario.label} · {variant.label}"
+        self.events = 0
+        self._write(self.prefix + " …", force=True)
+
+    def stream_done(self, result: StreamResult) -> None:
+        self.events += result.events
+        if self.is_tty and time.monotonic() - self.last_write > 0.2:
+            self._write(f"{self.prefix} · {self.events:,} events")
+
+    def finish(self, figures: dict[str, Any]) -> None:
+        cpu = figures["server_cpu_us_per_event"]
+        self._write(f"{self.prefix} · {figures['events']:,} events · {cpu:.1f} µs/event", force=True, end=True)
+
+    def _write(self, text: str, *, force: bool = False, end: bool = False) -> None:
+        if not self.is_tty:
+            if end:
+                self.stream.write(text + "\n")
+                self.stream.flush()
+            return
+        self.last_write = time.monotonic()
+        self.stream.write("\r\033[K" + text + ("\n" if end else ""))
+        self.stream.flush()
+
+
+def run_proxy_bench(
+    *, packs: Sequence[str], regime: str = "all", quick: bool = False, rounds: int = 1, progress: Progress | None = None
+) -> dict[str, Any]:
+    """Every scenario through every path, `rounds` times; medians, ranges and ratios to the bare proxy."""
+    import platform
+
+    progress = progress or Progress()
+    paths = variants(packs)
+    plan = scenarios(regime, quick=quick)
+    unit = benign_unit(packs)
+    raw: dict[str, dict[str, list[dict[str, Any]]]] = {s.key: {v.key: [] for v in paths} for s in plan}
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="guardstream-bench-") as workdir:
+        mock_port = free_port()
+        with (
+            server_process(["-m", "guardstream", "mock", "--port", str(mock_port)], mock_port, "tcp") as mock,
+            ExitStack() as servers,
+        ):
+            bench = Bench(mock.pid, f"http://{HOST}:{mock_port}", unit, Path(workdir), servers if quick else None)
+            total, step = rounds * len(plan) * len(paths), 0
+            for _ in range(rounds):
+                for scenario in plan:
+                    for variant in paths:
+                        step += 1
+                        progress.start(step, total, scenario, variant)
+                        figures = bench.measure(scenario, variant, progress.stream_done)
+                        progress.finish(figures)
+                        raw[scenario.key][variant.key].append(figures)
+                    bare = raw[scenario.key]["bare"][-1]
+                    for variant in paths:
+                        figures = raw[scenario.key][variant.key][-1]
+                        figures["vs_bare"] = versus(figures, bare)
+    results = []
+    for scenario in plan:
+        by_path: dict[str, Any] = {}
+        for variant in paths:
+            rounds_run = raw[scenario.key][variant.key]
+            summary = median_tree(rounds_run)
+            summary["range"] = {
+                "server_cpu_us_per_event": _span(r["server_cpu_us_per_event"] for r in rounds_run),
+                "events_per_cpu_second_vs_bare": _span(r["vs_bare"]["events_per_cpu_second"] for r in rounds_run),
+            }
+            summary["rounds"] = rounds_run
+            by_path[variant.key] = summary
+        results.append(
+            {
+                "key": scenario.key,
+                "label": scenario.label,
+                "regime": scenario.regime,
+                "events_per_stream": scenario.events + FRAMING_EVENTS,
+                "streams": scenario.streams,
+                "concurrency": scenario.concurrency,
+                "delay_ms": scenario.delay_ms,
+                "events_per_chunk": scenario.events_per_chunk,
+                "is_size_series": scenario.is_size_series,
+                "results": by_path,
+            }
+        )
+    return {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "implementation": platform.python_implementation(),
+            "system": platform.platform(),
+            "load_average_before": list(load_before),
+            "load_average_after": list(os.getloadavg()),
+        },
+        "settings": {
+            "packs": list(packs),
+            "regime": regime,
+            "quick": quick,
+            "rounds": rounds,
+            "delta_chars": DELTA_CHARS,
+        },
+        "paths": [{"key": v.key, "label": v.label} for v in paths],
+        "scenarios": results,
+        "cost_per_size": cost_per_size(results, paths),
+    }
+
+
+def _span(values: Iterator[float | None]) -> list[float] | None:
+    present = [v for v in values if v is not None]
+    return [min(present), max(present)] if present else None
+
+
+def cost_per_size(results: list[dict[str, Any]], paths: Sequence[Variant]) -> dict[str, Any]:
+    """Server CPU per event against stream length, per path, and the longest's cost over the shortest's."""
+    series = [s for s in results if s["is_size_series"]]
+    table: dict[str, Any] = {}
+    for variant in paths:
+        costs = {
+            str(s["events_per_stream"] - FRAMING_EVENTS): s["results"][variant.key]["server_cpu_us_per_event"]
+            for s in series
+        }
+        values = list(costs.values())
+        table[variant.key] = {
+            "us_per_event": costs,
+            "longest_over_shortest": values[-1] / values[0] if len(values) > 1 and values[0] else None,
+        }
+    return table
