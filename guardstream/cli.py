@@ -49,8 +49,18 @@ def main() -> None:
 @click.option("--host", envvar="GUARDSTREAM_HOST", help="Interface to listen on (default 127.0.0.1).")
 @click.option("--port", type=int, envvar="GUARDSTREAM_PORT", help="Port to listen on (default 8080).")
 @click.option("--packs", envvar="GUARDSTREAM_PACKS", help="Comma-separated rule packs (names or paths).")
+@click.option(
+    "--workers",
+    type=int,
+    default=1,
+    show_default=True,
+    envvar="GUARDSTREAM_WORKERS",
+    help="Worker processes, one per core; /metrics sums them.",
+)
 @_fail_cleanly
-def serve(config_path: str | None, upstream: str | None, host: str | None, port: int | None, packs: str | None) -> None:
+def serve(
+    config_path: str | None, upstream: str | None, host: str | None, port: int | None, packs: str | None, workers: int
+) -> None:
     """Run the moderating proxy: point any OpenAI/Anthropic/Gemini SDK's base_url at it."""
     import uvicorn
 
@@ -58,6 +68,8 @@ def serve(config_path: str | None, upstream: str | None, host: str | None, port:
     from guardstream.proxy import create_app
     from guardstream.servers import serve_in_thread
 
+    if workers < 1:
+        raise ConfigError(f"--workers must be at least 1 (got {workers}).")
     config = load_config(config_path).with_overrides(upstream=upstream, host=host, port=port, packs=packs)
     # Everything that can be wrong is checked before anything starts or says it is listening.
     load_rules(config.moderation.packs)
@@ -75,6 +87,12 @@ def serve(config_path: str | None, upstream: str | None, host: str | None, port:
         # Say plainly what is not moderated: pass-through routes reach the upstream on trust.
         passthrough = ", ".join(config.routes.passthrough) or "nothing"
         click.echo(f"guardstream: forwarded unmoderated ([routes] passthrough): {passthrough}", err=True)
+        if workers > 1:
+            from guardstream.workers import serve_workers
+
+            click.echo(f"guardstream: {workers} worker processes", err=True)
+            serve_workers(config, workers=workers)
+            return
         # The upstream's Date and Server headers pass through; uvicorn must not add a second pair.
         uvicorn.run(
             app,
