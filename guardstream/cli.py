@@ -278,3 +278,52 @@ def bench(
         print_proxy(report["proxy"])
     if json_path is not None:
         Path(json_path).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+
+
+@main.group()
+def deploy() -> None:
+    """Print deployment files: a container image definition, Kubernetes manifests."""
+
+
+@deploy.command("containerfile")
+def deploy_containerfile() -> None:
+    """A Containerfile (Dockerfile) for the guardstream image."""
+    from guardstream.deploy import containerfile
+
+    click.echo(containerfile(), nl=False)
+
+
+@deploy.command("kubernetes")
+@click.option("--image", help="Image reference (default guardstream:VERSION, built from the Containerfile).")
+@click.option("--name", default="guardstream", show_default=True, help="Name of every object.")
+@click.option("--replicas", type=int, default=2, show_default=True, help="Pods at least (the autoscaler's minimum).")
+@click.option("--max-replicas", type=int, default=10, show_default=True, help="Pods at most.")
+@click.option("--workers", type=int, default=1, show_default=True, help="Worker processes per pod (cores requested).")
+@click.option("--autoscale-on", default="cpu", show_default=True, help="cpu, or active-streams (needs an adapter).")
+@click.option(
+    "--streams-per-worker", type=int, default=200, show_default=True, help="With active-streams: the target per worker."
+)
+@_fail_cleanly
+def deploy_kubernetes(
+    image: str | None,
+    name: str,
+    replicas: int,
+    max_replicas: int,
+    workers: int,
+    autoscale_on: str,
+    streams_per_worker: int,
+) -> None:
+    """Kubernetes manifests: ConfigMap, Deployment, Service, HPA, PodDisruptionBudget, ServiceMonitor."""
+    from guardstream import __version__
+    from guardstream.deploy import KubernetesOptions, kubernetes
+
+    options = KubernetesOptions(
+        image=image if image is not None else f"guardstream:{__version__}",
+        name=name,
+        replicas=replicas,
+        max_replicas=max_replicas,
+        workers=workers,
+        autoscale_on=autoscale_on,  # type: ignore[arg-type]  # checked by KubernetesOptions.check
+        streams_per_worker=streams_per_worker,
+    )
+    click.echo(kubernetes(options), nl=False)
