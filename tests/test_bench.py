@@ -45,6 +45,7 @@ def test_bench_quick_run_reports_every_scenario_and_path(tmp_path: Path) -> None
         for path, figures in scenario["results"].items():
             # Every path relays every event of every stream: the text is one no rule touches.
             assert figures["streams"] == figures["streams_complete"] == plan.streams, (scenario["key"], path)
+            assert figures["streams_failed"] == {}
             assert figures["events"] == figures["expected_events"] == plan.streams * (plan.events + FRAMING_EVENTS)
             assert (figures["holdback_chars"] is not None) == (path in ("none", "rules"))
             assert (figures["peak_rss_kib_per_stream"] is None) == (path == "direct")

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -50,6 +51,9 @@ UNIT_CHARS = 2_000
 # A chat stream carries a role event, a finish event and `[DONE]` besides its text events.
 FRAMING_EVENTS = 3
 START_TIMEOUT = 60.0
+# 200 paced streams start over one second (200 new streams a second), then run together: a busy
+# service rather than a thundering herd, which no load balancer sends.
+PACED_RAMP_SECONDS = 1.0
 ReadinessCheck = Literal["tcp", "http"]
 
 
@@ -76,6 +80,8 @@ class Scenario:
     delay_ms: float = 0.0
     events_per_chunk: int = 1
     is_size_series: bool = False  # one of the scenarios that show cost per event against stream length
+    # The first `concurrency` streams start spread over this long, as arrivals would be, not all at once.
+    ramp_seconds: float = 0.0
 
 
 def variants(packs: Sequence[str]) -> list[Variant]:
@@ -134,6 +140,7 @@ def scenarios(regime: str, *, quick: bool) -> list[Scenario]:
             paced_streams,
             paced_streams,
             delay_ms=gap,
+            ramp_seconds=gap / 1000 if quick else PACED_RAMP_SECONDS,
         )
     ]
     return {"flood": flood, "paced": paced, "all": flood + paced}[regime]
@@ -363,7 +370,7 @@ class Bench:
         rss_before = memory_kib(pid, "VmRSS")
         reset_peak_memory(pid)
         cpu_before, mock_before = cpu_seconds(pid), cpu_seconds(self.mock_pid)
-        stagger = scenario.delay_ms / 1000 / scenario.concurrency if scenario.delay_ms else 0.0
+        stagger = scenario.ramp_seconds / scenario.concurrency
         results, wall = drive(
             HOST,
             port,
@@ -381,9 +388,12 @@ class Bench:
         latencies = [n / 1000 for r in results for n in r.latencies_ns]
         ttfbs = [r.ttfb_ns / 1e6 for r in results if r.ttfb_ns is not None]
         per_event = 1e6 / events if events else 0.0
+        statuses = Counter(str(r.status) for r in results if not r.is_complete)
         return {
             "streams": len(results),
             "streams_complete": sum(r.is_complete for r in results),
+            # How the others ended: their HTTP status ("0": no answer at all; "200": cut mid-body).
+            "streams_failed": dict(sorted(statuses.items())),
             "events": events,
             "expected_events": scenario.streams * (scenario.events + FRAMING_EVENTS),
             "wall_seconds": wall,
@@ -525,6 +535,7 @@ def run_proxy_bench(
                 "streams": scenario.streams,
                 "concurrency": scenario.concurrency,
                 "delay_ms": scenario.delay_ms,
+                "ramp_seconds": scenario.ramp_seconds,
                 "events_per_chunk": scenario.events_per_chunk,
                 "is_size_series": scenario.is_size_series,
                 "results": by_path,

@@ -128,9 +128,9 @@ def print_proxy(report: dict[str, Any]) -> None:
     click.echo(f"\nproxy benchmark: {machine['cpus']} CPUs, {python}, {machine['system']}")
     click.echo(f"{rounds} round{'s' if rounds > 1 else ''} (medians); load average {load}")
     click.echo(
-        "CPU: server CPU µs per event (/proc); eff: events per CPU-second as a share of the bare proxy's; "
-        "latency: mock wrote the event -> client read it; added: minus the bare proxy's; "
-        "held: guardstream_holdback_chars (bucket upper bounds); RSS: peak per concurrent stream"
+        "CPU: server CPU µs per event (/proc); eff: events per CPU-second as a share of the bare proxy's;\n"
+        "latency (paced only: flooding measures queues): mock wrote the event -> client read it; added: minus "
+        "the bare proxy's;\nheld: guardstream_holdback_chars (bucket upper bounds); RSS: peak per concurrent stream"
     )
     header = (
         f"{'path':<30}{'CPU µs/ev':>10}{'eff':>6}{'events/s':>10}{'latency p50/p99 ms':>20}{'added p50 ms':>13}"
@@ -139,10 +139,17 @@ def print_proxy(report: dict[str, Any]) -> None:
     labels = {p["key"]: p["label"] for p in report["paths"]}
     for scenario in report["scenarios"]:
         click.echo(f"\n{scenario['label']} ({scenario['streams']} × {scenario['events_per_stream']:,} events)")
+        failed = {k: r["streams_failed"] for k, r in scenario["results"].items() if r["streams_failed"]}
+        for key, statuses in failed.items():
+            ended = ", ".join(f"{count} with status {status}" for status, count in statuses.items())
+            click.echo(f"  {labels[key]}: streams that did not complete: {ended}")
         click.echo(header)
         for key, r in scenario["results"].items():
             vs = r["vs_bare"]
-            latency = {q: _ms(r["latency_us"][q]) for q in ("p50", "p99")}
+            # Flooding fills every buffer on the way: its latency is the depth of the queue (JSON only).
+            paced = scenario["regime"] == "paced"
+            latency = {q: _ms(r["latency_us"][q]) if paced else None for q in ("p50", "p99")}
+            added = _ms(vs["latency_added_us"]["p50"]) if paced and key != "bare" else None
             rss = r["peak_rss_kib_per_stream"]
             rss_text = "—" if rss is None else f"{rss:.0f}"
             if rss is not None and vs["peak_rss_per_stream"] is not None and key != "bare":
@@ -151,7 +158,7 @@ def print_proxy(report: dict[str, Any]) -> None:
             click.echo(
                 f"{labels[key]:<30}{r['server_cpu_us_per_event']:>10.1f}{_num(eff, '.2f'):>6}"
                 f"{r['events_per_second']:>10,.0f}{_pair(latency, '.2f'):>20}"
-                f"{_num(_ms(vs['latency_added_us']['p50']) if key != 'bare' else None, '+.2f'):>13}"
+                f"{_num(added, '+.2f'):>13}"
                 f"{_num(r['ttfb_ms']['p50'], '.1f'):>9}{_pair(r['holdback_chars'], '.0f'):>13}{rss_text:>16}"
             )
     sizes = report["cost_per_size"]
