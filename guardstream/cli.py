@@ -225,7 +225,12 @@ def demo() -> None:
 @click.option("--engine/--no-engine", default=True, show_default=True, help="Measure the window's cost per delta.")
 @click.option("--keywords", is_flag=True, help="Also compare keyword matching with regex's \\L<list> at 5,000 words.")
 @click.option("--proxy", is_flag=True, help="Also measure the proxy against a bare pass-through proxy, per event.")
-@click.option("--regime", default="all", show_default=True, help="Proxy scenarios: flood, paced or all.")
+@click.option(
+    "--regime",
+    default="all",
+    show_default=True,
+    help="Proxy scenarios: flood, paced, all (both) or many (1,000 streams).",
+)
 @click.option("--rounds", type=int, default=1, show_default=True, help="Proxy: measure every scenario this many times.")
 @click.option("--quick", is_flag=True, help="A short run of everything asked for (a smoke test, not a measurement).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the report as JSON to FILE.")
@@ -253,8 +258,8 @@ def bench(
         raise ConfigError(f"--delta-chars must be at least 1 (got {delta_chars}).")
     if chars < delta_chars:
         raise ConfigError(f"--chars must be at least --delta-chars ({delta_chars}) (got {chars}).")
-    if regime not in ("flood", "paced", "all"):
-        raise ConfigError(f"--regime must be flood, paced or all (got {regime!r}).")
+    if regime not in ("flood", "paced", "all", "many"):
+        raise ConfigError(f"--regime must be flood, paced, all or many (got {regime!r}).")
     if rounds < 1:
         raise ConfigError(f"--rounds must be at least 1 (got {rounds}).")
     if not (engine or keywords or proxy):

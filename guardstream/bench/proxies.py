@@ -101,7 +101,8 @@ def variants(packs: Sequence[str]) -> list[Variant]:
 
 
 def scenarios(regime: str, *, quick: bool) -> list[Scenario]:
-    """`regime` is flood, paced or all; `quick` shrinks every scenario to a smoke test."""
+    """`regime` is flood, paced, many (1,000 slow streams at once) or all (flood and paced);
+    `quick` shrinks every scenario to a smoke test."""
     sizes = (100, 300, 1_000) if quick else (1_000, 10_000, 100_000)
     size_streams = (2, 1, 1) if quick else (20, 3, 1)
     flood: list[Scenario] = [
@@ -143,7 +144,21 @@ def scenarios(regime: str, *, quick: bool) -> list[Scenario]:
             ramp_seconds=gap / 1000 if quick else PACED_RAMP_SECONDS,
         )
     ]
-    return {"flood": flood, "paced": paced, "all": flood + paced}[regime]
+    # Not part of `all`: a check that one process carries 1,000 slow streams to the end (and what each costs).
+    many_streams, many_events = (20, 5) if quick else (1_000, 20)
+    many = [
+        Scenario(
+            f"paced-{many_streams}",
+            "paced",
+            f"paced, {many_streams:,} streams, 50 ms",
+            many_events,
+            many_streams,
+            many_streams,
+            delay_ms=50.0,
+            ramp_seconds=PACED_RAMP_SECONDS * many_streams / 200,
+        )
+    ]
+    return {"flood": flood, "paced": paced, "many": many, "all": flood + paced}[regime]
 
 
 def _count(events: int) -> str:
