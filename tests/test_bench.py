@@ -174,8 +174,13 @@ def test_versus_and_targets_read_ratios_to_the_bare_proxy() -> None:
     assert vs["peak_rss_per_stream"] == 1.25
     ours["vs_bare"] = vs
     scenario = {"key": "s", "is_size_series": True, "events_per_chunk": 1, "regime": "paced", "delay_ms": 50.0}
+    scenario["streams"] = 200
+    many = {**scenario, "key": "many", "is_size_series": False, "streams": 1_000}
     report = {
-        "scenarios": [{**scenario, "results": {"rules": ours}}],
+        "scenarios": [
+            {**scenario, "results": {"rules": ours}},
+            {**many, "results": {"rules": {"streams_complete": 999}}},
+        ],
         "cost_per_size": {"rules": {"longest_over_shortest": 1.1}},
     }
     verdicts = {t["target"]: t["met"] for t in targets(report)}
@@ -185,3 +190,4 @@ def test_versus_and_targets_read_ratios_to_the_bare_proxy() -> None:
     assert verdicts["paced: peak RSS per stream ≤ 1.5 × bare"] is True
     assert verdicts["characters held back p50 ≤ 2"] is True
     assert verdicts["cost per event, longest stream ≤ 1.2 × shortest"] is True
+    assert verdicts["1,000 concurrent slow streams complete in one process"] is False
