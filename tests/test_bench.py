@@ -151,8 +151,8 @@ def test_histogram_quantile_reads_the_upper_bound_between_scrapes() -> None:
 
 def test_median_tree_takes_the_median_of_each_number() -> None:
     rounds: list[Any] = [{"a": 1, "b": {"c": 1.0, "d": None}}, {"a": 3, "b": {"c": 5.0, "d": None}}]
-    rounds.append({"a": 2, "b": {"c": 2.0, "d": None}})
-    assert median_tree(rounds) == {"a": 2, "b": {"c": 2.0, "d": None}}
+    rounds.append({"a": 2, "b": {"c": 2.0, "d": None, "500": 1}})  # keys that only some rounds have
+    assert median_tree(rounds) == {"a": 2, "b": {"c": 2.0, "d": None, "500": 1}}
 
 
 def figures(cpu: float, latency: float | None = 1000.0, rss: float | None = 40.0) -> dict[str, Any]:

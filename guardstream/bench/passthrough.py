@@ -28,8 +28,9 @@ NOT_FORWARDED = HOP_BY_HOP | {"host", "content-length"}
 
 
 def passthrough_app(upstream: str) -> Callable[[Scope, Any, Any], Awaitable[None]]:
-    # No cap on upstream connections: every stream the benchmark opens gets its own at once.
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+    # No cap on upstream connections: every stream the benchmark opens gets its own at once. Idle
+    # connections go before uvicorn's keep-alive timeout (5 s), as guardstream's do.
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None, keepalive_expiry=4.0)
     client = httpx.AsyncClient(timeout=None, limits=limits)
 
     async def app(scope: Scope, receive: Callable[[], Awaitable[Message]], send: Any) -> None:
@@ -43,7 +44,12 @@ def passthrough_app(upstream: str) -> Callable[[Scope, Any, Any], Awaitable[None
                 break
         headers = [(k.decode(), v.decode()) for k, v in scope["headers"] if k.decode().lower() not in NOT_FORWARDED]
         request = client.build_request(scope["method"], upstream + scope["path"], headers=headers, content=body)
-        response = await client.send(request, stream=True)
+        try:
+            response = await client.send(request, stream=True)
+        except httpx.RemoteProtocolError:
+            # The keep-alive race (a pooled connection closed as the request went out): one more try,
+            # as guardstream makes, so that both paths fail alike.
+            response = await client.send(request, stream=True)
         try:
             out_headers = [
                 (k.encode(), v.encode()) for k, v in response.headers.items() if k.lower() not in NOT_FORWARDED

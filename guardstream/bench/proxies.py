@@ -451,7 +451,8 @@ def median_tree(values: Sequence[Any]) -> Any:
     """The median of each number across rounds, in the shape of one round's figures."""
     first = values[0]
     if isinstance(first, dict):
-        return {key: median_tree([v[key] for v in values]) for key in first}
+        keys = dict.fromkeys(key for v in values for key in v)
+        return {key: median_tree([v[key] for v in values if key in v]) for key in keys}
     numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
     if not numbers:
         return first
@@ -539,6 +540,10 @@ def run_proxy_bench(
                 "server_cpu_us_per_event": _span(r["server_cpu_us_per_event"] for r in rounds_run),
                 "events_per_cpu_second_vs_bare": _span(r["vs_bare"]["events_per_cpu_second"] for r in rounds_run),
             }
+            failed: Counter[str] = Counter()
+            for r in rounds_run:
+                failed.update(r["streams_failed"])
+            summary["streams_failed"] = dict(sorted(failed.items()))  # over every round, not a median
             summary["rounds"] = rounds_run
             by_path[variant.key] = summary
         results.append(
