@@ -275,8 +275,8 @@ def bench(
         report["keywords"] = keyword_bench(words=500 if quick else 5_000, chars=chars if quick else 300_000)
         print_keywords(report["keywords"])
     if proxy:
-        from guardstream.bench.proxies import run_proxy_bench
         from guardstream.bench.report import print_proxy, targets
+        from guardstream.bench.run import run_proxy_bench
 
         report["proxy"] = run_proxy_bench(packs=pack_names, regime=regime, quick=quick, rounds=rounds)
         report["proxy"]["targets"] = targets(report["proxy"])

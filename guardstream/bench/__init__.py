@@ -4,7 +4,8 @@
 - `passthrough`: the bare pass-through proxy every proxy figure is compared with (part of the
   benchmark, not of the product).
 - `load`: the client that streams through each path and times every event.
-- `proxies`: the mock model, the bare proxy and guardstream variants, each its own process on
-  loopback, driven through the same scenarios in one run.
+- `proxies`: the paths (the mock model, the bare proxy, guardstream variants) and the scenarios,
+  and one measurement of one through the other; `processes`: starting them, reading /proc.
+- `run`: every scenario through every path, each its own process on loopback, in one run.
 - `report`: the table and the JSON.
 """

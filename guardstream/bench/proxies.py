@@ -5,9 +5,9 @@ with no rules and with rule packs, each its own process on loopback, started fre
 scenario (so memory and garbage-collector state never carry over). Scenarios (`Scenario`):
 flooding (the mock writes as fast as it can; one stream at a time in 1k-, 10k- and 100k-event
 streams, 50 at once, and several events per HTTP chunk) and paced (200 streams at once, one event
-every 50 ms, their starts spread over one gap as real traffic would be).
+every 50 ms, their starts spread over a second as arrivals would be; `many`: 1,000 of them).
 
-Per path and scenario: server CPU per event from `/proc/<pid>/stat` (the portable figure: wall
+Per path and scenario: server CPU per event from `/proc` (the portable figure: wall
 time mostly measures the machine), events/s, per-event latency (the mock stamps each event with
 the time it wrote it; the client subtracts that from the time it read it), time to first byte,
 characters held back (guardstream's own `guardstream_holdback_chars` histogram, read from
@@ -18,16 +18,10 @@ proxy measured in the same round.
 from __future__ import annotations
 
 import base64
-import os
-import socket
 import statistics
-import subprocess
-import sys
-import tempfile
-import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -37,11 +31,19 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from guardstream.bench.engine import english_corpus
 from guardstream.bench.load import StreamResult, build_request, drive
+from guardstream.bench.processes import (
+    HOST,
+    ReadinessCheck,
+    cpu_seconds,
+    free_port,
+    memory_kib,
+    reset_peak_memory,
+    server_process,
+)
 from guardstream.errors import ConfigError
 from guardstream.packs import load_rules
 from guardstream.window import moderate_text
 
-HOST = "127.0.0.1"
 CHAT_PATH = "/v1/chat/completions"
 DELTA_CHARS = 4
 # The reply the mock repeats: a stretch of English long enough to look like prose, short enough
@@ -50,11 +52,9 @@ DELTA_CHARS = 4
 UNIT_CHARS = 2_000
 # A chat stream carries a role event, a finish event and `[DONE]` besides its text events.
 FRAMING_EVENTS = 3
-START_TIMEOUT = 60.0
 # 200 paced streams start over one second (200 new streams a second), then run together: a busy
 # service rather than a thundering herd, which no load balancer sends.
 PACED_RAMP_SECONDS = 1.0
-ReadinessCheck = Literal["tcp", "http"]
 
 
 @dataclass(frozen=True)
@@ -199,87 +199,6 @@ def mock_headers(unit: str, events: int, *, delay_ms: float = 0.0, events_per_ch
 def chat_request(port: int, headers: list[tuple[str, str]]) -> bytes:
     body = b'{"model":"bench","stream":true,"messages":[{"role":"user","content":"Tell me about the library."}]}'
     return build_request(HOST, port, CHAT_PATH, body, headers)
-
-
-# --- processes and what /proc says about them ------------------------------------------------
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time of a process, all its threads together, from /proc (Linux).
-
-    Each thread's `schedstat` counts nanoseconds; `stat` counts clock ticks (10 ms), too coarse
-    for a short run, so it is only the fallback where the kernel keeps no schedstat.
-    """
-    try:
-        return (
-            sum(int((task / "schedstat").read_text().split()[0]) for task in Path(f"/proc/{pid}/task").iterdir()) / 1e9
-        )
-    except (OSError, ValueError, IndexError):
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def memory_kib(pid: int, field: str) -> int:
-    """`VmRSS` (now) or `VmHWM` (peak) of a process, in KiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise ConfigError(f"/proc/{pid}/status has no {field}; the benchmark needs Linux.")
-
-
-def reset_peak_memory(pid: int) -> None:
-    """Start VmHWM again from the current RSS (Linux 4.0+); where that is refused, the peak since
-    start is reported, which start-up keeps small."""
-    try:
-        Path(f"/proc/{pid}/clear_refs").write_text("5")
-    except OSError:
-        pass
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def _child_env() -> dict[str, str]:
-    # The servers run exactly as the benchmark configures them, whatever this shell exports.
-    return {k: v for k, v in os.environ.items() if not k.startswith("GUARDSTREAM_") and k != "PROMETHEUS_MULTIPROC_DIR"}
-
-
-@contextmanager
-def server_process(args: list[str], port: int, ready: ReadinessCheck) -> Iterator[subprocess.Popen[bytes]]:
-    """A server started as `python ARGS`, stopped (and reaped) when the block ends."""
-    with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen([sys.executable, *args], stdout=log, stderr=log, env=_child_env())
-        try:
-            _wait_ready(process, port, ready, log)
-            yield process
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-def _wait_ready(process: subprocess.Popen[bytes], port: int, ready: ReadinessCheck, log: Any) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while True:
-        try:
-            if ready == "http":
-                httpx.get(f"http://{HOST}:{port}/readyz", timeout=2).raise_for_status()
-            else:
-                socket.create_connection((HOST, port), timeout=2).close()
-            return
-        except (OSError, httpx.HTTPError):
-            if process.poll() is not None or time.monotonic() > deadline:
-                log.seek(0)
-                said = log.read().decode(errors="replace").strip().splitlines()
-                why = said[-1] if said else "no output"
-                raise ConfigError(f"the benchmark could not start {' '.join(process.args)}: {why}") from None  # type: ignore[arg-type]
-            time.sleep(0.05)
 
 
 def holdback_buckets(port: int, provider: str = "openai-chat") -> dict[float, float]:
@@ -458,148 +377,3 @@ def median_tree(values: Sequence[Any]) -> Any:
         return first
     middle = statistics.median(numbers)
     return int(middle) if all(isinstance(v, int) for v in numbers) and middle == int(middle) else middle
-
-
-# --- the run -----------------------------------------------------------------------------------
-
-
-class Progress:
-    """One line on stderr saying what is being measured, rewritten in place on a terminal."""
-
-    def __init__(self, stream: Any = None) -> None:
-        self.stream = stream if stream is not None else sys.stderr
-        self.is_tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.prefix = ""
-        self.events = 0
-        self.last_write = 0.0
-
-    def start(self, step: int, total: int, scenario: Scenario, variant: Variant) -> None:
-        self.prefix = f"bench: [{step}/{total}] {scenario.label} · {variant.label}"
-        self.events = 0
-        self._write(self.prefix + " …", force=True)
-
-    def stream_done(self, result: StreamResult) -> None:
-        self.events += result.events
-        if self.is_tty and time.monotonic() - self.last_write > 0.2:
-            self._write(f"{self.prefix} · {self.events:,} events")
-
-    def finish(self, figures: dict[str, Any]) -> None:
-        cpu = figures["server_cpu_us_per_event"]
-        self._write(f"{self.prefix} · {figures['events']:,} events · {cpu:.1f} µs/event", force=True, end=True)
-
-    def _write(self, text: str, *, force: bool = False, end: bool = False) -> None:
-        if not self.is_tty:
-            if end:
-                self.stream.write(text + "\n")
-                self.stream.flush()
-            return
-        self.last_write = time.monotonic()
-        self.stream.write("\r\033[K" + text + ("\n" if end else ""))
-        self.stream.flush()
-
-
-def run_proxy_bench(
-    *, packs: Sequence[str], regime: str = "all", quick: bool = False, rounds: int = 1, progress: Progress | None = None
-) -> dict[str, Any]:
-    """Every scenario through every path, `rounds` times; medians, ranges and ratios to the bare proxy."""
-    import platform
-
-    progress = progress or Progress()
-    paths = variants(packs)
-    plan = scenarios(regime, quick=quick)
-    unit = benign_unit(packs)
-    raw: dict[str, dict[str, list[dict[str, Any]]]] = {s.key: {v.key: [] for v in paths} for s in plan}
-    load_before = os.getloadavg()
-    with tempfile.TemporaryDirectory(prefix="guardstream-bench-") as workdir:
-        mock_port = free_port()
-        with (
-            server_process(["-m", "guardstream", "mock", "--port", str(mock_port)], mock_port, "tcp") as mock,
-            ExitStack() as servers,
-        ):
-            bench = Bench(mock.pid, f"http://{HOST}:{mock_port}", unit, Path(workdir), servers if quick else None)
-            total, step = rounds * len(plan) * len(paths), 0
-            for _ in range(rounds):
-                for scenario in plan:
-                    for variant in paths:
-                        step += 1
-                        progress.start(step, total, scenario, variant)
-                        figures = bench.measure(scenario, variant, progress.stream_done)
-                        progress.finish(figures)
-                        raw[scenario.key][variant.key].append(figures)
-                    bare = raw[scenario.key]["bare"][-1]
-                    for variant in paths:
-                        figures = raw[scenario.key][variant.key][-1]
-                        figures["vs_bare"] = versus(figures, bare)
-    results = []
-    for scenario in plan:
-        by_path: dict[str, Any] = {}
-        for variant in paths:
-            rounds_run = raw[scenario.key][variant.key]
-            summary = median_tree(rounds_run)
-            summary["range"] = {
-                "server_cpu_us_per_event": _span(r["server_cpu_us_per_event"] for r in rounds_run),
-                "events_per_cpu_second_vs_bare": _span(r["vs_bare"]["events_per_cpu_second"] for r in rounds_run),
-            }
-            failed: Counter[str] = Counter()
-            for r in rounds_run:
-                failed.update(r["streams_failed"])
-            summary["streams_failed"] = dict(sorted(failed.items()))  # over every round, not a median
-            summary["rounds"] = rounds_run
-            by_path[variant.key] = summary
-        results.append(
-            {
-                "key": scenario.key,
-                "label": scenario.label,
-                "regime": scenario.regime,
-                "events_per_stream": scenario.events + FRAMING_EVENTS,
-                "streams": scenario.streams,
-                "concurrency": scenario.concurrency,
-                "delay_ms": scenario.delay_ms,
-                "ramp_seconds": scenario.ramp_seconds,
-                "events_per_chunk": scenario.events_per_chunk,
-                "is_size_series": scenario.is_size_series,
-                "results": by_path,
-            }
-        )
-    return {
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "implementation": platform.python_implementation(),
-            "system": platform.platform(),
-            "load_average_before": list(load_before),
-            "load_average_after": list(os.getloadavg()),
-        },
-        "settings": {
-            "packs": list(packs),
-            "regime": regime,
-            "quick": quick,
-            "rounds": rounds,
-            "delta_chars": DELTA_CHARS,
-        },
-        "paths": [{"key": v.key, "label": v.label} for v in paths],
-        "scenarios": results,
-        "cost_per_size": cost_per_size(results, paths),
-    }
-
-
-def _span(values: Iterator[float | None]) -> list[float] | None:
-    present = [v for v in values if v is not None]
-    return [min(present), max(present)] if present else None
-
-
-def cost_per_size(results: list[dict[str, Any]], paths: Sequence[Variant]) -> dict[str, Any]:
-    """Server CPU per event against stream length, per path, and the longest's cost over the shortest's."""
-    series = [s for s in results if s["is_size_series"]]
-    table: dict[str, Any] = {}
-    for variant in paths:
-        costs = {
-            str(s["events_per_stream"] - FRAMING_EVENTS): s["results"][variant.key]["server_cpu_us_per_event"]
-            for s in series
-        }
-        values = list(costs.values())
-        table[variant.key] = {
-            "us_per_event": costs,
-            "longest_over_shortest": values[-1] / values[0] if len(values) > 1 and values[0] else None,
-        }
-    return table
