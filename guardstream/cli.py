@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import click
 
-from guardstream.config import Config, flag_name, iter_settings
+from guardstream.config import flag_name, iter_settings
 from guardstream.errors import ConfigError, GuardstreamError
 from guardstream.packs import builtin_pack_names, load_rules
 from guardstream.probes import slow_rules
@@ -69,6 +69,7 @@ def _settings_options(func: F) -> F:
 @click.option("--packs", help="Comma-separated rule packs (names or paths).")
 @click.option("--log-level", help="debug, info, warning or error.")
 @click.option("--log-format", help="text or json: one line per request.")
+@click.option("--workers", help="Worker processes, one per core (default 1); /metrics sums them.")
 @_settings_options
 @_fail_cleanly
 def serve(
@@ -79,6 +80,7 @@ def serve(
     packs: str | None,
     log_level: str | None,
     log_format: str | None,
+    workers: str | None,
     **settings: str | None,
 ) -> None:
     """Run the moderating proxy: point any OpenAI/Anthropic/Gemini SDK's base_url at it.
@@ -86,9 +88,8 @@ def serve(
     Every setting of the config file is also a flag (--timeouts-idle 30) and an environment
     variable (GUARDSTREAM_TIMEOUTS_IDLE=30); flags win over the environment, which wins over the file.
     """
-    import os
 
-    from guardstream.serve import build_config, run
+    from guardstream.serve import ConfigSource, run
 
     flags: dict[tuple[str, str], Any] = {}
     for name, value in settings.items():
@@ -100,15 +101,12 @@ def serve(
         ("logging", "level", log_level),
         ("logging", "format", log_format),
         ("moderation", "packs", packs),
+        ("server", "workers", workers),
     ):
         if value is not None:
             flags[section, key] = value
-    classic = {"upstream": upstream}
-
-    def load() -> Config:
-        return build_config(config_path, flags, classic, os.environ)
-
-    run(load(), load)
+    source = ConfigSource(config_path, flags, {"upstream": upstream})
+    run(source(), source)
 
 
 @main.command()
@@ -217,19 +215,116 @@ def demo() -> None:
 
 
 @main.command()
-@click.option("--packs", default="pii,secrets", show_default=True)
-@click.option("--delta-chars", type=int, default=20, show_default=True)
-@click.option("--chars", type=int, default=1_000_000, show_default=True, help="Size of the English text to stream.")
+@click.option("--packs", default="pii,secrets", show_default=True, help="Rule packs of the engine and the proxy.")
+@click.option("--delta-chars", type=int, default=20, show_default=True, help="Engine: characters per delta.")
+@click.option("--chars", type=int, help="Engine: size of the English text to stream (1,000,000; --quick 20,000).")
+@click.option("--engine/--no-engine", default=True, show_default=True, help="Measure the window's cost per delta.")
 @click.option("--keywords", is_flag=True, help="Also compare keyword matching with regex's \\L<list> at 5,000 words.")
-@click.option("--proxy", is_flag=True, help="Also measure proxy overhead against a bare pass-through proxy.")
-@click.option("--long", "is_long", is_flag=True, help="With --proxy: add 100,000-event streams.")
+@click.option("--proxy", is_flag=True, help="Also measure the proxy against a bare pass-through proxy, per event.")
+@click.option(
+    "--regime",
+    default="all",
+    show_default=True,
+    help="Proxy scenarios: flood, paced, all (both) or many (1,000 streams).",
+)
+@click.option("--rounds", type=int, default=1, show_default=True, help="Proxy: measure every scenario this many times.")
+@click.option("--quick", is_flag=True, help="A short run of everything asked for (a smoke test, not a measurement).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the report as JSON to FILE.")
 @_fail_cleanly
-def bench(packs: str, delta_chars: int, chars: int, keywords: bool, proxy: bool, is_long: bool) -> None:
-    """Measure moderation cost per delta on a large English text (and, with --proxy, per event)."""
-    from guardstream.bench import run_engine_bench, run_keyword_bench, run_proxy_bench
+def bench(
+    packs: str,
+    delta_chars: int,
+    chars: int | None,
+    engine: bool,
+    keywords: bool,
+    proxy: bool,
+    regime: str,
+    rounds: int,
+    quick: bool,
+    json_path: str | None,
+) -> None:
+    """Measure what moderation costs: per delta in the window, and (--proxy) per event through the proxy."""
+    from pathlib import Path
 
-    run_engine_bench([p.strip() for p in packs.split(",") if p.strip()], delta_chars=delta_chars, chars=chars)
+    from guardstream.bench.engine import engine_bench, keyword_bench, print_engine, print_keywords
+
+    pack_names = [p.strip() for p in packs.split(",") if p.strip()]
+    chars = chars if chars is not None else (20_000 if quick else 1_000_000)
+    if delta_chars < 1:
+        raise ConfigError(f"--delta-chars must be at least 1 (got {delta_chars}).")
+    if chars < delta_chars:
+        raise ConfigError(f"--chars must be at least --delta-chars ({delta_chars}) (got {chars}).")
+    if regime not in ("flood", "paced", "all", "many"):
+        raise ConfigError(f"--regime must be flood, paced, all or many (got {regime!r}).")
+    if rounds < 1:
+        raise ConfigError(f"--rounds must be at least 1 (got {rounds}).")
+    if not (engine or keywords or proxy):
+        raise ConfigError("nothing to measure: --no-engine needs --keywords or --proxy.")
+    if json_path is not None and not Path(json_path).resolve().parent.is_dir():
+        raise ConfigError(f"--json {json_path}: its folder does not exist.")
+    load_rules(pack_names)  # a bad pack fails here, before anything is measured
+    report: dict[str, Any] = {}
+    if engine:
+        report["engine"] = engine_bench(pack_names, delta_chars=delta_chars, chars=chars, repeats=1 if quick else 3)
+        print_engine(report["engine"])
     if keywords:
-        run_keyword_bench()
+        report["keywords"] = keyword_bench(words=500 if quick else 5_000, chars=chars if quick else 300_000)
+        print_keywords(report["keywords"])
     if proxy:
-        run_proxy_bench(events=(1_000, 10_000, 100_000) if is_long else (1_000, 10_000))
+        from guardstream.bench.report import print_proxy, targets
+        from guardstream.bench.run import run_proxy_bench
+
+        report["proxy"] = run_proxy_bench(packs=pack_names, regime=regime, quick=quick, rounds=rounds)
+        report["proxy"]["targets"] = targets(report["proxy"])
+        print_proxy(report["proxy"])
+    if json_path is not None:
+        Path(json_path).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+
+
+@main.group()
+def deploy() -> None:
+    """Print deployment files: a container image definition, Kubernetes manifests."""
+
+
+@deploy.command("containerfile")
+def deploy_containerfile() -> None:
+    """A Containerfile (Dockerfile) for the guardstream image."""
+    from guardstream.deploy import containerfile
+
+    click.echo(containerfile(), nl=False)
+
+
+@deploy.command("kubernetes")
+@click.option("--image", help="Image reference (default guardstream:VERSION, built from the Containerfile).")
+@click.option("--name", default="guardstream", show_default=True, help="Name of every object.")
+@click.option("--replicas", type=int, default=2, show_default=True, help="Pods at least (the autoscaler's minimum).")
+@click.option("--max-replicas", type=int, default=10, show_default=True, help="Pods at most.")
+@click.option("--workers", type=int, default=1, show_default=True, help="Worker processes per pod (cores requested).")
+@click.option("--autoscale-on", default="cpu", show_default=True, help="cpu, or active-streams (needs an adapter).")
+@click.option(
+    "--streams-per-worker", type=int, default=200, show_default=True, help="With active-streams: the target per worker."
+)
+@_fail_cleanly
+def deploy_kubernetes(
+    image: str | None,
+    name: str,
+    replicas: int,
+    max_replicas: int,
+    workers: int,
+    autoscale_on: str,
+    streams_per_worker: int,
+) -> None:
+    """Kubernetes manifests: ConfigMap, Deployment, Service, HPA, PodDisruptionBudget, ServiceMonitor."""
+    from guardstream import __version__
+    from guardstream.deploy import KubernetesOptions, kubernetes
+
+    options = KubernetesOptions(
+        image=image if image is not None else f"guardstream:{__version__}",
+        name=name,
+        replicas=replicas,
+        max_replicas=max_replicas,
+        workers=workers,
+        autoscale_on=autoscale_on,  # type: ignore[arg-type]  # checked by KubernetesOptions.check
+        streams_per_worker=streams_per_worker,
+    )
+    click.echo(kubernetes(options), nl=False)

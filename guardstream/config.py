@@ -47,6 +47,7 @@ class ServerSettings:
     port: int = setting(8080, "int", "Port to listen on.", minimum=0, maximum=65535)
     max_body_bytes: int = setting(DEFAULT_MAX_BODY_BYTES, "int", "Larger request bodies get 413.", minimum=1)
     shutdown_grace: float = setting(30.0, "seconds", "On SIGTERM, how long streams may finish before they are ended.")
+    workers: int = setting(1, "int", "Worker processes on one port (one per core); /metrics sums them.", minimum=1)
 
 
 @dataclass(frozen=True)
@@ -226,6 +227,7 @@ def settings_from_env(
 SHORT_NAMES = {
     ("server", "host"): "host",
     ("server", "port"): "port",
+    ("server", "workers"): "workers",
     ("moderation", "packs"): "packs",
     ("logging", "level"): "log_level",
     ("logging", "format"): "log_format",

@@ -23,7 +23,8 @@ from prometheus_client import (
     ProcessCollector,
 )
 
-from guardstream.histograms import FastHistogram
+from guardstream import multiprocess
+from guardstream.histograms import FastHistogram, is_multiprocess
 from guardstream.window import Violation
 
 # How a request ended. `upstream_rejected` is an upstream 4xx (the client's own request was
@@ -64,7 +65,7 @@ RELOAD_RESULTS = ("success", "failure")
 # Per event: what moderation adds is normally well under a millisecond.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 SCAN_BUCKETS = (0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05)
-CHAR_BUCKETS = (0, 1, 4, 16, 32, 64, 128, 256, 512, 1024, 4096)
+CHAR_BUCKETS = (0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 # Per request: a model's first byte takes seconds and a long answer minutes.
 REQUEST_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
@@ -105,83 +106,92 @@ class Metrics:
         from guardstream import __version__  # not at the top: guardstream/__init__ imports this module
 
         self.registry = registry
+        # With several worker processes (prometheus_client's multiprocess mode) every metric writes
+        # to its worker's files and `WorkerMetrics` exports all workers' at once; registering the
+        # metrics themselves as well would show this worker's a second time.
+        self.is_multiprocess = is_multiprocess()
+        own = None if self.is_multiprocess else registry
         self.classifiers = tuple(dict.fromkeys(classifiers))
         self.requests = Counter(
             "guardstream_requests_total",
             "Requests handled, by how they ended.",
             ["provider", "outcome"],
-            registry=registry,
+            registry=own,
         )
         self.request_duration = Histogram(
             "guardstream_request_duration_seconds",
             "Time from receiving a request to sending the last byte of its answer.",
             ["provider", "outcome"],
             buckets=REQUEST_BUCKETS,
-            registry=registry,
+            registry=own,
         )
         self.violations = Counter(
             "guardstream_violations_total",
             "Rule matches, by rule and the action taken.",
             ["rule", "category", "action", "direction"],
-            registry=registry,
+            registry=own,
         )
         self.active_streams = Gauge(
-            "guardstream_active_streams", "Streams being moderated right now.", ["provider"], registry=registry
+            "guardstream_active_streams",
+            "Streams being moderated right now.",
+            ["provider"],
+            registry=own,
+            multiprocess_mode="livesum",
         )
         self.release_delay = FastHistogram(
             "guardstream_release_delay_seconds",
             "Time from receiving an upstream event to releasing it to the client.",
             ["provider"],
             buckets=LATENCY_BUCKETS,
-            registry=registry,
+            registry=own,
         )
         self.holdback = FastHistogram(
             "guardstream_holdback_chars",
             "Characters held back after each delta.",
             ["provider"],
             buckets=CHAR_BUCKETS,
-            registry=registry,
+            registry=own,
         )
         self.forced_release = Counter(
             "guardstream_forced_release_chars_total",
             "Characters released past an undecided match because max_holdback_chars was reached.",
             ["provider"],
-            registry=registry,
+            registry=own,
         )
         self.released_chars = Counter(
             "guardstream_released_chars_total",
             "Characters of text released to clients.",
             ["provider"],
-            registry=registry,
+            registry=own,
         )
         self.time_to_first_token = Histogram(
             "guardstream_time_to_first_token_seconds",
             "Time from receiving a request to releasing the first text of its answer to the client.",
             ["provider"],
             buckets=REQUEST_BUCKETS,
-            registry=registry,
+            registry=own,
         )
         self.first_token_added = Histogram(
             "guardstream_first_token_added_seconds",
             "The part of the time to first token that guardstream added: first text received upstream to released.",
             ["provider"],
             buckets=LATENCY_BUCKETS,
-            registry=registry,
+            registry=own,
         )
         self.rule_scan = FastHistogram(
             "guardstream_rule_scan_seconds",
             "Rule scanning time per upstream event.",
             buckets=SCAN_BUCKETS,
-            registry=registry,
+            registry=own,
         )
         self.rule_timeouts = Counter(
             "guardstream_rule_timeouts_total",
             "Rule searches stopped by the regex timeout; the undecided text counts as a match (fail closed).",
             ["rule"],
-            registry=registry,
+            registry=own,
         )
         # Unregistered (registry=None) when no classifier is configured: no empty families at /metrics.
-        classifier_registry = registry if self.classifiers else None
+        classifier_registry = own if self.classifiers else None
         self.classifier_seconds = Histogram(
             "guardstream_classifier_seconds",
             "Classifier call latency, failed calls included.",
@@ -205,20 +215,20 @@ class Metrics:
             "guardstream_upstream_errors_total",
             "Upstream failures (connect, timeout, dropped, malformed, status_5xx); upstream 4xx are not counted.",
             ["provider", "reason"],
-            registry=registry,
+            registry=own,
         )
         self.upstream_ttfb = Histogram(
             "guardstream_upstream_ttfb_seconds",
             "Time until the upstream answered with headers.",
             ["provider"],
             buckets=REQUEST_BUCKETS,
-            registry=registry,
+            registry=own,
         )
         self.reloads = Counter(
             "guardstream_config_reloads_total",
             "Config and rule reloads (SIGHUP or POST /-/reload), by result: a failed one keeps the old rules.",
             ["result"],
-            registry=registry,
+            registry=own,
         )
         for result in RELOAD_RESULTS:
             self.reloads.labels(result)
@@ -226,10 +236,16 @@ class Metrics:
             "guardstream_build_info",
             "Always 1; the labels say which guardstream and Python are running.",
             ["version", "python"],
-            registry=registry,
+            registry=own,
+            multiprocess_mode="livemax",
         )
         self.build_info.labels(__version__, platform.python_version()).set(1)
-        _register_standard_collectors(registry)
+        if self.is_multiprocess:
+            for histogram in (self.release_delay, self.holdback, self.rule_scan):
+                multiprocess.track(histogram)
+            multiprocess.WorkerMetrics(registry)
+        else:
+            _register_standard_collectors(registry)
         self._rule_timeouts: dict[str, Counter] = {}
         self.track_rules(rules)
         self._classifiers = {name: ClassifierMetrics(self, name) for name in self.classifiers}

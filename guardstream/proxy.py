@@ -166,6 +166,9 @@ class GuardstreamProxy:
         self.exchanges: set[_Exchange] = set()
         self.is_draining = False
         self._load_config: Callable[[], Config] | None = None
+        # With worker processes, an admin reload must reach every worker, not the one it landed on.
+        self.reload_everywhere: Callable[[], None] | None = None
+        self._at_startup: list[Callable[[GuardstreamProxy], None]] = []
 
     @property
     def config(self) -> Config:
@@ -193,16 +196,14 @@ class GuardstreamProxy:
         """How `reload()` gets the new config: re-read the file, apply the same flags."""
         self._load_config = load
 
+    def at_startup(self, callback: Callable[[GuardstreamProxy], None]) -> None:
+        """Run `callback(app)` on the server's event loop once it starts (lifespan startup)."""
+        self._at_startup.append(callback)
+
     def reload(self) -> bool:
         """Build a new runtime from the config and swap it in; a bad one is reported and the old stays."""
-        if self._load_config is None:
-            log_event("reload", result="failure", error="no config source to reload from", level=logging.ERROR)
-            return False
-        try:
-            runtime = Runtime(self._load_config(), self.metrics)
-        except GuardstreamError as exc:
-            self.metrics.reloads.labels("failure").inc()
-            log_event("reload", result="failure", error=str(exc), level=logging.ERROR)
+        runtime = self._new_runtime()
+        if runtime is None:
             return False
         self.runtime = runtime
         self.metrics.reloads.labels("success").inc()
@@ -213,6 +214,17 @@ class GuardstreamProxy:
             rule_count=len(runtime.guard.ruleset),
         )
         return True
+
+    def _new_runtime(self) -> Runtime | None:
+        if self._load_config is None:
+            log_event("reload", result="failure", error="no config source to reload from", level=logging.ERROR)
+            return None
+        try:
+            return Runtime(self._load_config(), self.metrics)
+        except GuardstreamError as exc:
+            self.metrics.reloads.labels("failure").inc()
+            log_event("reload", result="failure", error=str(exc), level=logging.ERROR)
+            return None
 
     def begin_shutdown(self, *, now: bool) -> None:
         """Stop taking work; end streams at once (`now`) or once the grace period is over."""
@@ -264,7 +276,16 @@ class GuardstreamProxy:
             )
             await _send_bytes(send, status, body, [("content-type", "application/json")])
             return
-        ok = self.reload()
+        if self.reload_everywhere is not None:
+            # Check the new config here first, so a bad one is refused in the answer; then every
+            # worker (this one included) reloads it in place.
+            checked = self._new_runtime()
+            ok = checked is not None
+            if checked is not None:
+                await checked.aclose()
+                self.reload_everywhere()
+        else:
+            ok = self.reload()
         body = b'{"reloaded":true}' if ok else b'{"reloaded":false,"error":"the new config was refused; see the log"}'
         await _send_bytes(send, 200 if ok else 422, body, [("content-type", "application/json")])
 
@@ -272,6 +293,8 @@ class GuardstreamProxy:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                for callback in self._at_startup:
+                    callback(self)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.aclose()

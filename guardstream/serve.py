@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import socket
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -55,6 +56,21 @@ def build_config(
     short = {key: "--" + name.replace("_", "-") for key, name in SHORT_NAMES.items()}
     config = config.with_settings(flags, source="flags", names=short)
     return config.with_overrides(**classic)
+
+
+@dataclass(frozen=True)
+class ConfigSource:
+    """Where the config in force comes from, to read again on reload: the file, the environment at
+    that moment, the same flags. A value, not a closure, so worker processes can be handed it."""
+
+    config_path: str | None
+    flags: Mapping[tuple[str, str], Any] = field(default_factory=dict)
+    classic: Mapping[str, Any] = field(default_factory=dict)
+    mock_url: str | None = None
+
+    def __call__(self) -> Config:
+        config = build_config(self.config_path, self.flags, self.classic, os.environ)
+        return replace_mock(config, self.mock_url) if self.mock_url else config
 
 
 def check_startable(config: Config) -> list[str]:
@@ -149,7 +165,7 @@ class GuardstreamServer(uvicorn.Server):
         self._captured_signals.clear()
 
 
-def run(config: Config, reload: Callable[[], Config]) -> None:
+def run(config: Config, source: Callable[[], Config]) -> None:
     """Check everything, say what is in force, then serve until a signal says stop."""
     configure_logging(config.logging.level, config.logging.format)
     warnings = check_startable(config)
@@ -161,36 +177,50 @@ def run(config: Config, reload: Callable[[], Config]) -> None:
             mock_url = stack.enter_context(serve_in_thread(create_mock_app()))
             config = replace_mock(config, mock_url)
             click.echo(f"guardstream: built-in mock model at {mock_url}", err=True)
-
-            def reload_mock() -> Config:
-                return replace_mock(reload(), mock_url)
-
-            reloader = reload_mock
-        else:
-            reloader = reload
+            if isinstance(source, ConfigSource):
+                source = replace(source, mock_url=mock_url)
+            else:
+                load = source
+                source = lambda: replace_mock(load(), mock_url)  # noqa: E731
         app = create_app(config)
-        app.reloads_from(reloader)
+        app.reloads_from(source)
         for line in start_lines(config, app.guard):
             click.echo(f"guardstream: {line}", err=True)
         for warning in warnings:
             click.echo(f"guardstream: warning: {warning}", err=True)
-        click.echo(f"guardstream: listening on http://{config.server.host}:{config.server.port}", err=True)
-        server_config = uvicorn.Config(
-            app,
-            host=config.server.host,
-            port=config.server.port,
-            log_level="error",
-            # The upstream's Date and Server headers pass through; uvicorn must not add a second pair.
-            server_header=False,
-            date_header=False,
-            lifespan="on",
-            timeout_graceful_shutdown=int(config.server.shutdown_grace) + 5,
-        )
-        logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)
-        server = GuardstreamServer(server_config, app)
-        server.run()
+        if config.server.workers > 1:
+            from guardstream.workers import serve_workers
+
+            if not isinstance(source, ConfigSource):  # pragma: no cover - the CLI always passes one
+                raise ConfigError("worker processes need a ConfigSource to read the config from.")
+            click.echo(
+                f"guardstream: {config.server.workers} worker processes; "
+                f"listening on http://{config.server.host}:{config.server.port}",
+                err=True,
+            )
+            serve_workers(config, source)
+        else:
+            click.echo(f"guardstream: listening on http://{config.server.host}:{config.server.port}", err=True)
+            server = GuardstreamServer(uvicorn_config(app, config), app)
+            server.run()
         log_event("stopped")
         click.echo("guardstream: stopped", err=True)
+
+
+def uvicorn_config(app: Any, config: Config, **extra: Any) -> uvicorn.Config:
+    logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)
+    return uvicorn.Config(
+        app,
+        host=config.server.host,
+        port=config.server.port,
+        log_level="error",
+        # The upstream's Date and Server headers pass through; uvicorn must not add a second pair.
+        server_header=False,
+        date_header=False,
+        lifespan="on",
+        timeout_graceful_shutdown=int(config.server.shutdown_grace) + 5,
+        **extra,
+    )
 
 
 def replace_mock(config: Config, url: str) -> Config:

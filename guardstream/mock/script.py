@@ -51,6 +51,11 @@ class MockScript:
     response headers), `error_body` (the body of a scripted `status`) and `content_encoding`
     (`gzip`, `deflate` or `identity`, compressed as it is written). `logprobs` names alternative
     tokens listed in each token's `top_logprobs` when the request asks for logprobs.
+
+    For benchmarks: `repeat` streams the text that many times over (a long stream from a short
+    script), `events_per_chunk` writes that many events per HTTP chunk, and `stamp` puts the time
+    each JSON event is written into it (`"mock_sent_ns"`, CLOCK_MONOTONIC nanoseconds, which every
+    process on one Linux machine shares), so a client can time each event end to end.
     """
 
     reply: str = DEFAULT_REPLY
@@ -74,10 +79,14 @@ class MockScript:
     error_body: str | None = None
     content_encoding: str | None = None
     logprobs: tuple[str, ...] = ()
+    repeat: int = 1
+    events_per_chunk: int = 1
+    stamp: bool = False
 
     def __post_init__(self) -> None:
-        if self.chunk_chars < 1:
-            raise MockScriptError(f"Mock field 'chunk_chars' has value {self.chunk_chars!r}. It must be at least 1.")
+        for name in ("chunk_chars", "repeat", "events_per_chunk"):
+            if getattr(self, name) < 1:
+                raise MockScriptError(f"Mock field '{name}' has value {getattr(self, name)!r}. It must be at least 1.")
         if (self.hold_after is None) != (self.hold_key is None):
             raise MockScriptError("Mock fields 'hold_after' and 'hold_key' go together. Set both or neither.")
         if self.raw_events is not None and self.raw_body is not None:
@@ -107,7 +116,8 @@ class MockScript:
 
     def reply_for(self, index: int) -> str:
         """The text of choice `index`: its entry in `replies`, else `reply`."""
-        return self.replies[index] if index < len(self.replies) else self.reply
+        text = self.replies[index] if index < len(self.replies) else self.reply
+        return text * self.repeat
 
     def answer_for(self, index: int) -> str:
         """The text the model streams for choice `index`: the refusal when there is one."""
@@ -116,11 +126,16 @@ class MockScript:
     def fingerprint(self) -> str:
         """A stable text naming what shapes the generated answer, from which ids are derived.
 
-        Fields that only change how the answer is sent, or decorate it (`logprobs`), are left out, so
-        adding one never changes the ids (and so the bytes) of answers that do not use it.
+        Fields that only change how the answer is sent, or decorate it (`logprobs`), are left out, and
+        so is `repeat` while it is 1, so adding one never changes the ids (and so the bytes) of answers
+        that do not use it.
         """
         fields = dataclasses.fields(self)
-        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields if f.name not in _NOT_IN_IDS)
+        shown = ", ".join(
+            f"{f.name}={getattr(self, f.name)!r}"
+            for f in fields
+            if f.name not in _NOT_IN_IDS and not (f.name == "repeat" and self.repeat == 1)
+        )
         return f"{type(self).__name__}({shown})"
 
 
@@ -153,6 +168,12 @@ def _text(name: str, value: object) -> str:
 def _count(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise MockScriptError(f"Mock field '{name}' has value {value!r}. Not a non-negative integer.")
+    return value
+
+
+def _flag(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise MockScriptError(f"Mock field '{name}' has value {value!r}. Not true or false.")
     return value
 
 
@@ -238,7 +259,17 @@ _TEXT_FIELDS = frozenset(
     }
 )
 _NOT_IN_IDS = frozenset(
-    {"raw_events", "raw_body", "content_type", "headers", "error_body", "content_encoding", "logprobs"}
+    {
+        "raw_events",
+        "raw_body",
+        "content_type",
+        "headers",
+        "error_body",
+        "content_encoding",
+        "logprobs",
+        "events_per_chunk",
+        "stamp",
+    }
 )
 _FIELD_VALIDATORS: dict[str, Callable[[str, object], Any]] = {
     "reply": _text,
@@ -262,4 +293,7 @@ _FIELD_VALIDATORS: dict[str, Callable[[str, object], Any]] = {
     "error_body": _text,
     "content_encoding": _content_coding,
     "logprobs": _texts,
+    "repeat": _count,
+    "events_per_chunk": _count,
+    "stamp": _flag,
 }

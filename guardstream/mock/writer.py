@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from dataclasses import replace
 
@@ -123,12 +124,15 @@ class EventStream(Response):
         await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
         pending = deque(self.events)
         sent = 0
+        batch: list[bytes] = []
         while True:
             if sent == script.hold_after and script.hold_key is not None:
+                await self._write(send, batch)
                 await self.holds.wait(script.hold_key)
             if sent == script.drop_after:
                 # Return without the final body message: uvicorn then closes the socket mid-body, and the client
                 # sees an incomplete chunked body, as from a crashed upstream.
+                await self._write(send, batch)
                 return
             if not pending:
                 break
@@ -136,13 +140,30 @@ class EventStream(Response):
                 event = Event(MALFORMED_DATA, pending[0].name)
             else:
                 event = pending.popleft()
-            if sent:
+            if sent and not batch:
                 await sleep_ms(script.delay_ms)
+            if script.stamp and event.data.startswith("{"):
+                event = _stamped(event)
             glue = self.framing.separator if sent else self.framing.prefix
-            body = self.encoder.chunk(glue + self.framing.encode(event))
-            await send({"type": "http.response.body", "body": body, "more_body": True})
+            batch.append(glue + self.framing.encode(event))
             sent += 1
+            if len(batch) >= script.events_per_chunk:
+                await self._write(send, batch)
+        await self._write(send, batch)
         await send({"type": "http.response.body", "body": self.encoder.last(self.framing.suffix), "more_body": False})
+
+    async def _write(self, send: Send, batch: list[bytes]) -> None:
+        """The events gathered so far as one HTTP chunk (one event each unless `events_per_chunk` says more)."""
+        if batch:
+            body = self.encoder.chunk(b"".join(batch))
+            batch.clear()
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+
+
+def _stamped(event: Event) -> Event:
+    rest = event.data[1:]
+    glue = "" if rest.lstrip().startswith("}") else ","
+    return replace(event, data=f'{{"mock_sent_ns":{time.monotonic_ns()}{glue}{rest}')
 
 
 async def _wait_for_disconnect(receive: Receive) -> None:

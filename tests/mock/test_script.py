@@ -43,6 +43,9 @@ def test_script_reads_headers_and_body_wins() -> None:
         ({}, {"x-mock-drop-after": "soon"}),
         ({}, {"x-mock-reply": "b64:!!"}),
         ({}, {"x-mock-nonsense": "1"}),
+        ({"repeat": 0}, {}),
+        ({"events_per_chunk": 0}, {}),
+        ({"stamp": 1}, {}),
     ],
 )
 def test_script_rejects_invalid_fields(mock: dict[str, Any], headers: dict[str, str]) -> None:
@@ -94,3 +97,10 @@ def test_script_ids_ignore_fields_that_only_change_the_wire() -> None:
     plain = MockScript(reply="same")
     wired = MockScript(reply="same", raw_body="{}", headers=(("x-a", "b"),), content_type="text/plain")
     assert wired.fingerprint() == plain.fingerprint() != MockScript(reply="other").fingerprint()
+
+
+def test_script_repeat_streams_the_text_that_many_times() -> None:
+    script = MockScript.from_request({}, {"x-mock-reply": "ab ", "x-mock-repeat": "3"})
+    assert script.answer_for(0) == "ab ab ab "
+    assert script.fingerprint() != MockScript(reply="ab ").fingerprint()
+    assert MockScript(reply="ab ", repeat=1).fingerprint() == MockScript(reply="ab ").fingerprint()

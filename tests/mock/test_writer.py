@@ -51,6 +51,22 @@ def test_malformed_after_makes_openai_raise(openai_client: openai.OpenAI) -> Non
         list(stream)
 
 
+def test_events_per_chunk_and_stamps(http: httpx.Client) -> None:
+    body = {"messages": [], "stream": True, "mock": {"reply": "abcdef", "chunk_chars": 2, "stamp": True}}
+    headers = {"x-mock-events-per-chunk": "3"}
+    before = time.monotonic_ns()
+    with http.stream("POST", "/v1/chat/completions", json=body, headers=headers) as response:
+        chunks = [chunk for chunk in response.iter_raw() if chunk]
+    after = time.monotonic_ns()
+    # role, 3 pieces, finish, [DONE]: 6 events in chunks of 3, each stamped JSON event readable as before.
+    assert [chunk.count(b"\n\n") for chunk in chunks] == [3, 3]
+    events = b"".join(chunks).decode().split("\n\n")
+    payloads = [json.loads(e[6:]) for e in events[:5]]
+    assert all(before <= p["mock_sent_ns"] <= after for p in payloads)
+    assert [p["choices"][0]["delta"].get("content") for p in payloads[1:4]] == ["ab", "cd", "ef"]
+    assert events[5] == "data: [DONE]"
+
+
 def test_malformed_after_continues_normally(http: httpx.Client) -> None:
     body = {"messages": [], "stream": True, "mock": {"reply": "abcd", "chunk_chars": 2, "malformed_after": 1}}
     events = http.post("/v1/chat/completions", json=body).text.split("\n\n")
