@@ -105,6 +105,9 @@ class TextChannels:
         self._pending: dict[int, deque[PartState]] = {}
         # Per copied view, the parts read on it so far (kept only for formats with snapshots).
         self._view_parts: dict[Channel, list[PartState]] = {}
+        # The windows each views tuple reads, while no fork or new view changes the mapping:
+        # nearly every delta of a stream reads the same views as the one before.
+        self._routes: dict[tuple[Channel, ...], list[Window]] = {}
 
     def _window(self) -> Window:
         window = Window(
@@ -235,6 +238,14 @@ class TextChannels:
     # -- internals ---------------------------------------------------------------------------
 
     def _windows_for(self, views: tuple[Channel, ...]) -> list[Window]:
+        route = self._routes.get(views)
+        if route is not None:
+            return route
+        route = self._route(views)
+        self._routes[views] = route
+        return route
+
+    def _route(self, views: tuple[Channel, ...]) -> list[Window]:
         wanted = set(views)
         windows: dict[int, Window] = {}
         fresh: list[Channel] = []
@@ -250,6 +261,7 @@ class TextChannels:
                 # Some readers of this window do not read this part: they keep the window, the
                 # views that read the part go on with a copy.
                 twin = self._fork(window)
+                self._routes.clear()
                 moving = readers & wanted
                 readers -= moving
                 self._readers[id(twin)] = moving
@@ -260,6 +272,7 @@ class TextChannels:
         if fresh:
             # Views that have read nothing so far all read the same text from here on.
             window = self._window()
+            self._routes.clear()
             self._readers[id(window)] = set(fresh)
             for view in fresh:
                 self._views[view] = window

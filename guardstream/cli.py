@@ -214,6 +214,9 @@ def demo() -> None:
     run_demo()
 
 
+REGIMES = ("flood", "paced", "all", "many", "classifier", "isolation")
+
+
 @main.command()
 @click.option("--packs", default="pii,secrets", show_default=True, help="Rule packs of the engine and the proxy.")
 @click.option("--delta-chars", type=int, default=20, show_default=True, help="Engine: characters per delta.")
@@ -225,7 +228,8 @@ def demo() -> None:
     "--regime",
     default="all",
     show_default=True,
-    help="Proxy scenarios: flood, paced, all (both) or many (1,000 streams).",
+    help="Proxy scenarios: flood, paced, all (both), many (1,000 streams), classifier (a strict and an async "
+    "classifier's added latency) or isolation (a catastrophic rule's effect on other streams).",
 )
 @click.option("--rounds", type=int, default=1, show_default=True, help="Proxy: measure every scenario this many times.")
 @click.option("--quick", is_flag=True, help="A short run of everything asked for (a smoke test, not a measurement).")
@@ -254,8 +258,8 @@ def bench(
         raise ConfigError(f"--delta-chars must be at least 1 (got {delta_chars}).")
     if chars < delta_chars:
         raise ConfigError(f"--chars must be at least --delta-chars ({delta_chars}) (got {chars}).")
-    if regime not in ("flood", "paced", "all", "many"):
-        raise ConfigError(f"--regime must be flood, paced, all or many (got {regime!r}).")
+    if regime not in REGIMES:
+        raise ConfigError(f"--regime must be {', '.join(REGIMES[:-1])} or {REGIMES[-1]} (got {regime!r}).")
     if rounds < 1:
         raise ConfigError(f"--rounds must be at least 1 (got {rounds}).")
     if not (engine or keywords or proxy):
@@ -271,11 +275,12 @@ def bench(
         report["keywords"] = keyword_bench(words=500 if quick else 5_000, chars=chars if quick else 300_000)
         print_keywords(report["keywords"])
     if proxy:
-        from guardstream.bench.report import print_proxy, targets
+        from guardstream.bench.report import comparisons, print_proxy, targets
         from guardstream.bench.run import run_proxy_bench
 
         report["proxy"] = run_proxy_bench(packs=pack_names, regime=regime, quick=quick, rounds=rounds)
         report["proxy"]["targets"] = targets(report["proxy"])
+        report["proxy"]["comparisons"] = comparisons(report["proxy"])
         print_proxy(report["proxy"])
     if json_path is not None:
         Path(json_path).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

@@ -293,6 +293,9 @@ class GuardstreamProxy:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                # Building the upstream client loads CA certificates and HTTP modules: a cost of
+                # the process's start, not of its first request.
+                _ = self.client
                 for callback in self._at_startup:
                     callback(self)
                 await send({"type": "lifespan.startup.complete"})
@@ -785,9 +788,13 @@ class _Exchange:
             if self.deadline is not None:
                 wait = min(wait, self.deadline - now)
             item: bytes | BaseException | None | object = _SILENCE
-            with anyio.CancelScope(deadline=anyio.current_time() + max(0.0, wait)) as self._wait_scope:
-                item = await receiver.receive()
-            self._wait_scope = None
+            try:
+                # Under load the next chunk is usually there already: no timer is needed for it.
+                item = receiver.receive_nowait()
+            except anyio.WouldBlock:
+                with anyio.CancelScope(deadline=anyio.current_time() + max(0.0, wait)) as self._wait_scope:
+                    item = await receiver.receive()
+                self._wait_scope = None
             now = time.monotonic()
             if item is _SILENCE:
                 if self.deadline is not None and now >= self.deadline:

@@ -68,7 +68,7 @@ def test_bench_quick_run_reports_every_scenario_and_path(tmp_path: Path) -> None
     [
         (["--chars", "0"], "guardstream: --chars must be at least --delta-chars (20) (got 0)."),
         (["--delta-chars", "0"], "guardstream: --delta-chars must be at least 1 (got 0)."),
-        (["--regime", "fast"], "guardstream: --regime must be flood, paced, all or many (got 'fast')."),
+        (["--regime", "fast"], "guardstream: --regime must be flood, paced, all, many, classifier or isolation (got 'fast')."),
         (["--rounds", "0"], "guardstream: --rounds must be at least 1 (got 0)."),
         (["--no-engine"], "guardstream: nothing to measure: --no-engine needs --keywords or --proxy."),
         (["--json", "/nonexistent/folder/report.json"], "guardstream: --json /nonexistent/folder/report.json: "),

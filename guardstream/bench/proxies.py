@@ -65,8 +65,11 @@ class Variant:
     label: str
     kind: Literal["direct", "passthrough", "guardstream"]
     packs: tuple[str, ...] = ()
-    # Extra guardstream configuration (TOML), written to a file and passed with --config.
+    # Extra guardstream configuration (TOML), written to a file and passed with --config;
+    # `{mock_url}` in it becomes the mock model's URL.
     config_toml: str | None = None
+    # A rule pack of the variant's own (TOML), written to a file and added to its packs.
+    pack_toml: str | None = None
 
 
 @dataclass(frozen=True)
@@ -84,19 +87,66 @@ class Scenario:
     ramp_seconds: float = 0.0
 
 
-def variants(packs: Sequence[str]) -> list[Variant]:
+# A classifier that answers after a fixed delay: the mock's moderation endpoint, told to wait.
+CLASSIFIER_DELAY_MS = 50
+CLASSIFIER_TOML = """
+[[classifiers]]
+name = "fixed-latency"
+kind = "openai-moderation"
+url = "{mock_url}/v1/moderations"
+mode = "%s"
+every_chars = 200
+timeout_ms = 2000
+headers = { "x-mock-delay-ms" = "%d" }
+"""
+# A rule that backtracks catastrophically on runs of "a" not followed by "b", loaded on purpose.
+SLOW_RULE_PACK = """
+[pack]
+name = "slow"
+[[rule]]
+id = "slow.nested-quantifier"
+action = "block"
+pattern = '(a+)+b'
+"""
+SLOW_RULE_TOML = "[moderation]\nallow_slow_rules = true\n"
+
+
+def variants(packs: Sequence[str], regime: str = "all") -> list[Variant]:
+    """The paths every scenario of `regime` goes through.
+
+    `classifier` adds guardstream with a classifier answering after a fixed delay, strict and
+    async; `isolation` adds guardstream with a catastrophically backtracking rule loaded.
+    """
     rules_label = "+".join(packs) or "no packs"
     found = [
         Variant("direct", "upstream read directly", "direct"),
         Variant("bare", "bare pass-through proxy", "passthrough"),
-        Variant("none", "guardstream, no rules", "guardstream"),
-        Variant("rules", f"guardstream, {rules_label}", "guardstream", tuple(packs)),
     ]
-    # HOOK (issue 12): "+ a fixed-latency classifier". Once classifiers exist, append a Variant
-    # here that serves guardstream with the same packs plus a classifier answering after a fixed
-    # delay, through `config_toml` (for example a [classifiers] table pointing at a route of the
-    # mock model that answers after `first_byte_delay_ms`). Every scenario, ratio and table row
-    # then includes it with no other change.
+    if regime not in ("classifier", "isolation"):
+        found.append(Variant("none", "guardstream, no rules", "guardstream"))
+    found.append(Variant("rules", f"guardstream, {rules_label}", "guardstream", tuple(packs)))
+    if regime == "classifier":
+        for mode in ("strict", "async"):
+            found.append(
+                Variant(
+                    mode,
+                    f"guardstream, {rules_label} + {mode} classifier ({CLASSIFIER_DELAY_MS} ms)",
+                    "guardstream",
+                    tuple(packs),
+                    config_toml=CLASSIFIER_TOML % (mode, CLASSIFIER_DELAY_MS),
+                )
+            )
+    if regime == "isolation":
+        found.append(
+            Variant(
+                "slow-rule",
+                f"guardstream, {rules_label} + a catastrophic rule",
+                "guardstream",
+                tuple(packs),
+                config_toml=SLOW_RULE_TOML,
+                pack_toml=SLOW_RULE_PACK,
+            )
+        )
     return found
 
 
@@ -158,7 +208,28 @@ def scenarios(regime: str, *, quick: bool) -> list[Scenario]:
             ramp_seconds=PACED_RAMP_SECONDS * many_streams / 200,
         )
     ]
-    return {"flood": flood, "paced": paced, "many": many, "all": flood + paced}[regime]
+    # `classifier` and `isolation`: 50 paced streams, where added latency is what is measured.
+    fifty, fifty_events = (5, 10) if quick else (50, 100)
+    latency = [
+        Scenario(
+            f"paced-{fifty}-latency",
+            "paced",
+            f"paced, {fifty} streams, 50 ms",
+            fifty_events,
+            fifty,
+            fifty,
+            delay_ms=50.0,
+            ramp_seconds=PACED_RAMP_SECONDS * fifty / 200,
+        )
+    ]
+    return {
+        "flood": flood,
+        "paced": paced,
+        "many": many,
+        "all": flood + paced,
+        "classifier": latency,
+        "isolation": latency,
+    }[regime]
 
 
 def _count(events: int) -> str:
@@ -278,10 +349,17 @@ class Bench:
                 "tcp",
             )
         args = ["-m", "guardstream", "serve", "--upstream", self.mock_url, "--port", str(port)]
-        args += ["--packs", ",".join(variant.packs)]
+        packs = list(variant.packs)
+        if variant.pack_toml is not None:
+            pack = self.workdir / f"{variant.key}-pack.toml"
+            pack.write_text(variant.pack_toml, encoding="utf-8")
+            packs.append(str(pack))
+        args += ["--packs", ",".join(packs)]
+        if not packs:
+            args += ["--moderation-allow-no-rules", "true"]  # the no-rules baseline is meant
         if variant.config_toml is not None:
             config = self.workdir / f"{variant.key}.toml"
-            config.write_text(variant.config_toml, encoding="utf-8")
+            config.write_text(variant.config_toml.replace("{mock_url}", self.mock_url), encoding="utf-8")
             args += ["--config", str(config)]
         return args, port, "http"
 

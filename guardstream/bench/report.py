@@ -107,6 +107,7 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
                 "met": result["streams_complete"] == many["streams"],
             }
         )
+    found += _isolation_targets(report)
     flat = sizes.get("longest_over_shortest")
     found.append(
         {
@@ -119,6 +120,59 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
         }
     )
     return found
+
+
+def _isolation_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 11: a catastrophic rule loaded must not slow other streams: p99 within 2x of without."""
+    found = []
+    for scenario in report["scenarios"]:
+        results = scenario["results"]
+        if "slow-rule" not in results or scenario["regime"] != "paced":
+            continue
+        with_rule = results["slow-rule"]["latency_us"]["p99"]
+        without = results[TARGET_PATH]["latency_us"]["p99"]
+        ratio = with_rule / without if with_rule is not None and without else None
+        found.append(
+            {
+                "target": f"{scenario['label']}: p99 latency with a catastrophic rule ≤ 2 × without",
+                "scenario": scenario["key"],
+                "measured": ratio,
+                "bound": 2.0,
+                "at_least": False,
+                "met": None if ratio is None else ratio <= 2.0,
+            }
+        )
+    return found
+
+
+def comparisons(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """What each extra path (a classifier, a slow rule) adds to guardstream with the same packs alone."""
+    found = []
+    labels = {p["key"]: p["label"] for p in report["paths"]}
+    for scenario in report["scenarios"]:
+        results = scenario["results"]
+        base = results.get(TARGET_PATH)
+        if base is None or scenario["regime"] != "paced":
+            continue
+        for key in ("strict", "async", "slow-rule"):
+            if key not in results:
+                continue
+            added = {q: _minus(results[key]["latency_us"][q], base["latency_us"][q]) for q in ("p50", "p99")}
+            found.append(
+                {
+                    "path": labels[key],
+                    "scenario": scenario["key"],
+                    "latency_added_ms": {q: _ms(v) for q, v in added.items()},
+                    "cpu_us_per_event_added": _minus(
+                        results[key]["server_cpu_us_per_event"], base["server_cpu_us_per_event"]
+                    ),
+                }
+            )
+    return found
+
+
+def _minus(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
 
 
 def _ms(us: float | None) -> float | None:
@@ -152,6 +206,8 @@ def print_proxy(report: dict[str, Any]) -> None:
         f"{'TTFB ms':>9}{'held p50/p99':>13}{'RSS KiB/stream':>16}"
     )
     labels = {p["key"]: p["label"] for p in report["paths"]}
+    width = max(30, *(len(label) + 2 for label in labels.values()))
+    header = f"{'path':<{width}}" + header[30:]
     for scenario in report["scenarios"]:
         click.echo(f"\n{scenario['label']} ({scenario['streams']} × {scenario['events_per_stream']:,} events)")
         failed = {k: r["streams_failed"] for k, r in scenario["results"].items() if r["streams_failed"]}
@@ -171,7 +227,7 @@ def print_proxy(report: dict[str, Any]) -> None:
                 rss_text += f" ({vs['peak_rss_per_stream']:.2f}×)"
             eff = vs["events_per_cpu_second"] if key not in ("bare", "direct") else None
             click.echo(
-                f"{labels[key]:<30}{r['server_cpu_us_per_event']:>10.1f}{_num(eff, '.2f'):>6}"
+                f"{labels[key]:<{width}}{r['server_cpu_us_per_event']:>10.1f}{_num(eff, '.2f'):>6}"
                 f"{r['events_per_second']:>10,.0f}{_pair(latency, '.2f'):>20}"
                 f"{_num(added, '+.2f'):>13}"
                 f"{_num(r['ttfb_ms']['p50'], '.1f'):>9}{_pair(r['holdback_chars'], '.0f'):>13}{rss_text:>16}"
@@ -185,7 +241,13 @@ def print_proxy(report: dict[str, Any]) -> None:
         for key, row in sizes.items():
             cells = "".join(f"{v:>10.1f}" for v in row["us_per_event"].values())
             click.echo(f"{labels[key]:<30}{cells}{_num(row['longest_over_shortest'], '.2f'):>18}")
-    click.echo(f"\ntargets (issue 12), for {labels[TARGET_PATH]}:")
+    extra = report.get("comparisons") or []
+    if extra:
+        click.echo(f"\nadded to {labels[TARGET_PATH]} (latency p50/p99 ms, server CPU µs per event):")
+        for row in extra:
+            cpu = row["cpu_us_per_event_added"]
+            click.echo(f"  {row['path']:<{width}}{_pair(row['latency_added_ms'], '+.2f'):>20}{_num(cpu, '+.1f'):>10}")
+    click.echo(f"\ntargets (issues 11, 12), for {labels[TARGET_PATH]}:")
     for target in report["targets"]:
         verdict = {True: "met", False: "NOT met", None: "not measured"}[target["met"]]
         click.echo(f"  {target['target']:<68}{_num(target['measured'], '.2f'):>8}  {verdict}")

@@ -69,7 +69,7 @@ def run_proxy_bench(
 ) -> dict[str, Any]:
     """Every scenario through every path, `rounds` times; medians, ranges and ratios to the bare proxy."""
     progress = progress or Progress()
-    paths = variants(packs)
+    paths = variants(packs, regime)
     plan = scenarios(regime, quick=quick)
     unit = benign_unit(packs)
     raw: dict[str, dict[str, list[dict[str, Any]]]] = {s.key: {v.key: [] for v in paths} for s in plan}
