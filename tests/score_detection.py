@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from guardstream.bench import english_corpus
+from guardstream.bench.engine import english_corpus
 from guardstream.packs import load_rules
 from guardstream.rules import Direction, Rule
 from guardstream.window import moderate_text
