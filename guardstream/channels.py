@@ -101,6 +101,7 @@ class TextChannels:
         # Which views read each window (by id): a window is forked when a part reaches only some.
         self._readers: dict[int, set[Channel]] = {}
         self._values: dict[tuple[str, bool], tuple[str, Violation | None]] = {}
+        self._value_states: dict[tuple[str, bool], PartState] = {}
         # Parts still being released, per window (by id): a fork must hold them back as well.
         self._pending: dict[int, deque[PartState]] = {}
         # Per copied view, the parts read on it so far (kept only for formats with snapshots).
@@ -125,6 +126,12 @@ class TextChannels:
         """Take in one part: a text part is pushed into its windows, a value is decided now."""
         if part.copy_of is not None:
             return self._add_copy(part)
+        if part.is_value and not part.tracked:
+            # Ids, types and model names repeat in every event: one decided state serves them all
+            # (a value's state never changes once decided, and only its text is read from it).
+            shared = self._value_states.get((part.text, part.is_key))
+            if shared is not None:
+                return shared
         state = PartState(part)
         if part.tracked:
             self._view_parts.setdefault(part.views[0], []).append(state)
@@ -134,6 +141,8 @@ class TextChannels:
             state.rendered_to = len(part.text)
             if blocked is not None and self.blocked is None:
                 self.blocked = blocked
+            if not part.tracked:
+                self._value_states[part.text, part.is_key] = state
             return state
         for window in self._windows_for(part.views):
             start = window.end

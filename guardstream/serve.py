@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import signal
 import socket
@@ -41,6 +40,7 @@ from guardstream.guard import Guard
 from guardstream.logs import configure_logging, log_event
 from guardstream.packs import load_rules
 from guardstream.proxy import GuardstreamProxy, create_app
+from guardstream.servers import uvicorn_config
 
 
 def build_config(
@@ -205,22 +205,6 @@ def run(config: Config, source: Callable[[], Config]) -> None:
             server.run()
         log_event("stopped")
         click.echo("guardstream: stopped", err=True)
-
-
-def uvicorn_config(app: Any, config: Config, **extra: Any) -> uvicorn.Config:
-    logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)
-    return uvicorn.Config(
-        app,
-        host=config.server.host,
-        port=config.server.port,
-        log_level="error",
-        # The upstream's Date and Server headers pass through; uvicorn must not add a second pair.
-        server_header=False,
-        date_header=False,
-        lifespan="on",
-        timeout_graceful_shutdown=int(config.server.shutdown_grace) + 5,
-        **extra,
-    )
 
 
 def replace_mock(config: Config, url: str) -> Config:

@@ -1,7 +1,9 @@
-"""Run an ASGI app under uvicorn in a background thread (the mock upstream, the demo, tests)."""
+"""uvicorn for guardstream: an ASGI app in a background thread (the mock upstream, the demo, tests),
+and the settings `guardstream serve` runs under."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -9,6 +11,8 @@ from contextlib import contextmanager
 from typing import Any
 
 import uvicorn
+
+from guardstream.config import Config
 
 
 @contextmanager
@@ -44,3 +48,20 @@ def serve_in_thread(app: Any, *, host: str = "127.0.0.1", port: int = 0, log_lev
     finally:
         server.should_exit = True
         thread.join(timeout=5)
+
+
+def uvicorn_config(app: Any, config: Config, **extra: Any) -> uvicorn.Config:
+    """How `guardstream serve` runs uvicorn, one process or several."""
+    logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)
+    return uvicorn.Config(
+        app,
+        host=config.server.host,
+        port=config.server.port,
+        log_level="error",
+        # The upstream's Date and Server headers pass through; uvicorn must not add a second pair.
+        server_header=False,
+        date_header=False,
+        lifespan="on",
+        timeout_graceful_shutdown=int(config.server.shutdown_grace) + 5,
+        **extra,
+    )

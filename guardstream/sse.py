@@ -172,6 +172,21 @@ class SSEDecoder:
         del tail[:cut]
         self._search = limit - cut
 
+        if (
+            # The block nearly every event is: one `data:` line and the blank line, nothing pending.
+            region.startswith(b"data:")
+            and region.endswith(b"\n\n")
+            and region.count(b"\n") == 2
+            and not self._at_stream_start
+            and not self._block
+            and b"\r" not in region
+        ):
+            value = region[5:-2]
+            text = self._text(value[1:] if value[:1] == b" " else value)
+            plain = self._plain
+            self._plain = True
+            return [Event(region, text, None, None, None, True, plain)]
+
         sep_lens: Iterable[int]
         if b"\r" in region:
             parts = _EOL_SPLIT.split(region)

@@ -42,6 +42,7 @@ from guardstream.config import Config
 from guardstream.errors import ConfigError, GuardstreamError
 from guardstream.logs import configure_logging
 from guardstream.proxy import GuardstreamProxy, create_app
+from guardstream.servers import uvicorn_config
 
 CONFIG_ENV = "GUARDSTREAM_WORKER_CONFIG_FILE"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -49,8 +50,6 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 def serve_workers(config: Config, source: Callable[[], Config]) -> None:
     """Serve `config` with `[server] workers` processes until the server is stopped."""
-    from guardstream.serve import uvicorn_config
-
     run_dir = Path(tempfile.mkdtemp(prefix="guardstream-"))
     saved = {name: os.environ.get(name) for name in (CONFIG_ENV, MULTIPROC_ENV)}
     try:

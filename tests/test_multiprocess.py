@@ -13,6 +13,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, values
@@ -106,3 +107,109 @@ def test_multiprocess_needs_its_folder(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
     with pytest.raises(ValueError, match="PROMETHEUS_MULTIPROC_DIR"):
         multiprocess.directory()
+
+
+# -- one worker's app, in this process (the real workers are driven in test_workers.py) -------------
+
+
+@pytest.fixture
+def signals_restored() -> Iterator[None]:
+    import signal
+
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)}
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
+
+
+def worker_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, packs: str = "secrets") -> Any:
+    from guardstream.serve import ConfigSource
+    from guardstream.workers import CONFIG_ENV, create_worker_app, write_config
+
+    (tmp_path / "guardstream.toml").write_text(f'[moderation]\npacks = ["{packs}"]\n', encoding="utf-8")
+    source = ConfigSource(str(tmp_path / "guardstream.toml"))
+    path = tmp_path / "config.pickle"
+    write_config(path, source(), source)
+    monkeypatch.setenv(CONFIG_ENV, str(path))
+    return create_worker_app()
+
+
+async def start(app: Any) -> None:
+    messages = [{"type": "lifespan.startup"}]
+
+    async def receive() -> dict[str, str]:
+        return messages.pop(0) if messages else {"type": "lifespan.shutdown"}
+
+    async def send(message: dict[str, str]) -> None:
+        pass
+
+    await app({"type": "lifespan"}, receive, send)
+
+
+def test_a_worker_reloads_on_sighup_in_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, signals_restored: None
+) -> None:
+    import asyncio
+    import signal
+
+    app = worker_app(tmp_path, monkeypatch)
+
+    async def run() -> tuple[str, ...]:
+        await start(app)
+        (tmp_path / "guardstream.toml").write_text('[moderation]\npacks = ["pii"]\n', encoding="utf-8")
+        os.kill(os.getpid(), signal.SIGHUP)
+        await asyncio.sleep(0.2)
+        packs: tuple[str, ...] = app.config.moderation.packs
+        return packs
+
+    assert asyncio.run(run()) == ("pii",)
+
+
+def test_a_worker_wraps_uvicorns_exit_so_streams_end_properly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, signals_restored: None
+) -> None:
+    import asyncio
+    import signal
+
+    app = worker_app(tmp_path, monkeypatch)
+    exits: list[int] = []
+    signal.signal(signal.SIGTERM, lambda number, frame: exits.append(number))  # uvicorn's handler
+
+    async def run() -> tuple[bool, bool]:
+        await start(app)
+        os.kill(os.getpid(), signal.SIGTERM)
+        await asyncio.sleep(0.1)
+        draining_after_first = app.is_draining
+        os.kill(os.getpid(), signal.SIGTERM)
+        await asyncio.sleep(0.1)
+        return draining_after_first, app.is_draining
+
+    assert asyncio.run(run()) == (True, True)
+    assert exits == [signal.SIGTERM, signal.SIGTERM]  # uvicorn still stops accepting, as always
+
+
+def test_a_worker_started_during_a_reload_picks_the_new_config_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, signals_restored: None
+) -> None:
+    import asyncio
+
+    from guardstream.serve import ConfigSource
+    from guardstream.workers import write_config
+
+    app = worker_app(tmp_path, monkeypatch)
+    # The parent rewrote the file (a SIGHUP) after this worker read it and before it served.
+    (tmp_path / "guardstream.toml").write_text('[moderation]\npacks = ["pii"]\n', encoding="utf-8")
+    source = ConfigSource(str(tmp_path / "guardstream.toml"))
+    write_config(tmp_path / "config.pickle", source(), source)
+    os.utime(tmp_path / "config.pickle", ns=(1, 1))  # a clock as coarse as it comes still tells them apart
+    asyncio.run(start(app))
+    assert app.config.moderation.packs == ("pii",)
+
+
+def test_a_worker_without_its_config_file_says_how_workers_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    from guardstream.errors import ConfigError
+    from guardstream.workers import CONFIG_ENV, create_worker_app
+
+    monkeypatch.delenv(CONFIG_ENV, raising=False)
+    with pytest.raises(ConfigError, match="started by `guardstream serve --workers`"):
+        create_worker_app()

@@ -226,6 +226,14 @@ def test_sighup_reloads_every_worker_in_place(tmp_path: Path) -> None:
     assert len(pids) == 2  # reloaded in place: the same two workers, none replaced
 
 
+def replaced(url: str, old: int) -> Callable[[], bool]:
+    def done() -> bool:
+        workers = server_workers(url)
+        return len(workers) == 2 and old not in workers
+
+    return done
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the workers are found through /proc")
 def test_a_worker_replaced_after_a_reload_starts_with_the_reloaded_rules(tmp_path: Path) -> None:
     own = own_pack(tmp_path)
@@ -235,14 +243,11 @@ def test_a_worker_replaced_after_a_reload_starts_with_the_reloaded_rules(tmp_pat
         (tmp_path / "guardstream.toml").write_text(f'[moderation]\npacks = ["secrets", "{own}"]\n', encoding="utf-8")
         server.signal(signal.SIGHUP)
         wait_for(lambda: reloads(server.url) == 2, "both workers to reload")
-        killed, survivor = server_workers(server.url)
-        os.kill(killed, signal.SIGKILL)
-        wait_for(lambda: len(server_workers(server.url)) == 2 and killed not in server_workers(server.url), "a new one")
-        os.kill(survivor, signal.SIGSTOP)  # so the replacement serves everything below
-        try:
-            answers = [post_chat(server.url, "NIGHTJAR ok") for _ in range(3)]
-        finally:
-            os.kill(survivor, signal.SIGCONT)
+        # Both workers are killed in turn: every worker then serving started after the reload.
+        for old in server_workers(server.url):
+            os.kill(old, signal.SIGKILL)
+            wait_for(replaced(server.url, old), "a new one")
+        answers = [post_chat(server.url, "NIGHTJAR ok") for _ in range(4)]
     assert all(b"own.rule" in answer.content for answer in answers)
 
 
@@ -263,11 +268,8 @@ def test_the_admin_endpoint_reloads_every_worker(tmp_path: Path) -> None:
 
 def test_sigterm_drains_every_worker_then_ends_streams_with_the_terminal_event(tmp_path: Path) -> None:
     with serving("--upstream", "mock", "--workers", "2", "--server-shutdown-grace", "1", cwd=tmp_path) as server:
-        results: list[httpx.Response] = []
-        script = {"reply": "words keep coming.", "hold_after": 2, "hold_key": "forever"}
-        thread = threading.Thread(target=lambda: results.append(post_chat(server.url, "", script)))
-        thread.start()
-        time.sleep(1)
+        wait_for(lambda: len(server_workers(server.url)) == 2, "both workers")
+        thread, results = chat_held_open(server.url)
         started = time.monotonic()
         server.signal(signal.SIGTERM)
         thread.join(timeout=30)
@@ -275,17 +277,14 @@ def test_sigterm_drains_every_worker_then_ends_streams_with_the_terminal_event(t
         elapsed = time.monotonic() - started
         stderr = server.stderr()
     assert 0.8 < elapsed < 15
-    assert b"the server is shutting down" in results[0].content
+    assert b"the server is shutting down" in results[0]
     assert "Traceback" not in stderr and "guardstream: stopped" in stderr
 
 
 def test_a_second_signal_ends_every_workers_streams_at_once(tmp_path: Path) -> None:
     with serving("--upstream", "mock", "--workers", "2", "--server-shutdown-grace", "60", cwd=tmp_path) as server:
-        results: list[httpx.Response] = []
-        script = {"reply": "words keep coming.", "hold_after": 2, "hold_key": "forever"}
-        thread = threading.Thread(target=lambda: results.append(post_chat(server.url, "", script)))
-        thread.start()
-        time.sleep(1)
+        wait_for(lambda: len(server_workers(server.url)) == 2, "both workers")
+        thread, results = chat_held_open(server.url)
         started = time.monotonic()
         server.signal(signal.SIGTERM)
         time.sleep(0.5)
@@ -293,7 +292,7 @@ def test_a_second_signal_ends_every_workers_streams_at_once(tmp_path: Path) -> N
         thread.join(timeout=30)
         server.process.wait(timeout=30)
         elapsed = time.monotonic() - started
-    assert elapsed < 20 and b"the server is shutting down" in results[0].content
+    assert elapsed < 20 and b"the server is shutting down" in results[0]
 
 
 def test_workers_write_the_request_log(tmp_path: Path) -> None:
@@ -301,6 +300,30 @@ def test_workers_write_the_request_log(tmp_path: Path) -> None:
         post_chat(server.url, "hello")
         stderr = server.wait_for_log('"event":"request"')
     assert '"status":200' in stderr
+
+
+def chat_held_open(url: str) -> tuple[threading.Thread, list[bytes]]:
+    """A stream whose upstream stops after two events and never ends, running in a thread.
+
+    Returns once the first bytes have reached the client, so a signal sent next finds it open.
+    """
+    results: list[bytes] = []
+    started = threading.Event()
+    headers = mock_headers({"reply": "words keep coming.", "hold_after": 2, "hold_key": "forever"})
+
+    def run() -> None:
+        body = b""
+        with httpx.Client(timeout=30) as client:
+            with client.stream("POST", f"{url}/v1/chat/completions", json=CHAT, headers=headers) as answer:
+                for chunk in answer.iter_bytes():
+                    body += chunk
+                    started.set()
+        results.append(body)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    assert started.wait(timeout=30), "the stream never started"
+    return thread, results
 
 
 def post_chat(url: str, reply: str, script: dict[str, Any] | None = None) -> httpx.Response:
