@@ -1,18 +1,21 @@
 """`guardstream demo`: the built-in mock model, the proxy in front of it, and a streaming client.
 
 It shows in a few seconds what guardstream does to a stream: a clean answer passes untouched,
-an e-mail address is redacted in place, and an answer that leaks a cloud key is cut with the
-provider's own error event before a character of the key is sent.
+an e-mail address is redacted in place, an answer that leaks a cloud key is cut with the
+provider's own error event before a character of the key is sent, and a passage a moderation
+model flags (the mock's own /v1/moderations, in strict mode) is cut before any of it is sent.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import logging
 
 import click
 import httpx
 
+from guardstream.classifiers import parse_classifiers
 from guardstream.config import Config, Upstreams
 from guardstream.mock import create_mock_app
 from guardstream.proxy import create_app
@@ -23,6 +26,11 @@ SCENARIOS = [
     ("a clean answer", "Streaming moderation checks every chunk before it reaches you."),
     ("an answer with an e-mail address (pii: redacted)", "Sure, write to jane.doe@example.com and she will help."),
     ("an answer that leaks a key (secrets: blocked)", "Here is the deploy key: AKIA4HJQ7XRZ2PLWKD5N. Keep it safe."),
+    (
+        "an answer a moderation model flags (classifier, strict: blocked)",
+        # The mock's moderation endpoint flags text with MOCKFLAG-<category> in it.
+        "A calm opening sentence comes first. Then the passage MOCKFLAG-violence goes too far.",
+    ),
 ]
 
 
@@ -51,10 +59,19 @@ def stream_chat(proxy_url: str, reply: str) -> None:
 
 
 def run_demo() -> None:
+    # The demo's output is the streams themselves; the request log would interleave with them.
+    logging.getLogger("guardstream").addHandler(logging.NullHandler())
     with serve_in_thread(create_mock_app()) as mock_url:
-        config = Config(upstreams=Upstreams(mock_url, mock_url, mock_url))
+        classifier = {"name": "moderation", "kind": "openai-moderation", "url": f"{mock_url}/v1/moderations"}
+        config = Config(
+            upstreams=Upstreams(mock_url, mock_url, mock_url),
+            classifiers=parse_classifiers([{**classifier, "mode": "strict"}], "guardstream demo"),
+        )
         with serve_in_thread(create_app(config)) as proxy_url:
-            click.echo(f"mock model at {mock_url}, guardstream at {proxy_url} (packs: pii, secrets)\n")
+            click.echo(
+                f"mock model at {mock_url}, guardstream at {proxy_url} "
+                "(packs: pii, secrets; classifier: the mock's /v1/moderations, strict)\n"
+            )
             for title, reply in SCENARIOS:
                 click.secho(f"▶ {title}", bold=True)
                 click.echo("  ", nl=False)

@@ -117,13 +117,17 @@ def test_readme_quick_start_works_as_written() -> None:
             server.stderr.close()
 
 
-def test_demo_shows_a_clean_a_redacted_and_a_cut_stream() -> None:
+def test_demo_shows_a_clean_a_redacted_a_cut_and_a_classifier_cut_stream() -> None:
     result = subprocess.run([sys.executable, "-m", "guardstream", "demo"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "Streaming moderation checks every chunk" in result.stdout
     assert "[REDACTED:email]" in result.stdout
     assert "stream cut: guardstream blocked the response: rule secrets.aws-access-key-id" in result.stdout
     assert "AKIA" not in result.stdout
+    # test for #9: a classifier block, offline, with nothing of the flagged passage shown
+    assert "stream cut: guardstream blocked the response: classifier moderation (violence)" in result.stdout
+    assert "MOCKFLAG" not in result.stdout and "goes too far" not in result.stdout
+    assert result.stderr == ""
 
 
 def test_serve_reads_its_flags_from_the_environment(tmp_path: Path) -> None:
