@@ -74,7 +74,9 @@ class ModerationSettings:
     # Rules read through zero-width characters and compatibility look-alikes (NFKC).
     normalize: bool = setting(True, "bool", "See through zero-width characters and look-alikes.")
     rule_timeout_ms: int = setting(100, "int", "Longest a rule's regex may run on one delta.", minimum=1)
-    rule_budget_ms: int = setting(1000, "int", "Total regex time one stream may spend in one rule.", minimum=1)
+    rule_budget_ms: int = setting(
+        1000, "int", "Regex time one stream may spend in one rule, + 50 µs per character.", minimum=1
+    )
     allow_slow_rules: bool = setting(False, "bool", "Load rules that fail the backtracking probe (with a warning).")
     allow_no_rules: bool = setting(False, "bool", "Start even when no rule applies (an explicit choice).")
 

@@ -31,6 +31,8 @@ from guardstream.rules import Action, Rule, redact_text
 DEFAULT_MAX_HOLDBACK_CHARS = 512
 DEFAULT_CONTEXT_CHARS = 256
 TRIM_SLACK_CHARS = 2048
+# Regex time a rule may spend per character a stream carries, on top of `rule_budget_ms`.
+DEFAULT_BUDGET_PER_CHAR_SECONDS = 50e-6
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,19 +77,32 @@ class RuleBudget:
     A per-call timeout alone lets a pathological rule cost a stream (and, on one event loop, every
     other stream) that timeout on every delta. With a budget, the rule's time on this stream is
     added up, and once it is spent the rule fails closed here: the stream ends, the others go on.
+
+    The allowance grows with the text the stream has carried (`per_char_seconds` for every
+    character), so an honest rule on a long answer never runs out: a fixed budget would cut a
+    benign 400,000-character answer on a slow machine for its length alone. The heaviest built-in
+    rule costs about 2 µs per character on the slow 2-core development machine; the default
+    allowance is 25 times that, while a rule that backtracks catastrophically costs orders of
+    magnitude more and still runs out.
     """
 
-    __slots__ = ("seconds", "_spent")
+    __slots__ = ("seconds", "per_char_seconds", "chars", "_spent")
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, *, per_char_seconds: float = DEFAULT_BUDGET_PER_CHAR_SECONDS) -> None:
         self.seconds = seconds
+        self.per_char_seconds = per_char_seconds
+        self.chars = 0
         self._spent: dict[int, float] = {}
 
+    def read(self, chars: int) -> None:
+        """The stream carried `chars` more characters: every rule may spend a little more."""
+        self.chars += chars
+
     def charge(self, rule: Rule, seconds: float) -> bool:
-        """Add `seconds` to the rule's time; True once it has spent more than its budget."""
+        """Add `seconds` to the rule's time; True once it has spent more than its allowance."""
         spent = self._spent.get(id(rule), 0.0) + seconds
         self._spent[id(rule)] = spent
-        return spent > self.seconds
+        return spent > self.seconds + self.per_char_seconds * self.chars
 
 
 @dataclass(slots=True)
@@ -187,6 +202,8 @@ class Window:
                 self._orig, self._orig_base = self._text, self._base
             self._orig += delta
         self._text += mapped
+        if self.budget is not None:
+            self.budget.read(len(delta))
         return self._public(self._step(final=False))
 
     def flush(self) -> Verdict:

@@ -10,9 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from guardstream.errors import RuleError
+from guardstream.matchers import Prefilter
 from guardstream.packs import load_rules
 from guardstream.rules import Rule, find_matches, redact_text
-from guardstream.window import Verdict, Window, stream_chunks
+from guardstream.window import RuleBudget, Verdict, Window, stream_chunks
 
 FIXTURES = Path(__file__).parent / "fixtures" / "packs"
 TRICKY = load_rules([str(FIXTURES / "tricky.toml")]).rules
@@ -287,3 +288,54 @@ def test_literal_prefixes_are_not_derived_past_what_probing_can_see(tmp_path: Pa
     rules = pack(tmp_path, f'[[rule]]\nid = "t.p"\npattern = \'{pattern}\'\naction = "block"\n')
     assert find_matches(rules[0], text)
     assert stream(rules, [text])[1].blocked is not None
+
+
+class CostlyMatcher:
+    """A rule that never matches and costs `seconds_per_char` of (fake) regex time per character it reads."""
+
+    prefilter: Prefilter | None = None
+
+    def __init__(self, clock: list[float], seconds_per_char: float) -> None:
+        self.clock = clock
+        self.seconds_per_char = seconds_per_char
+
+    def scan(self, text: str, pos: int, *, final: bool) -> None:
+        self.clock[0] += self.seconds_per_char * (len(text) - pos)
+
+
+def costly_rule(clock: list[float], seconds_per_char: float) -> Rule:
+    matcher = CostlyMatcher(clock, seconds_per_char)
+    return Rule("test.costly", "test", "block", "output", "[REDACTED]", matcher, "test", "costly")
+
+
+@pytest.fixture
+def fake_clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The window measures a rule's time with this clock, which only the rule's matcher moves."""
+    clock = [0.0]
+    monkeypatch.setattr("guardstream.window.time.perf_counter", lambda: clock[0])
+    return clock
+
+
+def stream_through(window: Window, deltas: int, delta: str = "word") -> Verdict:
+    verdict = window.push("")
+    for _ in range(deltas):
+        verdict = window.push(delta)
+        if verdict.blocked is not None:
+            break
+    return verdict
+
+
+def test_a_rule_that_spends_its_budget_on_a_stream_blocks_it_as_a_timeout(fake_clock: list[float]) -> None:
+    rule = costly_rule(fake_clock, seconds_per_char=0.01)  # 200 times the allowance per character
+    verdict = stream_through(Window([rule], budget=RuleBudget(1.0, per_char_seconds=50e-6)), deltas=1_000)
+    assert verdict.blocked is not None and verdict.blocked.is_timeout
+    assert verdict.released < 200  # cut after about one second of its time, not at the end
+
+
+def test_a_long_benign_stream_never_runs_out_of_rule_budget(fake_clock: list[float]) -> None:
+    # 2 µs per character, as the heaviest built-in rule on a slow machine: 80,000 characters cost
+    # 0.16 s, more than the fixed part of the budget alone allows.
+    rule = costly_rule(fake_clock, seconds_per_char=2e-6)
+    window = Window([rule], budget=RuleBudget(0.1, per_char_seconds=50e-6))
+    verdict = stream_through(window, deltas=20_000)
+    assert verdict.blocked is None and verdict.released >= 79_000
