@@ -54,6 +54,7 @@ def test_bench_quick_run_reports_every_scenario_and_path(tmp_path: Path) -> None
                 "events_per_second",
                 "latency_added_us",
                 "ttfb",
+                "ttft_added_ms",
                 "peak_rss_per_stream",
             }
             assert len(figures["rounds"]) == 1
@@ -85,8 +86,10 @@ def test_classifier_regime_measures_what_a_strict_and_an_async_classifier_add(tm
     for figures in scenario["results"].values():
         assert figures["streams_complete"] == figures["streams"]
     added = {row["path"].split(" + ")[-1]: row["latency_added_ms"] for row in proxy["comparisons"]}
+    first_token = {row["path"].split(" + ")[-1]: row["ttft_added_ms"] for row in proxy["comparisons"]}
     # Strict mode holds text until the classifier has answered; async mode does not wait for it.
     assert added["strict classifier (50 ms)"]["p50"] > 50
+    assert first_token["strict classifier (50 ms)"]["p50"] > 50
     assert set(added) == {"strict classifier (50 ms)", "async classifier (50 ms)"}
 
 
@@ -199,6 +202,7 @@ def figures(cpu: float, latency: float | None = 1000.0, rss: float | None = 40.0
         "events_per_second": 1000.0,
         "latency_us": {"p50": latency, "p99": latency},
         "ttfb_ms": {"p50": 2.0, "p99": 3.0},
+        "ttft_ms": {"p50": 4.0, "p99": 6.0},
         "peak_rss_kib_per_stream": rss,
         "holdback_chars": {"p50": 1.0, "p99": 16.0},
     }

@@ -16,6 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 STAMP = re.compile(rb'"mock_sent_ns":(\d+)')
+# An event carrying answer text (a chat delta with non-empty content): the first token.
+TEXT = re.compile(rb'"content":"[^"]')
 HEAD_END = b"\r\n\r\n"
 
 
@@ -27,6 +29,7 @@ class StreamResult:
     events: int = 0
     is_complete: bool = False  # a 200 that ended with `data: [DONE]` and a clean end of body
     ttfb_ns: int | None = None  # request written -> first byte of the body
+    ttft_ns: int | None = None  # request written -> first event carrying answer text
     latencies_ns: list[int] = field(default_factory=list)  # per stamped event: mock wrote it -> we read it
 
 
@@ -106,6 +109,8 @@ class _StreamProtocol(asyncio.Protocol):
         complete = bytes(pending[: end + 2])
         del pending[: end + 2]
         result.events += complete.count(b"\n\n")
+        if result.ttft_ns is None and TEXT.search(complete) is not None:
+            result.ttft_ns = now - self.sent_ns
         result.latencies_ns.extend(now - int(stamp) for stamp in STAMP.findall(complete))
         if b"data: [DONE]" in complete:
             result.is_complete = True

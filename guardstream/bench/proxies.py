@@ -399,6 +399,7 @@ class Bench:
         events = sum(r.events for r in results)
         latencies = [n / 1000 for r in results for n in r.latencies_ns]
         ttfbs = [r.ttfb_ns / 1e6 for r in results if r.ttfb_ns is not None]
+        ttfts = [r.ttft_ns / 1e6 for r in results if r.ttft_ns is not None]
         per_event = 1e6 / events if events else 0.0
         statuses = Counter(str(r.status) for r in results if not r.is_complete)
         return {
@@ -414,6 +415,7 @@ class Bench:
             "events_per_second": events / wall if wall else 0.0,
             "latency_us": {"p50": percentile(latencies, 0.5), "p99": percentile(latencies, 0.99)},
             "ttfb_ms": {"p50": percentile(ttfbs, 0.5), "p99": percentile(ttfbs, 0.99)},
+            "ttft_ms": {"p50": percentile(ttfts, 0.5), "p99": percentile(ttfts, 0.99)},
             "holdback_chars": {
                 "p50": histogram_quantile(before, after, 0.5),
                 "p99": histogram_quantile(before, after, 0.99),
@@ -440,6 +442,7 @@ def versus(figures: dict[str, Any], bare: dict[str, Any]) -> dict[str, Any]:
         "events_per_second": ratio(figures["events_per_second"], bare["events_per_second"]),
         "latency_added_us": {q: minus(figures["latency_us"][q], bare["latency_us"][q]) for q in ("p50", "p99")},
         "ttfb": ratio(figures["ttfb_ms"]["p50"], bare["ttfb_ms"]["p50"]),
+        "ttft_added_ms": {q: minus(figures["ttft_ms"][q], bare["ttft_ms"][q]) for q in ("p50", "p99")},
         "peak_rss_per_stream": ratio(figures["peak_rss_kib_per_stream"], bare["peak_rss_kib_per_stream"]),
     }
 

@@ -163,6 +163,9 @@ def comparisons(report: dict[str, Any]) -> list[dict[str, Any]]:
                     "path": labels[key],
                     "scenario": scenario["key"],
                     "latency_added_ms": {q: _ms(v) for q, v in added.items()},
+                    "ttft_added_ms": {
+                        q: _minus(results[key]["ttft_ms"][q], base["ttft_ms"][q]) for q in ("p50", "p99")
+                    },
                     "cpu_us_per_event_added": _minus(
                         results[key]["server_cpu_us_per_event"], base["server_cpu_us_per_event"]
                     ),
@@ -203,7 +206,7 @@ def print_proxy(report: dict[str, Any]) -> None:
     )
     header = (
         f"{'path':<30}{'CPU µs/ev':>10}{'eff':>6}{'events/s':>10}{'latency p50/p99 ms':>20}{'added p50 ms':>13}"
-        f"{'TTFB ms':>9}{'held p50/p99':>13}{'RSS KiB/stream':>16}"
+        f"{'TTFB ms':>9}{'TTFT ms':>9}{'held p50/p99':>13}{'RSS KiB/stream':>16}"
     )
     labels = {p["key"]: p["label"] for p in report["paths"]}
     width = max(30, *(len(label) + 2 for label in labels.values()))
@@ -230,7 +233,8 @@ def print_proxy(report: dict[str, Any]) -> None:
                 f"{labels[key]:<{width}}{r['server_cpu_us_per_event']:>10.1f}{_num(eff, '.2f'):>6}"
                 f"{r['events_per_second']:>10,.0f}{_pair(latency, '.2f'):>20}"
                 f"{_num(added, '+.2f'):>13}"
-                f"{_num(r['ttfb_ms']['p50'], '.1f'):>9}{_pair(r['holdback_chars'], '.0f'):>13}{rss_text:>16}"
+                f"{_num(r['ttfb_ms']['p50'], '.1f'):>9}{_num(r['ttft_ms']['p50'], '.1f'):>9}"
+                f"{_pair(r['holdback_chars'], '.0f'):>13}{rss_text:>16}"
             )
     sizes = report["cost_per_size"]
     series = [s for s in report["scenarios"] if s["is_size_series"]]
@@ -243,10 +247,16 @@ def print_proxy(report: dict[str, Any]) -> None:
             click.echo(f"{labels[key]:<30}{cells}{_num(row['longest_over_shortest'], '.2f'):>18}")
     extra = report.get("comparisons") or []
     if extra:
-        click.echo(f"\nadded to {labels[TARGET_PATH]} (latency p50/p99 ms, server CPU µs per event):")
+        click.echo(
+            f"\nadded to {labels[TARGET_PATH]} (per-event latency p50/p99 ms, time to first token p50/p99 ms, "
+            "server CPU µs per event):"
+        )
         for row in extra:
             cpu = row["cpu_us_per_event_added"]
-            click.echo(f"  {row['path']:<{width}}{_pair(row['latency_added_ms'], '+.2f'):>20}{_num(cpu, '+.1f'):>10}")
+            click.echo(
+                f"  {row['path']:<{width}}{_pair(row['latency_added_ms'], '+.2f'):>20}"
+                f"{_pair(row['ttft_added_ms'], '+.1f'):>20}{_num(cpu, '+.1f'):>10}"
+            )
     click.echo(f"\ntargets (issues 11, 12), for {labels[TARGET_PATH]}:")
     for target in report["targets"]:
         verdict = {True: "met", False: "NOT met", None: "not measured"}[target["met"]]
