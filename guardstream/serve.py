@@ -40,7 +40,7 @@ from guardstream.guard import Guard
 from guardstream.logs import configure_logging, log_event
 from guardstream.packs import load_rules
 from guardstream.proxy import GuardstreamProxy, create_app
-from guardstream.servers import uvicorn_config
+from guardstream.servers import SECOND_SIGNAL_CUTOFF_SECONDS, uvicorn_config
 
 
 def build_config(
@@ -155,14 +155,20 @@ class GuardstreamServer(uvicorn.Server):
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self._signals += 1
         now = self._signals > 1
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(lambda: self.proxy.begin_shutdown(now=now))
-        if now:
+        loop = self._loop
+        if loop is not None:
+            loop.call_soon_threadsafe(lambda: self.proxy.begin_shutdown(now=now))
+            if now:
+                loop.call_soon_threadsafe(loop.call_later, SECOND_SIGNAL_CUTOFF_SECONDS, self._cut_off)
+        elif now:
             self.force_exit = True
         super().handle_exit(sig, frame)
         # uvicorn would raise the signal again once it has shut down, killing the process by it; the
         # shutdown was ours and finished cleanly, so the process exits 0 instead.
         self._captured_signals.clear()
+
+    def _cut_off(self) -> None:
+        self.force_exit = True
 
 
 def run(config: Config, source: Callable[[], Config]) -> None:

@@ -14,6 +14,11 @@ import uvicorn
 
 from guardstream.config import Config
 
+# After a second stop signal, streams end at once with their terminal event; connections still open
+# this much later (a client that stopped reading) are cut. Cutting at once would race the terminal
+# events out of the process before they are written.
+SECOND_SIGNAL_CUTOFF_SECONDS = 2.0
+
 
 @contextmanager
 def serve_in_thread(app: Any, *, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning") -> Iterator[str]:

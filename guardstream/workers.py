@@ -42,7 +42,7 @@ from guardstream.config import Config
 from guardstream.errors import ConfigError, GuardstreamError
 from guardstream.logs import configure_logging
 from guardstream.proxy import GuardstreamProxy, create_app
-from guardstream.servers import uvicorn_config
+from guardstream.servers import SECOND_SIGNAL_CUTOFF_SECONDS, uvicorn_config
 
 CONFIG_ENV = "GUARDSTREAM_WORKER_CONFIG_FILE"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -145,6 +145,11 @@ def create_worker_app() -> GuardstreamProxy:
     return app
 
 
+def cut_off(server: Any) -> None:
+    """Stop waiting for connections that are still open (uvicorn's `force_exit`)."""
+    server.force_exit = True
+
+
 def ask_parent_to_reload() -> None:
     os.kill(os.getppid(), signal.SIGHUP)
 
@@ -173,7 +178,7 @@ def install_worker_signals(app: GuardstreamProxy, config_file: Path, started_fro
             loop.call_soon_threadsafe(lambda: app.begin_shutdown(now=now))
             server = getattr(uvicorn_exit, "__self__", None)
             if now and server is not None:
-                server.force_exit = True
+                loop.call_soon_threadsafe(loop.call_later, SECOND_SIGNAL_CUTOFF_SECONDS, cut_off, server)
             uvicorn_exit(number, frame)
 
         signal.signal(sig, on_exit)
