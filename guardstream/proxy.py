@@ -828,9 +828,11 @@ class _Exchange:
                     out.append(moderator.finish())
                 elif isinstance(entry, BaseException):
                     upstream_open = False
-                    reason = "timeout" if isinstance(entry, httpx.TimeoutException) else "dropped"
-                    self._upstream_failed(reason)
-                    out.append(moderator.fail(UPSTREAM_DROPPED))
+                    # A read that timed out waited at least `idle`: the same silence the timer
+                    # above reports, when the reader's timeout wins the race against it.
+                    is_timeout = isinstance(entry, httpx.TimeoutException)
+                    self._upstream_failed("timeout" if is_timeout else "dropped")
+                    out.append(moderator.fail(UPSTREAM_IDLE.format(seconds=idle) if is_timeout else UPSTREAM_DROPPED))
                 if moderator.is_done:
                     break
             start_checks()

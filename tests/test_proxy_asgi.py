@@ -142,6 +142,15 @@ async def test_upstream_read_error_mid_stream_ends_with_a_terminal_event() -> No
     assert outcomes(registry) == {"upstream_error": 1.0}
 
 
+async def test_an_upstream_read_that_times_out_mid_stream_is_reported_as_the_idle_timeout() -> None:
+    # The reader's read timeout and the idle timer measure the same silence; whichever fires first,
+    # the client is told the upstream went quiet, not that the connection broke off.
+    app, registry = make_app(sse([chunk("hello "), chunk("wor")], error=httpx.ReadTimeout("slow")))
+    _, body, sent = await call(app)
+    assert b"sent nothing for" in body and b"broke off" not in body
+    assert sent[-1].get("more_body") is False
+
+
 @pytest.mark.parametrize(
     "error",
     [
