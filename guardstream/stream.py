@@ -243,7 +243,8 @@ class StreamModerator:
             if pending.parts and self.first_release_at is None and any(not p.part.is_value for p in pending.parts):
                 self.first_release_at = now
             if self.observer is not None and pending.parts:
-                chars = sum(len(p.rendered()) for p in pending.parts if not p.part.is_value)
+                # A snapshot (`*.done`, `response.completed`) repeats text already counted where it streamed.
+                chars = sum(len(p.rendered()) for p in pending.parts if not p.part.is_value and p.copies is None)
                 self.observer.on_release(chars, now - pending.received_at)
             if pending.parsed.is_end:
                 self.has_delivered_end = True

@@ -22,6 +22,7 @@ from guardstream.metrics import (
 )
 from guardstream.packs import load_rules
 from guardstream.providers.openai_chat import OpenAIChatStream
+from guardstream.providers.openai_responses import OpenAIResponsesStream
 from guardstream.rules import RuleSet
 from guardstream.stream import StreamModerator
 from guardstream.window import Violation
@@ -66,6 +67,35 @@ def stream_through(observer: Any, rules: RuleSet | tuple[Any, ...], deltas: list
     raw = b"".join([*(chunk(d) for d in deltas), chunk(finish="stop"), b"data: [DONE]\n\n"])
     moderator = StreamModerator(OpenAIChatStream(), tuple(rules), observer=observer, clock=lambda: 0.0, **options)
     return moderator.feed(raw) + moderator.finish()
+
+
+def responses_event(kind: str, **fields: Any) -> bytes:
+    return f"event: {kind}\ndata: {json.dumps({'type': kind, **fields})}\n\n".encode()
+
+
+def test_text_repeated_by_snapshot_events_is_counted_once() -> None:
+    # Responses repeats the streamed text in `*.done` events and `response.completed`: released
+    # characters count what the client was sent as new text, once.
+    text = "Hello there, how are you?"
+    deltas = [text[i : i + 4] for i in range(0, len(text), 4)]
+    where = {"output_index": 0, "content_index": 0, "item_id": "msg_1"}
+    item = {"type": "message", "id": "msg_1", "role": "assistant", "content": [{"type": "output_text", "text": text}]}
+    raw = b"".join(
+        [
+            *(responses_event("response.output_text.delta", delta=d, **where) for d in deltas),
+            responses_event("response.output_text.done", text=text, **where),
+            responses_event("response.content_part.done", part={"type": "output_text", "text": text}, **where),
+            responses_event("response.output_item.done", output_index=0, item=item),
+            responses_event("response.completed", response={"id": "resp_1", "output": [item]}),
+        ]
+    )
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    moderator = StreamModerator(OpenAIResponsesStream(), PII, observer=metrics.stream("openai-responses"))
+    out = moderator.feed(raw) + moderator.finish()
+    assert out == raw
+    provider = {"provider": "openai-responses"}
+    assert registry.get_sample_value("guardstream_released_chars_total", provider) == len(text)
 
 
 class Recorder:
