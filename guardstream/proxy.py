@@ -628,7 +628,20 @@ class _Exchange:
                 return None
         return None
 
+    def _injected_key(self) -> bytes | None:
+        key = self.runtime.credentials.upstream_keys.get(self.route.upstream)
+        return key.encode() if key else None
+
+    def _scrub_injected_key(self, body: bytes) -> bytes:
+        """An upstream may quote the key it was sent in an error ("Incorrect API key provided: ...").
+        With a key injected, that key is ours and the client must never read it, whatever its shape."""
+        key = self._injected_key()
+        return body.replace(key, b"[REDACTED:upstream-key]") if key and key in body else body
+
     async def _relay_untouched(self, response: httpx.Response, headers: list[tuple[str, str]]) -> None:
+        if response.status_code >= 400 and self._injected_key() is not None:
+            await self._relay_untouched_error(response, headers)
+            return
         await self._start(response.status_code, headers)
         outcome = "passed" if response.status_code < 400 else "upstream_rejected"
         if response.status_code >= 500:
@@ -642,9 +655,21 @@ class _Exchange:
         await self.send({"type": "http.response.body", "body": b"", "more_body": False})
         self._count(outcome)
 
+    async def _relay_untouched_error(self, response: httpx.Response, headers: list[tuple[str, str]]) -> None:
+        """An error on an unmoderated route, read whole (and decoded) so the injected key can be removed."""
+        raw = await self._read_answer(response)
+        status = response.status_code
+        if status >= 500:
+            self._upstream_failed("status_5xx")
+        headers = [(k, v) for k, v in headers if k.lower() not in ("content-length", "content-encoding")]
+        await _send_bytes(self.send, status, self._scrub_injected_key(raw or b""), headers)
+        self._count("upstream_rejected" if status < 500 else "upstream_error")
+
     async def _relay_error(self, response: httpx.Response, headers: list[tuple[str, str]]) -> None:
         """An upstream error passes the output rules too: it may quote the model's own output."""
         raw = await self._read_answer(response)
+        if raw is not None:
+            raw = self._scrub_injected_key(raw)
         status = response.status_code
         outcome = "upstream_rejected" if status < 500 else "upstream_error"
         if status >= 500:

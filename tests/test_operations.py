@@ -175,6 +175,19 @@ def test_an_injected_upstream_key_replaces_whatever_the_client_sent(tmp_path: Pa
     assert seen["authorization"] == f"Bearer {UPSTREAM_KEY}"
 
 
+@pytest.mark.parametrize(("method", "path"), [("POST", "/v1/chat/completions"), ("GET", "/v1/models")])
+def test_an_upstream_error_quoting_the_injected_key_never_shows_it(tmp_path: Path, method: str, path: str) -> None:
+    # The key matches no rule (it has no known shape): it is removed because it is the injected key.
+    env = {"GUARDSTREAM_CLIENT_KEYS": CLIENT_KEY, "REAL_OPENAI_KEY": UPSTREAM_KEY}
+    quoted = json.dumps({"error": {"message": f"Incorrect API key provided: {UPSTREAM_KEY}.", "type": "auth"}})
+    script = {"status": 401, "error_body": quoted}
+    headers = {**mock_headers(script), "authorization": f"Bearer {CLIENT_KEY}"}
+    with serving("--upstream", "mock", "--auth-upstream-key-env", "openai=REAL_OPENAI_KEY", cwd=tmp_path, env=env) as s:
+        answer = httpx.request(method, f"{s.url}{path}", json=CHAT if method == "POST" else None, headers=headers)
+    assert answer.status_code == 401
+    assert UPSTREAM_KEY not in answer.text and "Incorrect API key provided: [REDACTED:upstream-key]." in answer.text
+
+
 def test_without_an_injected_key_the_clients_own_is_forwarded(tmp_path: Path) -> None:
     with serving("--upstream", "mock", cwd=tmp_path) as s:
         httpx.post(
