@@ -233,9 +233,10 @@ class StreamModerator:
                 channels.render(part)
         now = self.clock()
         while self._queue and self._queue[0].is_released():
-            if self._queue[0].parsed.is_end and channels.is_checking:
+            if self._queue[0].parsed.is_end and (channels.is_checking or channels.blocked is not None):
                 # An async classifier may still flag what already went out: the end waits for it,
-                # so the stream can still end with the error instead of the terminator.
+                # so the stream can still end with the error instead of the terminator; and once a
+                # verdict has blocked, the terminator never leaves.
                 break
             pending = self._queue.popleft()
             out.append(self._encode(pending))

@@ -91,6 +91,15 @@ def test_async_mode_cuts_the_stream_within_its_bound(mock_model: MockModel) -> N
     assert len(text) < flag_end + every + 200
 
 
+@pytest.mark.parametrize("chunk_chars", [1, 2, 4, 8])
+def test_async_mode_ends_with_the_error_when_the_last_check_flags(mock_model: MockModel, chunk_chars: int) -> None:
+    # The whole answer arrives before the verdict: the end of the stream waits for it, and the
+    # stream ends with the error, never as a complete answer.
+    with proxy_with(mock_model, mode="async") as proxy:
+        text, error = stream(proxy, {"reply": "Short and then MOCKFLAG-violence at end.", "chunk_chars": chunk_chars})
+    assert isinstance(error, openai.APIError) and "classifier omni (violence)" in error.message
+
+
 @pytest.mark.parametrize(("on_error", "blocked"), [("block", True), ("allow", False)])
 def test_a_classifier_that_is_down_follows_on_error(mock_model: MockModel, on_error: str, blocked: bool) -> None:
     with proxy_with(mock_model, on_error=on_error, headers={"x-mock-status": "503"}) as proxy:

@@ -149,10 +149,8 @@ def block_message(violation: Violation, what: str = "the response") -> str:
     if rule.pack == CLASSIFIER_PACK:
         if rule.category.startswith("classifier_"):
             failure = rule.category.removeprefix("classifier_")
-            return (
-                f"guardstream stopped {what}: classifier {rule.id} could not check it ({failure}), "
-                "so the text was withheld"
-            )
+            # No "withheld" here: in async mode the text before the failed check may have gone out.
+            return f"guardstream stopped {what}: classifier {rule.id} could not check it ({failure})"
         return f"guardstream blocked {what}: classifier {rule.id} ({rule.category})"
     if violation.is_timeout:
         return (
