@@ -90,7 +90,9 @@ def serve(
     """
 
     from guardstream.serve import ConfigSource, run
+    from guardstream.servers import EarlyHangups
 
+    hangups = EarlyHangups()  # before the config is read: that takes time, and SIGHUP would end us
     flags: dict[tuple[str, str], Any] = {}
     for name, value in settings.items():
         _, section, key = name.split("__")
@@ -106,7 +108,7 @@ def serve(
         if value is not None:
             flags[section, key] = value
     source = ConfigSource(config_path, flags, {"upstream": upstream})
-    run(source(), source)
+    run(source(), source, hangups)
 
 
 @main.command()

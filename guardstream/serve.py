@@ -40,7 +40,7 @@ from guardstream.guard import Guard
 from guardstream.logs import configure_logging, log_event
 from guardstream.packs import load_rules
 from guardstream.proxy import GuardstreamProxy, create_app
-from guardstream.servers import SECOND_SIGNAL_CUTOFF_SECONDS, uvicorn_config
+from guardstream.servers import SECOND_SIGNAL_CUTOFF_SECONDS, EarlyHangups, uvicorn_config
 
 
 def build_config(
@@ -140,9 +140,10 @@ def start_lines(config: Config, guard: Guard) -> list[str]:
 class GuardstreamServer(uvicorn.Server):
     """uvicorn, with signals that end streams properly and a SIGHUP that reloads."""
 
-    def __init__(self, config: uvicorn.Config, proxy: GuardstreamProxy) -> None:
+    def __init__(self, config: uvicorn.Config, proxy: GuardstreamProxy, hangups: EarlyHangups | None = None) -> None:
         super().__init__(config)
         self.proxy = proxy
+        self.hangups = hangups
         self._loop: asyncio.AbstractEventLoop | None = None
         self._signals = 0
 
@@ -150,6 +151,8 @@ class GuardstreamServer(uvicorn.Server):
         self._loop = asyncio.get_running_loop()
         if hasattr(signal, "SIGHUP"):
             self._loop.add_signal_handler(signal.SIGHUP, self.proxy.reload)
+            if self.hangups is not None and self.hangups.seen:
+                self.proxy.reload()  # asked for while starting
         await super().startup(sockets)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
@@ -171,8 +174,9 @@ class GuardstreamServer(uvicorn.Server):
         self.force_exit = True
 
 
-def run(config: Config, source: Callable[[], Config]) -> None:
+def run(config: Config, source: Callable[[], Config], hangups: EarlyHangups | None = None) -> None:
     """Check everything, say what is in force, then serve until a signal says stop."""
+    hangups = hangups or EarlyHangups()
     configure_logging(config.logging.level, config.logging.format)
     warnings = check_startable(config)
     with ExitStack() as stack:
@@ -204,10 +208,10 @@ def run(config: Config, source: Callable[[], Config]) -> None:
                 f"listening on http://{config.server.host}:{config.server.port}",
                 err=True,
             )
-            serve_workers(config, source)
+            serve_workers(config, source, hangups)
         else:
             click.echo(f"guardstream: listening on http://{config.server.host}:{config.server.port}", err=True)
-            server = GuardstreamServer(uvicorn_config(app, config), app)
+            server = GuardstreamServer(uvicorn_config(app, config), app, hangups)
             server.run()
         log_event("stopped")
         click.echo("guardstream: stopped", err=True)

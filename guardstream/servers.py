@@ -4,10 +4,12 @@ and the settings `guardstream serve` runs under."""
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -18,6 +20,23 @@ from guardstream.config import Config
 # this much later (a client that stopped reading) are cut. Cutting at once would race the terminal
 # events out of the process before they are written.
 SECOND_SIGNAL_CUTOFF_SECONDS = 2.0
+
+
+class EarlyHangups:
+    """SIGHUP while guardstream starts: noted, not fatal.
+
+    SIGHUP's default action ends a process, and start-up (reading the config, compiling the packs,
+    starting workers) takes seconds. Until the server's own handler takes over, a SIGHUP is only
+    noted here, and the server reloads once it is up: the config may have changed meanwhile.
+    """
+
+    def __init__(self) -> None:
+        self.seen = False
+        if hasattr(signal, "SIGHUP"):
+            signal.signal(signal.SIGHUP, self._note)
+
+    def _note(self, signum: int, frame: FrameType | None) -> None:
+        self.seen = True
 
 
 @contextmanager

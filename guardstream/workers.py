@@ -42,13 +42,13 @@ from guardstream.config import Config
 from guardstream.errors import ConfigError, GuardstreamError
 from guardstream.logs import configure_logging
 from guardstream.proxy import GuardstreamProxy, create_app
-from guardstream.servers import SECOND_SIGNAL_CUTOFF_SECONDS, uvicorn_config
+from guardstream.servers import SECOND_SIGNAL_CUTOFF_SECONDS, EarlyHangups, uvicorn_config
 
 CONFIG_ENV = "GUARDSTREAM_WORKER_CONFIG_FILE"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
-def serve_workers(config: Config, source: Callable[[], Config]) -> None:
+def serve_workers(config: Config, source: Callable[[], Config], hangups: EarlyHangups | None = None) -> None:
     """Serve `config` with `[server] workers` processes until the server is stopped."""
     run_dir = Path(tempfile.mkdtemp(prefix="guardstream-"))
     saved = {name: os.environ.get(name) for name in (CONFIG_ENV, MULTIPROC_ENV)}
@@ -65,7 +65,10 @@ def serve_workers(config: Config, source: Callable[[], Config]) -> None:
         )
         socket = server_config.bind_socket()
         try:
-            Supervisor(server_config, sockets=[socket], config_file=config_file, source=source).run()
+            supervisor = Supervisor(server_config, sockets=[socket], config_file=config_file, source=source)
+            if hangups is not None and hangups.seen:
+                supervisor.signal_queue.append(signal.SIGHUP)  # asked for while starting: reload once up
+            supervisor.run()
         finally:
             socket.close()
     finally:

@@ -213,3 +213,38 @@ def test_a_worker_without_its_config_file_says_how_workers_start(monkeypatch: py
     monkeypatch.delenv(CONFIG_ENV, raising=False)
     with pytest.raises(ConfigError, match="started by `guardstream serve --workers`"):
         create_worker_app()
+
+
+def test_a_sighup_while_starting_is_noted_then_reloads_once_the_server_is_up(
+    tmp_path: Path, signals_restored: None
+) -> None:
+    import asyncio
+    import signal
+
+    from guardstream.proxy import create_app
+    from guardstream.serve import ConfigSource, GuardstreamServer
+    from guardstream.servers import EarlyHangups, uvicorn_config
+    from tests.serve_process import free_port
+
+    hangups = EarlyHangups()
+    os.kill(os.getpid(), signal.SIGHUP)  # its default action would end this very process
+    assert hangups.seen
+    (tmp_path / "guardstream.toml").write_text('[moderation]\npacks = ["secrets"]\n', encoding="utf-8")
+    source = ConfigSource(str(tmp_path / "guardstream.toml"), {("server", "port"): free_port()})
+    config = source()
+    app = create_app(config)
+    app.reloads_from(source)
+    # Changed while starting, after it was read: the noted SIGHUP brings it in.
+    (tmp_path / "guardstream.toml").write_text('[moderation]\npacks = ["pii"]\n', encoding="utf-8")
+    server = GuardstreamServer(uvicorn_config(app, config), app, hangups)
+
+    async def run() -> tuple[str, ...]:
+        serving = asyncio.create_task(server.serve())
+        while not server.started:
+            await asyncio.sleep(0.05)
+        packs: tuple[str, ...] = app.config.moderation.packs
+        server.should_exit = True
+        await serving
+        return packs
+
+    assert asyncio.run(run()) == ("pii",)

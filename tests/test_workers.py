@@ -251,6 +251,20 @@ def test_a_worker_replaced_after_a_reload_starts_with_the_reloaded_rules(tmp_pat
     assert all(b"own.rule" in answer.content for answer in answers)
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_sighup_while_starting_is_a_reload_once_up_not_the_end(tmp_path: Path, workers: str) -> None:
+    own = own_pack(tmp_path)
+    (tmp_path / "guardstream.toml").write_text('[moderation]\npacks = ["secrets"]\n', encoding="utf-8")
+    with serving("--upstream", "mock", "--workers", workers, cwd=tmp_path, ready=False) as server:
+        # The start lines are out, the server is not listening yet: SIGHUP's default would end it here.
+        server.wait_for_log("guardstream: packs", timeout=30)
+        (tmp_path / "guardstream.toml").write_text(f'[moderation]\npacks = ["secrets", "{own}"]\n', encoding="utf-8")
+        server.signal(signal.SIGHUP)
+        server.wait_ready(timeout=30)
+        wait_for(lambda: b"own.rule" in post_chat(server.url, "NIGHTJAR ok").content, "the reloaded rules")
+        assert server.process.poll() is None
+
+
 def test_the_admin_endpoint_reloads_every_worker(tmp_path: Path) -> None:
     env = {"GUARDSTREAM_ADMIN_KEY": "admin-secret"}
     (tmp_path / "guardstream.toml").write_text('[auth]\nadmin_key_env = "GUARDSTREAM_ADMIN_KEY"\n', encoding="utf-8")
