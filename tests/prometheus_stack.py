@@ -328,6 +328,15 @@ def drive_traffic(url: str, rounds: int = 1) -> int:
     return count
 
 
+def idle_provider(url: str) -> int:
+    """One Anthropic answer in the first round only: a provider whose series exist but stand still,
+    as any provider idle for five minutes does. A ratio panel must not turn NaN for all providers
+    because one of them has nothing to divide by."""
+    body = {"model": "m", "max_tokens": 20, "messages": [{"role": "user", "content": "Say hello"}]}
+    httpx.post(f"{url}/v1/messages", json=body, timeout=30)
+    return 1
+
+
 @contextmanager
 def monitored_guardstream(prometheus_binary: str) -> Iterator[tuple[Prometheus, str]]:
     """guardstream under traffic, scraped by Prometheus, once every series has moved between scrapes.
@@ -339,7 +348,7 @@ def monitored_guardstream(prometheus_binary: str) -> Iterator[tuple[Prometheus, 
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="guardstream-prometheus-")))
         url = stack.enter_context(guardstream_serve(workdir))
         server = stack.enter_context(prometheus(prometheus_binary, workdir, url.removeprefix("http://")))
-        total = drive_traffic(url)
+        total = drive_traffic(url) + idle_provider(url)
         wait_for(server, "sum(guardstream_requests_total)", total)
         total += drive_traffic(url)
         wait_for(server, "sum(guardstream_requests_total)", total)

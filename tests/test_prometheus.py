@@ -56,7 +56,8 @@ def test_the_traffic_covers_clean_redacted_blocked_and_failed_requests(stack: tu
         (series["metric"]["provider"], series["metric"]["outcome"]): float(series["value"][1])
         for series in server.query("sum by (provider, outcome) (guardstream_requests_total)")
     }
-    # Two rounds of: 2 clean answers, 1 redacted, 1 blocked each way, 2 upstream failures, 1 forwarded path.
+    # Two rounds of: 2 clean answers, 1 redacted, 1 blocked each way, 2 upstream failures, 1 forwarded path;
+    # and one Anthropic answer, in the first round only.
     assert outcomes == {
         ("openai-chat", "passed"): 4,
         ("openai-chat", "redacted"): 2,
@@ -64,6 +65,7 @@ def test_the_traffic_covers_clean_redacted_blocked_and_failed_requests(stack: tu
         ("openai-chat", "blocked_input"): 2,
         ("openai-chat", "upstream_error"): 4,
         ("passthrough", "passed"): 2,
+        ("anthropic", "passed"): 1,
     }
     violations = server.query("sum by (rule, direction) (guardstream_violations_total)")
     assert {(s["metric"]["rule"], s["metric"]["direction"]) for s in violations} == {
@@ -92,7 +94,7 @@ def test_template_variables_list_this_guardstream(stack: tuple[Prometheus, str])
     assert values == {
         "variable job": {"guardstream"},
         "variable instance": {url.removeprefix("http://")},
-        "variable provider": {"openai-chat", "passthrough"},
+        "variable provider": {"anthropic", "openai-chat", "passthrough"},
     }
 
 
