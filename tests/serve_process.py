@@ -8,12 +8,17 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+
+from tests.conftest import mock_headers
+
+HELD_CHAT = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
 
 
 def free_port() -> int:
@@ -99,3 +104,27 @@ def run_serve(
         text=True,
         timeout=timeout,
     )
+
+
+def chat_held_open(url: str) -> tuple[threading.Thread, list[bytes]]:
+    """A stream whose upstream stops after two events and never ends, running in a thread.
+
+    Returns once the first bytes have reached the client, so a signal sent next finds it open.
+    """
+    results: list[bytes] = []
+    started = threading.Event()
+    headers = mock_headers({"reply": "words keep coming.", "hold_after": 2, "hold_key": "forever"})
+
+    def run() -> None:
+        body = b""
+        with httpx.Client(timeout=30) as client:
+            with client.stream("POST", f"{url}/v1/chat/completions", json=HELD_CHAT, headers=headers) as answer:
+                for chunk in answer.iter_bytes():
+                    body += chunk
+                    started.set()
+        results.append(body)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    assert started.wait(timeout=30), "the stream never started"
+    return thread, results

@@ -19,7 +19,7 @@ from google.genai import errors as genai_errors, types as genai_types
 
 from guardstream.sse import SSEDecoder
 from tests.conftest import mock_headers
-from tests.serve_process import run_serve, serving
+from tests.serve_process import chat_held_open, run_serve, serving
 
 SECRET = "AKIA4HJQ7XRZ2PLWKD5N"
 CLIENT_KEY = "gs-client-key-one"
@@ -270,11 +270,7 @@ def test_a_stream_in_flight_finishes_on_the_rules_it_started_with(tmp_path: Path
 
 def test_sigterm_lets_streams_finish_then_ends_them_with_the_terminal_event(tmp_path: Path) -> None:
     with serving("--upstream", "mock", "--server-shutdown-grace", "1", cwd=tmp_path) as server:
-        results: list[httpx.Response] = []
-        script = {"reply": "words keep coming.", "hold_after": 2, "hold_key": "forever-1"}
-        thread = threading.Thread(target=lambda: results.append(chat(server.url, script)))
-        thread.start()
-        time.sleep(0.5)
+        thread, results = chat_held_open(server.url)
         started = time.monotonic()
         server.signal(signal.SIGTERM)
         thread.join(timeout=20)
@@ -282,17 +278,13 @@ def test_sigterm_lets_streams_finish_then_ends_them_with_the_terminal_event(tmp_
         elapsed = time.monotonic() - started
         stderr = server.stderr()
     assert 0.8 < elapsed < 8
-    assert b"the server is shutting down" in results[0].content and results[0].content.endswith(b"}\n\n")
+    assert b"the server is shutting down" in results[0] and results[0].endswith(b"}\n\n")
     assert "Traceback" not in stderr and "guardstream: stopped" in stderr
 
 
 def test_a_second_signal_ends_streams_at_once(tmp_path: Path) -> None:
     with serving("--upstream", "mock", "--server-shutdown-grace", "30", cwd=tmp_path) as server:
-        results: list[httpx.Response] = []
-        script = {"reply": "words keep coming.", "hold_after": 2, "hold_key": "forever-2"}
-        thread = threading.Thread(target=lambda: results.append(chat(server.url, script)))
-        thread.start()
-        time.sleep(0.5)
+        thread, results = chat_held_open(server.url)
         started = time.monotonic()
         server.signal(signal.SIGTERM)
         time.sleep(0.3)
@@ -300,7 +292,7 @@ def test_a_second_signal_ends_streams_at_once(tmp_path: Path) -> None:
         thread.join(timeout=20)
         server.process.wait(timeout=15)
         elapsed = time.monotonic() - started
-    assert elapsed < 10 and b"the server is shutting down" in results[0].content
+    assert elapsed < 10 and b"the server is shutting down" in results[0]
 
 
 def test_readiness_turns_503_while_draining() -> None:

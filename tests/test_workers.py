@@ -25,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from guardstream.histograms import HistogramChild
 from tests.conftest import mock_headers
-from tests.serve_process import serving
+from tests.serve_process import chat_held_open, serving
 from tests.test_cli import free_port
 
 CHAT = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
@@ -314,30 +314,6 @@ def test_workers_write_the_request_log(tmp_path: Path) -> None:
         post_chat(server.url, "hello")
         stderr = server.wait_for_log('"event":"request"')
     assert '"status":200' in stderr
-
-
-def chat_held_open(url: str) -> tuple[threading.Thread, list[bytes]]:
-    """A stream whose upstream stops after two events and never ends, running in a thread.
-
-    Returns once the first bytes have reached the client, so a signal sent next finds it open.
-    """
-    results: list[bytes] = []
-    started = threading.Event()
-    headers = mock_headers({"reply": "words keep coming.", "hold_after": 2, "hold_key": "forever"})
-
-    def run() -> None:
-        body = b""
-        with httpx.Client(timeout=30) as client:
-            with client.stream("POST", f"{url}/v1/chat/completions", json=CHAT, headers=headers) as answer:
-                for chunk in answer.iter_bytes():
-                    body += chunk
-                    started.set()
-        results.append(body)
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    assert started.wait(timeout=30), "the stream never started"
-    return thread, results
 
 
 def post_chat(url: str, reply: str, script: dict[str, Any] | None = None) -> httpx.Response:
