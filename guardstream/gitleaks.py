@@ -22,7 +22,6 @@ apply and is dropped, which is exact.
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any, cast
 
@@ -32,6 +31,7 @@ from guardstream.errors import RuleError
 from guardstream.filters import Allowlist, MatchCheck, compile_allowlist
 from guardstream.matchers import RegexMatcher
 from guardstream.rules import Rule
+from guardstream.tomlfile import read_toml
 
 PREFIX = "gitleaks:"
 RULE_KEYS = {
@@ -104,12 +104,7 @@ def scope_inline_flags(pattern: str) -> str:
 def load_gitleaks_file(path: Path, *, timeout: float) -> tuple[list[Rule], str]:
     """Compile a gitleaks configuration into rules; raise `RuleError` naming what cannot be honoured."""
     source = f"{PREFIX}{path}"
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RuleError(f"cannot read the file ({exc}).", path=source) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise RuleError(f"invalid TOML: {exc}.", path=source) from None
+    data = read_toml(path, source)
     unknown = sorted(set(data) - TOP_KEYS)
     if unknown:
         raise RuleError(f"unknown gitleaks key(s) {', '.join(unknown)}.", path=source)

@@ -7,7 +7,6 @@ naming the file, the rule and the reason.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, cast
@@ -19,6 +18,7 @@ from guardstream.filters import Allowlist, MatchCheck, compile_allowlist, group_
 from guardstream.gitleaks import PREFIX as GITLEAKS_PREFIX, load_gitleaks_file
 from guardstream.matchers import DEFAULT_TIMEOUT_SECONDS, KeywordMatcher, Matcher, RegexMatcher, Validator
 from guardstream.rules import ACTIONS, SCOPES, Action, Rule, RuleSet, Scope, find_matches
+from guardstream.tomlfile import read_toml
 from guardstream.validators import VALIDATORS
 from guardstream.window import check_rule_examples
 
@@ -149,12 +149,7 @@ def load_pack_file(
 
 def _compile_pack_file(path: Path, *, timeout: float, check_examples: bool) -> tuple[list[Rule], str]:
     source = str(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RuleError(f"cannot read the file ({exc}).", path=source) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise RuleError(f"invalid TOML: {exc}.", path=source) from None
+    data = read_toml(path, source)
     unknown = sorted(set(data) - PACK_FILE_KEYS)
     if unknown:
         # A typo such as [[rules]] would otherwise load a pack that quietly checks nothing.
