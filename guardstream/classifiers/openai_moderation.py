@@ -22,7 +22,8 @@ from guardstream.classifiers.base import (
 )
 from guardstream.classifiers.endpoint import Endpoint, field
 
-# The categories of OpenAI's omni-moderation model (text-moderation models have all but `illicit*`).
+# The categories of OpenAI's omni-moderation model, in the order the API lists them (text-moderation
+# models have all but `illicit*`). The mock model answers with the same list.
 OPENAI_CATEGORIES = (
     "harassment",
     "harassment/threatening",
@@ -31,8 +32,8 @@ OPENAI_CATEGORIES = (
     "illicit",
     "illicit/violent",
     "self-harm",
-    "self-harm/instructions",
     "self-harm/intent",
+    "self-harm/instructions",
     "sexual",
     "sexual/minors",
     "violence",

@@ -19,6 +19,7 @@ import re
 
 from starlette.requests import Request
 
+from guardstream.classifiers.openai_moderation import OPENAI_CATEGORIES as CATEGORIES
 from guardstream.mock.framing import JSON_BODY, Answer, Event, JSONObject, dumps
 from guardstream.mock.script import MockScript, MockScriptError
 
@@ -26,22 +27,6 @@ FLAG = re.compile(r"MOCKFLAG-([A-Za-z0-9]+(?:[/_-][A-Za-z0-9]+)*)")
 HOLD = re.compile(r"MOCKHOLD-([A-Za-z0-9_-]+)")
 FLAGGED_SCORE = 0.99
 DEFAULT_MODEL = "omni-moderation-latest"
-# OpenAI's omni-moderation categories, in the order the API lists them.
-CATEGORIES = (
-    "harassment",
-    "harassment/threatening",
-    "hate",
-    "hate/threatening",
-    "illicit",
-    "illicit/violent",
-    "self-harm",
-    "self-harm/intent",
-    "self-harm/instructions",
-    "sexual",
-    "sexual/minors",
-    "violence",
-    "violence/graphic",
-)
 JUDGE_MODELS = ("mock-judge", "mock-judge-yes-no", "mock-judge-score")
 LLAMA_GUARD_CODE = re.compile(r"S[0-9]{1,2}")
 

@@ -8,7 +8,8 @@ import httpx
 import openai
 import pytest
 
-from guardstream.mock.moderation import CATEGORIES, flags, judge_reply
+from guardstream.classifiers.openai_moderation import OPENAI_CATEGORIES
+from guardstream.mock.moderation import flags, judge_reply
 
 
 def test_the_openai_sdk_reads_a_moderation_answer(openai_client: openai.OpenAI) -> None:
@@ -26,7 +27,7 @@ def test_the_answer_has_openais_exact_shape(http: httpx.Client) -> None:
     assert list(body) == ["id", "model", "results"] and body["model"] == "omni-moderation-latest"
     (result,) = body["results"]
     assert list(result) == ["flagged", "categories", "category_scores", "category_applied_input_types"]
-    assert list(result["categories"]) == list(CATEGORIES)
+    assert list(result["categories"]) == list(OPENAI_CATEGORIES)
     assert [name for name, value in result["categories"].items() if value] == ["self-harm/intent"]
 
 
