@@ -24,10 +24,17 @@ def _target(
     at_least: bool,
 ) -> dict[str, Any]:
     measured = read(scenario["results"][TARGET_PATH]) if scenario is not None else None
+    return _verdict(name, scenario["key"] if scenario is not None else None, measured, bound, at_least=at_least)
+
+
+def _verdict(
+    name: str, scenario: str | None, measured: float | None, bound: float, *, at_least: bool
+) -> dict[str, Any]:
+    """One target as the report keeps it: met is None when nothing was measured."""
     met = None if measured is None else (measured >= bound if at_least else measured <= bound)
     return {
         "target": name,
-        "scenario": scenario["key"] if scenario is not None else None,
+        "scenario": scenario,
         "measured": measured,
         "bound": bound,
         "at_least": at_least,
@@ -96,28 +103,13 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     ]
     many = _find(report, lambda s: s["regime"] == "paced" and s["streams"] >= 1_000)
     if many is not None:
-        result = many["results"][TARGET_PATH]
-        found.append(
-            {
-                "target": "1,000 concurrent slow streams complete in one process",
-                "scenario": many["key"],
-                "measured": result["streams_complete"],
-                "bound": many["streams"],
-                "at_least": True,
-                "met": result["streams_complete"] == many["streams"],
-            }
-        )
+        complete = many["results"][TARGET_PATH]["streams_complete"]
+        name = "1,000 concurrent slow streams complete in one process"
+        found.append(_verdict(name, many["key"], complete, many["streams"], at_least=True))
     found += _isolation_targets(report)
     flat = sizes.get("longest_over_shortest")
     found.append(
-        {
-            "target": "cost per event, longest stream ≤ 1.2 × shortest",
-            "scenario": "cost_per_size",
-            "measured": flat,
-            "bound": 1.2,
-            "at_least": False,
-            "met": None if flat is None else flat <= 1.2,
-        }
+        _verdict("cost per event, longest stream ≤ 1.2 × shortest", "cost_per_size", flat, 1.2, at_least=False)
     )
     return found
 
@@ -132,16 +124,8 @@ def _isolation_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
         with_rule = results["slow-rule"]["latency_us"]["p99"]
         without = results[TARGET_PATH]["latency_us"]["p99"]
         ratio = with_rule / without if with_rule is not None and without else None
-        found.append(
-            {
-                "target": f"{scenario['label']}: p99 latency with a catastrophic rule ≤ 2 × without",
-                "scenario": scenario["key"],
-                "measured": ratio,
-                "bound": 2.0,
-                "at_least": False,
-                "met": None if ratio is None else ratio <= 2.0,
-            }
-        )
+        name = f"{scenario['label']}: p99 latency with a catastrophic rule ≤ 2 × without"
+        found.append(_verdict(name, scenario["key"], ratio, 2.0, at_least=False))
     return found
 
 
