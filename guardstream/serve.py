@@ -166,6 +166,9 @@ class GuardstreamServer(uvicorn.Server):
         elif now:
             self.force_exit = True
         super().handle_exit(sig, frame)
+        if now and loop is not None:
+            # uvicorn cuts at once on a second SIGINT: the cut-off above comes after the terminal events.
+            self.force_exit = False
         # uvicorn would raise the signal again once it has shut down, killing the process by it; the
         # shutdown was ours and finished cleanly, so the process exits 0 instead.
         self._captured_signals.clear()

@@ -183,5 +183,7 @@ def install_worker_signals(app: GuardstreamProxy, config_file: Path, started_fro
             if now and server is not None:
                 loop.call_soon_threadsafe(loop.call_later, SECOND_SIGNAL_CUTOFF_SECONDS, cut_off, server)
             uvicorn_exit(number, frame)
+            if now and server is not None:
+                server.force_exit = False  # uvicorn's own second-SIGINT cut: ours comes after the events
 
         signal.signal(sig, on_exit)
