@@ -21,18 +21,15 @@ import ssl
 import time
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from email.utils import formatdate
 
 import anyio
 import httpx
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from prometheus_client import CollectorRegistry, make_asgi_app
 from starlette.types import Message, Receive, Scope, Send
 
 from guardstream.auth import Credentials, client_credential, matches_any, outgoing_headers, outgoing_query
-from guardstream.checks import CheckRequest
-from guardstream.classifiers import ClassifierFailure, Verdict
 from guardstream.config import Config
 from guardstream.errors import ConfigError, GuardstreamError
 from guardstream.guard import Guard
@@ -42,6 +39,7 @@ from guardstream.payload import dumps, loads_strict
 from guardstream.providers.base import Provider, block_message
 from guardstream.providers.errors import Style, error_body
 from guardstream.providers.registry import PROVIDERS
+from guardstream.relay import SHUTTING_DOWN, StreamRelay
 from guardstream.routes import Route, Router
 from guardstream.stream import StreamModerator
 from guardstream.window import Violation
@@ -65,24 +63,7 @@ HOP_BY_HOP = frozenset(
 DEFAULT_LIMITS = httpx.Limits(keepalive_expiry=4.0)
 # What httpx can decode: anything else on a moderated answer is refused, never relayed unread.
 DECODABLE = {"identity", "gzip", "deflate", "x-gzip"}
-UPSTREAM_DROPPED = "guardstream stopped the response: the upstream connection broke off mid-stream"
-UPSTREAM_IDLE = "guardstream stopped the response: the upstream sent nothing for {seconds:g} s"
 UPSTREAM_TOO_LONG = "guardstream stopped the response: it took longer than {seconds:g} s in all"
-SHUTTING_DOWN = "guardstream stopped the response: the server is shutting down"
-READER_BUFFER = 64
-_SILENCE = object()
-
-
-@dataclass(frozen=True)
-class Checked:
-    """A classifier's answer, delivered to the stream's loop like a chunk from the upstream."""
-
-    request: CheckRequest
-    results: list[Verdict | ClassifierFailure]
-
-
-# What the stream's loop reads: upstream bytes, its end (None), its failure, or a classifier's answer.
-Item = bytes | BaseException | None | Checked
 
 if importlib.util.find_spec("brotli") is not None:  # pragma: no cover - httpx decodes br when it is installed
     DECODABLE.add("br")
@@ -343,7 +324,7 @@ class _Exchange:
         self.violations: list[Violation] = []
         # Set on shutdown: a stream still going then ends with the terminal event.
         self.deadline: float | None = None
-        self._wait_scope: anyio.CancelScope | None = None
+        self._relay_of_stream: StreamRelay | None = None
 
     @property
     def upstream(self) -> str:
@@ -359,8 +340,11 @@ class _Exchange:
         """Shutdown: the stream may go on for `seconds` more, then it ends with the terminal event."""
         deadline = time.monotonic() + seconds
         self.deadline = deadline if self.deadline is None else min(self.deadline, deadline)
-        if self._wait_scope is not None:
-            self._wait_scope.cancel()
+        if self._relay_of_stream is not None:
+            self._relay_of_stream.end_by(self.deadline)
+
+    async def _send_body(self, data: bytes) -> None:
+        await self._send({"type": "http.response.body", "body": data, "more_body": True})
 
     async def run(self) -> None:
         try:
@@ -736,11 +720,22 @@ class _Exchange:
         self.proxy.exchanges.add(self)
         if self.proxy.is_draining:
             self.end_by(self.config.server.shutdown_grace)
+        relay = StreamRelay(
+            moderator,
+            self._send_body,
+            idle=self.config.timeouts.idle,
+            keepalive=self.config.timeouts.keepalive,
+            run_check=self.guard.run_check,
+            on_upstream_failure=self._upstream_failed,
+        )
+        if self.deadline is not None:
+            relay.end_by(self.deadline)
+        self._relay_of_stream = relay
         try:
             with anyio.move_on_after(self._time_left()) as deadline:
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(self._watch_disconnect, tg.cancel_scope)
-                    await self._pump(response, moderator, tg)
+                    await relay.run(response.aiter_bytes())
                     tg.cancel_scope.cancel()
         finally:
             active.dec()
@@ -761,110 +756,6 @@ class _Exchange:
             return
         await self.send({"type": "http.response.body", "body": b"", "more_body": False})
         self._count(_stream_outcome(moderator))
-
-    async def _pump(self, response: httpx.Response, moderator: StreamModerator, tg: anyio.abc.TaskGroup) -> None:
-        """Feed the moderator from a reader task, so that silence can be timed and filled."""
-        timeouts = self.config.timeouts
-        sender, receiver = anyio.create_memory_object_stream[Item](READER_BUFFER)
-
-        async def read_upstream(upstream: MemoryObjectSendStream[Item]) -> None:
-            async with upstream:
-                try:
-                    async for chunk in response.aiter_bytes():
-                        await upstream.send(chunk)
-                except httpx.HTTPError as exc:
-                    await upstream.send(exc)
-                    return
-                await upstream.send(None)
-
-        async def run_check(request: CheckRequest, results: MemoryObjectSendStream[Item]) -> None:
-            async with results:
-                await results.send(Checked(request, await self.guard.run_check(request)))
-
-        def start_checks() -> None:
-            for request in moderator.take_checks():
-                tg.start_soon(run_check, request, sender.clone())
-
-        tg.start_soon(read_upstream, sender.clone())
-        # The loop keeps `sender` open: classifier answers may still come after the upstream's end.
-        async with sender, receiver:
-            await self._drain(receiver, moderator, timeouts.idle, timeouts.keepalive, start_checks)
-
-    async def _drain(
-        self,
-        receiver: MemoryObjectReceiveStream[Item],
-        moderator: StreamModerator,
-        idle: float,
-        keepalive: float,
-        start_checks: Callable[[], None],
-    ) -> None:
-        last_upstream = last_client = time.monotonic()
-        upstream_open = True
-        while not moderator.is_done:
-            now = time.monotonic()
-            if self.deadline is not None and now >= self.deadline:
-                # Shutting down: end the stream the way the format ends a failed one.
-                await self._send_chunk(moderator.fail(SHUTTING_DOWN))
-                return
-            # Once the upstream is done, only classifier checks are awaited: their timeout bounds them.
-            wait = idle - (now - last_upstream) if upstream_open else keepalive
-            if moderator.is_holding:
-                wait = min(wait, keepalive - (now - last_client))
-            if self.deadline is not None:
-                wait = min(wait, self.deadline - now)
-            item: bytes | BaseException | None | object = _SILENCE
-            try:
-                # Under load the next chunk is usually there already: no timer is needed for it.
-                item = receiver.receive_nowait()
-            except anyio.WouldBlock:
-                with anyio.CancelScope(deadline=anyio.current_time() + max(0.0, wait)) as self._wait_scope:
-                    item = await receiver.receive()
-                self._wait_scope = None
-            now = time.monotonic()
-            if item is _SILENCE:
-                if self.deadline is not None and now >= self.deadline:
-                    continue
-                if now - last_client < keepalive and (not upstream_open or now - last_upstream < idle):
-                    continue  # woken early (a shutdown began): nothing is due yet
-                if upstream_open and now - last_upstream >= idle:
-                    self._upstream_failed("timeout")
-                    await self._send_chunk(moderator.fail(UPSTREAM_IDLE.format(seconds=idle)))
-                    return
-                # The upstream is quiet while text is held: tell the client we are still here.
-                await self._send_chunk(moderator.keepalive())
-                last_client = now
-                continue
-            # Everything that has already arrived is moderated as one batch and sent in one write.
-            batch = [item]
-            while True:
-                try:
-                    batch.append(receiver.receive_nowait())
-                except (anyio.WouldBlock, anyio.EndOfStream):
-                    break
-            out = []
-            for entry in batch:
-                if isinstance(entry, bytes):
-                    out.append(moderator.feed(entry))
-                    last_upstream = now
-                elif isinstance(entry, Checked):
-                    out.append(moderator.check_done(entry.request, entry.results))
-                elif entry is None:
-                    upstream_open = False
-                    out.append(moderator.finish())
-                elif isinstance(entry, BaseException):
-                    upstream_open = False
-                    # A read that timed out waited at least `idle`: the same silence the timer
-                    # above reports, when the reader's timeout wins the race against it.
-                    is_timeout = isinstance(entry, httpx.TimeoutException)
-                    self._upstream_failed("timeout" if is_timeout else "dropped")
-                    out.append(moderator.fail(UPSTREAM_IDLE.format(seconds=idle) if is_timeout else UPSTREAM_DROPPED))
-                if moderator.is_done:
-                    break
-            start_checks()
-            data = b"".join(out)
-            if data:
-                await self._send_chunk(data)
-                last_client = now
 
     async def _send_chunk(self, data: bytes) -> None:
         if data:
