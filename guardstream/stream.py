@@ -28,8 +28,10 @@ from typing import Literal, Protocol
 
 from guardstream.channels import ChannelObserver, PartState, TextChannels
 from guardstream.checks import CheckPlan, CheckRequest, FailureLike, VerdictLike
+from guardstream.payload import loads_strict
 from guardstream.providers.base import ParsedEvent, StreamCodec, block_message
 from guardstream.rules import Rule
+from guardstream.shapes import Shapes
 from guardstream.sse import Event, SSEDecoder
 from guardstream.window import DEFAULT_CONTEXT_CHARS, DEFAULT_MAX_HOLDBACK_CHARS, RuleBudget, Violation
 
@@ -52,6 +54,8 @@ class _Pending:
     parsed: ParsedEvent
     received_at: float
     parts: list[PartState] = field(default_factory=list)
+    # Read by its shape (see shapes.py): the payload is parsed only if the event must be rewritten.
+    by_shape: bool = False
 
     def is_released(self) -> bool:
         return all(p.is_released for p in self.parts)
@@ -112,6 +116,10 @@ class StreamModerator:
         self._upstream_closed = False
         self._keepalive = False
         self._queue: deque[_Pending] = deque()
+        # Codecs that say which events repeat a shape get their text deltas read without parsing.
+        can_repeat = getattr(codec, "can_repeat", None)
+        self._can_repeat: Callable[[ParsedEvent], bool] | None = can_repeat
+        self._shapes = Shapes() if can_repeat is not None else None
 
     @property
     def violations(self) -> list[Violation]:
@@ -204,6 +212,23 @@ class StreamModerator:
             self._keepalive = True
             return
         now = self.clock()
+        shapes = self._shapes
+        if shapes is not None and event.is_plain:
+            known = shapes.match(event)
+            if known is not None:
+                shape, text = known
+                part = shape.part_with(text)
+                parts = list(shape.parts)
+                parts[shape.slot] = part
+                states = list(shape.states)
+                started = time.perf_counter()
+                states[shape.slot] = self.channels.add(part)
+                if self.first_text_at is None:
+                    self.first_text_at = now
+                if self.observer is not None:
+                    self.observer.on_scan(time.perf_counter() - started)
+                self._queue.append(_Pending(event, ParsedEvent(parts), now, states, by_shape=True))
+                return
         try:
             parsed = self.codec.parse(event)
         except Exception:  # ProviderError or any other codec failure: a terminal event, never a cut
@@ -221,6 +246,15 @@ class StreamModerator:
         if self.observer is not None:
             self.observer.on_scan(time.perf_counter() - started)
         self._queue.append(pending)
+        if (
+            shapes is not None
+            and shapes.is_learning
+            and event.is_plain
+            and self.channels.blocked is None
+            and self._can_repeat is not None
+            and self._can_repeat(parsed)
+        ):
+            shapes.learn(event, parsed.payload, parsed.parts, pending.parts)
 
     def _emit(self) -> bytes:
         out: list[bytes] = []
@@ -240,7 +274,8 @@ class StreamModerator:
                 break
             pending = self._queue.popleft()
             out.append(self._encode(pending))
-            self.codec.delivered(pending.parsed, partial=False)
+            if not pending.by_shape:  # `delivered` does nothing with an event that repeats a shape
+                self.codec.delivered(pending.parsed, partial=False)
             if pending.parts and self.first_release_at is None and any(not p.part.is_value for p in pending.parts):
                 self.first_release_at = now
             if self.observer is not None and pending.parts:
@@ -266,6 +301,7 @@ class StreamModerator:
         parsed = pending.parsed
         if pending.event.is_plain and not parsed.needs_rewrite and all(p.is_unchanged() for p in pending.parts):
             return pending.event.raw
+        _parse_payload(pending)
         return self._mirror(
             self.codec.render(pending.event, parsed, [p.rendered() for p in pending.parts], partial=False)
         )
@@ -283,6 +319,7 @@ class StreamModerator:
         if self._queue:
             head = self._queue[0]
             if any(p.pieces and not p.part.is_value for p in head.parts):
+                _parse_payload(head)
                 texts = [p.rendered() for p in head.parts]
                 out.append(self.codec.render(head.event, head.parsed, texts, partial=True))
                 self.codec.delivered(head.parsed, partial=True)
@@ -294,3 +331,10 @@ class StreamModerator:
             out.append(self.codec.violation_event(block_message(violation), rule=rule.id, category=rule.category))
         self.is_done = True
         return self._mirror(b"".join(out))
+
+
+def _parse_payload(pending: _Pending) -> None:
+    """An event read by its shape gets its payload when it must be rewritten: its data, which the
+    shape proved is the payload the codec would have parsed (it changes none that can repeat)."""
+    if pending.by_shape and pending.parsed.payload is None:
+        pending.parsed.payload = loads_strict(pending.event.data)

@@ -217,6 +217,10 @@ class AnthropicStream:
         rewrite_payload(parsed.payload, parsed.parts, texts)
         return encode_event(dumps(parsed.payload), event.event)
 
+    def can_repeat(self, parsed: ParsedEvent) -> bool:
+        """Text deltas: parsing one changes nothing here, and `delivered` ignores them."""
+        return isinstance(parsed.payload, dict) and parsed.payload.get("type") == "content_block_delta"
+
     def delivered(self, parsed: ParsedEvent, *, partial: bool) -> None:
         payload = parsed.payload
         kind = payload.get("type")

@@ -39,7 +39,13 @@ class ParsedEvent:
 
 
 class StreamCodec(Protocol):
-    """Per-stream codec state (ids, sequence numbers, open blocks) for one wire format."""
+    """Per-stream codec state (ids, sequence numbers, open blocks) for one wire format.
+
+    A codec may also offer `can_repeat(parsed) -> bool`: True when parsing another event that
+    differs from this one only in its one text string would change nothing in the codec's state,
+    give a payload equal to its data's JSON, and `delivered` would do nothing with it. Such events
+    are then read by their shape (see `shapes.py`) instead of being parsed.
+    """
 
     @property
     def provider(self) -> str:

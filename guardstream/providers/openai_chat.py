@@ -346,6 +346,17 @@ class OpenAIChatStream:
     def delivered(self, parsed: ParsedEvent, *, partial: bool) -> None:
         pass
 
+    def can_repeat(self, parsed: ParsedEvent) -> bool:
+        """A chunk like this one, with another text, changes nothing here: the indices and the
+        template it records are in the bytes around the text. Chosen-token logprobs are not:
+        they must spell the text, so an event carrying them is always parsed."""
+        if parsed.is_end or parsed.needs_rewrite or not isinstance(parsed.payload, dict):
+            return False
+        choices = parsed.payload.get("choices")
+        return isinstance(choices, list) and all(
+            isinstance(choice, dict) and choice.get("logprobs") is None for choice in choices
+        )
+
     def logprobs_agree(self, choice: dict[str, Any]) -> bool:
         return _logprobs_agree(choice)
 
