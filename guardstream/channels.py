@@ -109,6 +109,8 @@ class TextChannels:
         # The windows each views tuple reads, while no fork or new view changes the mapping:
         # nearly every delta of a stream reads the same views as the one before.
         self._routes: dict[tuple[Channel, ...], list[Window]] = {}
+        # Windows with text appended and not yet decided (see `settle`).
+        self._unsettled: dict[int, Window] = {}
 
     def _window(self) -> Window:
         window = Window(
@@ -146,17 +148,31 @@ class TextChannels:
             return state
         for window in self._windows_for(part.views):
             start = window.end
-            verdict = window.push(part.text)
+            # Decided in `settle`, once for all the parts that arrived together.
+            window.append(part.text)
+            self._unsettled[id(window)] = window
             state.spans.append((window, start, window.end))
             pending = self._pending.setdefault(id(window), deque())
             # Parts of one window are released in order: forget the ones that are out.
             while pending and pending[0].is_released:
                 pending.popleft()
             pending.append(state)
-            self._note(verdict)
+        return state
+
+    def settle(self) -> None:
+        """Decide the text added since the last call: every window scans what it got, once.
+
+        Nothing is released before this, so a batch of parts costs one scan per window instead
+        of one per part. Adapters call it after taking in what has arrived and before rendering.
+        """
+        if not self._unsettled:
+            return
+        windows = list(self._unsettled.values())
+        self._unsettled.clear()
+        for window in windows:
+            self._note(window.settle())
             if self.checks is not None:
                 self.checks.arrived(window)
-        return state
 
     def _add_copy(self, part: TextPart) -> PartState:
         """A snapshot of a channel's text carries exactly what the client got on that channel.
@@ -177,6 +193,7 @@ class TextChannels:
 
     def flush(self) -> None:
         """The text is complete: decide everything still held (classifiers get their last checks)."""
+        self.settle()
         for window in {id(w): w for w in self._views.values()}.values():
             self._note(window.flush())
             if self.checks is not None:
@@ -193,6 +210,7 @@ class TextChannels:
     def resolve(self, request: CheckRequest, results: Sequence[VerdictLike | FailureLike]) -> None:
         """A classifier answered: release what it cleared, or block what it flagged."""
         assert self.checks is not None
+        self.settle()
         violation = self.checks.resolve(request, results)
         for window in request.windows:
             if violation is not None:
@@ -207,7 +225,8 @@ class TextChannels:
                 self.checks.arrived(window, final=window.is_finished)
 
     def render(self, state: PartState) -> None:
-        """Advance `state.pieces` to what every window of the part has released."""
+        """Advance `state.pieces` to what every window of the part has released (as of the last
+        `settle`)."""
         if state.copies is not None:
             for copied in state.copies:
                 self.render(copied)
@@ -291,6 +310,8 @@ class TextChannels:
     def _fork(self, window: Window) -> Window:
         """A copy of `window` for views that go their own way. Text it holds was read on those
         views too, so every part not yet released waits for the copy as well."""
+        # The twin must not inherit text appended and not yet decided without deciding it too.
+        self.settle()
         twin = window.fork()
         if self.checks is not None:
             self.checks.forked(window, twin)

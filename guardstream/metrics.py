@@ -180,7 +180,7 @@ class Metrics:
         )
         self.rule_scan = FastHistogram(
             "guardstream_rule_scan_seconds",
-            "Rule scanning time per upstream event.",
+            "Rule scanning time per upstream read (the events that arrived together are scanned at once).",
             buckets=SCAN_BUCKETS,
             registry=own,
         )

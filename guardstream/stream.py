@@ -56,9 +56,17 @@ class _Pending:
     parts: list[PartState] = field(default_factory=list)
     # Read by its shape (see shapes.py): the payload is parsed only if the event must be rewritten.
     by_shape: bool = False
+    # The parts still to be released (text), and whether the others (values, decided at once)
+    # left as they came: an event is re-rendered and re-checked only through its open parts.
+    open: list[PartState] = field(default_factory=list)
+    settled_unchanged: bool = True
+
+    def __post_init__(self) -> None:
+        self.open = [p for p in self.parts if not p.is_released]
+        self.settled_unchanged = all(p.is_unchanged() for p in self.parts if p.is_released)
 
     def is_released(self) -> bool:
-        return all(p.is_released for p in self.parts)
+        return all(p.is_released for p in self.open)
 
 
 class StreamModerator:
@@ -149,6 +157,7 @@ class StreamModerator:
             self._accept(event)
             if self._is_stopped():
                 break
+        self._settle()
         return self._emit()
 
     def finish(self) -> bytes:
@@ -171,6 +180,7 @@ class StreamModerator:
             else:
                 # Held text may be the start of a match that the rest would have completed.
                 self.failure = UNTERMINATED_MESSAGE
+        self._settle()
         self._upstream_closed = True
         return self._emit()
 
@@ -221,12 +231,9 @@ class StreamModerator:
                 parts = list(shape.parts)
                 parts[shape.slot] = part
                 states = list(shape.states)
-                started = time.perf_counter()
                 states[shape.slot] = self.channels.add(part)
                 if self.first_text_at is None:
                     self.first_text_at = now
-                if self.observer is not None:
-                    self.observer.on_scan(time.perf_counter() - started)
                 self._queue.append(_Pending(event, ParsedEvent(parts), now, states, by_shape=True))
                 return
         try:
@@ -236,15 +243,13 @@ class StreamModerator:
             return
         if parsed.is_error:
             self.is_upstream_error = True
-        started = time.perf_counter()
         pending = _Pending(event, parsed, now, [self.channels.add(part) for part in parsed.parts])
         if parsed.is_end and self.channels.blocked is None:
+            self._settle()
             self.channels.flush()
             self._ended = True
         if self.first_text_at is None and any(not p.part.is_value for p in pending.parts):
             self.first_text_at = now
-        if self.observer is not None:
-            self.observer.on_scan(time.perf_counter() - started)
         self._queue.append(pending)
         if (
             shapes is not None
@@ -256,6 +261,13 @@ class StreamModerator:
         ):
             shapes.learn(event, parsed.payload, parsed.parts, pending.parts)
 
+    def _settle(self) -> None:
+        """Decide the text of the events taken in since the last time: one scan per window."""
+        started = time.perf_counter()
+        self.channels.settle()
+        if self.observer is not None:
+            self.observer.on_scan(time.perf_counter() - started)
+
     def _emit(self) -> bytes:
         out: list[bytes] = []
         if self._keepalive:
@@ -263,7 +275,7 @@ class StreamModerator:
             out.append(self._mirror(self.codec.keepalive()))
         channels = self.channels
         for pending in self._queue:
-            for part in pending.parts:
+            for part in pending.open:
                 channels.render(part)
         now = self.clock()
         while self._queue and self._queue[0].is_released():
@@ -276,7 +288,7 @@ class StreamModerator:
             out.append(self._encode(pending))
             if not pending.by_shape:  # `delivered` does nothing with an event that repeats a shape
                 self.codec.delivered(pending.parsed, partial=False)
-            if pending.parts and self.first_release_at is None and any(not p.part.is_value for p in pending.parts):
+            if pending.open and self.first_release_at is None and any(not p.part.is_value for p in pending.parts):
                 self.first_release_at = now
             if self.observer is not None and pending.parts:
                 # A snapshot (`*.done`, `response.completed`) repeats text already counted where it streamed.
@@ -299,7 +311,12 @@ class StreamModerator:
 
     def _encode(self, pending: _Pending) -> bytes:
         parsed = pending.parsed
-        if pending.event.is_plain and not parsed.needs_rewrite and all(p.is_unchanged() for p in pending.parts):
+        if (
+            pending.event.is_plain
+            and not parsed.needs_rewrite
+            and pending.settled_unchanged
+            and all(p.is_unchanged() for p in pending.open)
+        ):
             return pending.event.raw
         _parse_payload(pending)
         return self._mirror(

@@ -194,8 +194,18 @@ class Window:
         return twin
 
     def push(self, delta: str) -> Verdict:
+        self.append(delta)
+        return self.settle()
+
+    def append(self, delta: str) -> None:
+        """Take in `delta` without deciding anything yet: `settle` decides all that was appended.
+
+        Several deltas that arrive together cost one scan this way instead of one each; the
+        verdict is the one a single push of them all would get, which the window's guarantees
+        cover like any other split of the text.
+        """
         if self._blocked is not None or self._finished:
-            return Verdict(self.released, blocked=self.blocked, held_chars=self.end - self.released)
+            return
         mapped = delta if self._map is None else self._map.append(delta)
         if mapped is not delta or self._orig is not None:
             if self._orig is None:
@@ -204,6 +214,11 @@ class Window:
         self._text += mapped
         if self.budget is not None:
             self.budget.read(len(delta))
+
+    def settle(self) -> Verdict:
+        """Decide the text appended so far (releasing what no rule can still claim)."""
+        if self._blocked is not None or self._finished:
+            return Verdict(self.released, blocked=self.blocked, held_chars=self.end - self.released)
         return self._public(self._step(final=False))
 
     def flush(self) -> Verdict:

@@ -62,11 +62,11 @@ def chunk(content: str | None = None, finish: str | None = None) -> bytes:
 
 
 def stream_through(observer: Any, rules: RuleSet | tuple[Any, ...], deltas: list[str], **options: Any) -> bytes:
-    """One openai-chat stream of `deltas` through a moderator reporting to `observer`; a fixed clock
-    makes every release delay exactly 0."""
-    raw = b"".join([*(chunk(d) for d in deltas), chunk(finish="stop"), b"data: [DONE]\n\n"])
+    """One openai-chat stream of `deltas`, each in a read of its own, through a moderator reporting
+    to `observer`; a fixed clock makes every release delay exactly 0."""
+    events = [*(chunk(d) for d in deltas), chunk(finish="stop"), b"data: [DONE]\n\n"]
     moderator = StreamModerator(OpenAIChatStream(), tuple(rules), observer=observer, clock=lambda: 0.0, **options)
-    return moderator.feed(raw) + moderator.finish()
+    return b"".join(moderator.feed(event) for event in events) + moderator.finish()
 
 
 def responses_event(kind: str, **fields: Any) -> bytes:

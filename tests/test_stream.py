@@ -160,3 +160,47 @@ def test_choice_blocked_at_its_own_finish_reason_reports_content_filter_not_stop
     reasons = [c["finish_reason"] for p in payloads for c in p["choices"]]
     assert SECRET not in out.decode()
     assert reasons[-1] == "content_filter" and "stop" not in reasons
+
+
+class CountingObserver:
+    def __init__(self) -> None:
+        self.scans = 0
+
+    def on_scan(self, seconds: float) -> None:
+        self.scans += 1
+
+    def on_release(self, chars: int, delay_seconds: float) -> None: ...
+
+    def on_violation(self, violation: Any) -> None: ...
+
+    def on_holdback(self, chars: int) -> None: ...
+
+    def on_forced_release(self, chars: int) -> None: ...
+
+
+def test_events_that_arrive_in_one_read_are_scanned_once() -> None:
+    observer = CountingObserver()
+    moderator = StreamModerator(OpenAIChatStream(), RULES, observer=observer)
+    text = "Hello there, mail me at jane.doe@example.com today. " * 4
+    moderator.feed(b"".join(chunk(text[i : i + 4]) for i in range(0, len(text), 4)))
+    assert observer.scans == 1
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    text=st.lists(st.sampled_from(PIECES), max_size=12).map("".join),
+    size=st.integers(1, 12),
+    groups=st.lists(st.integers(1, 6), max_size=40),
+)
+def test_events_read_together_leave_as_they_would_one_read_at_a_time(text: str, size: int, groups: list[int]) -> None:
+    events = [chunk(text[i : i + size]) for i in range(0, len(text), size)]
+    events += [chunk(finish="stop"), b"data: [DONE]\n\n"]
+    one_by_one = StreamModerator(OpenAIChatStream(), RULES)
+    expected = b"".join(one_by_one.feed(e) for e in events) + one_by_one.finish()
+    together = StreamModerator(OpenAIChatStream(), RULES)
+    out, at = [], 0
+    for size_of_read in [*groups, len(events)]:
+        out.append(together.feed(b"".join(events[at : at + size_of_read])))
+        at += size_of_read
+    out.append(together.finish())
+    assert b"".join(out) == expected
