@@ -50,6 +50,8 @@ class Shape:
     # Whatever the adapter keeps per part (the moderator: their decided states), by position.
     states: list[Any]
     hits: int = 0
+    # For the moderator: whether the parts other than the text left unchanged (values decided once).
+    settled_unchanged: bool | None = None
 
     def part_with(self, text: str) -> TextPart:
         part = self.parts[self.slot]

@@ -23,7 +23,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from guardstream.channels import ChannelObserver, PartState, TextChannels
@@ -53,17 +53,20 @@ class _Pending:
     event: Event
     parsed: ParsedEvent
     received_at: float
-    parts: list[PartState] = field(default_factory=list)
+    parts: list[PartState]
     # Read by its shape (see shapes.py): the payload is parsed only if the event must be rewritten.
-    by_shape: bool = False
+    by_shape: bool
     # The parts still to be released (text), and whether the others (values, decided at once)
     # left as they came: an event is re-rendered and re-checked only through its open parts.
-    open: list[PartState] = field(default_factory=list)
-    settled_unchanged: bool = True
+    open: list[PartState]
+    settled_unchanged: bool
 
-    def __post_init__(self) -> None:
-        self.open = [p for p in self.parts if not p.is_released]
-        self.settled_unchanged = all(p.is_unchanged() for p in self.parts if p.is_released)
+    @classmethod
+    def parsed_from(cls, event: Event, parsed: ParsedEvent, received_at: float, parts: list[PartState]) -> _Pending:
+        settled = [p for p in parts if p.is_released]
+        still_open = [p for p in parts if not p.is_released]
+        unchanged = all(p.is_unchanged() for p in settled)
+        return cls(event, parsed, received_at, parts, False, still_open, unchanged)
 
     def is_released(self) -> bool:
         return all(p.is_released for p in self.open)
@@ -231,10 +234,14 @@ class StreamModerator:
                 parts = list(shape.parts)
                 parts[shape.slot] = part
                 states = list(shape.states)
-                states[shape.slot] = self.channels.add(part)
+                state = states[shape.slot] = self.channels.add(part)
                 if self.first_text_at is None:
                     self.first_text_at = now
-                self._queue.append(_Pending(event, ParsedEvent(parts), now, states, by_shape=True))
+                if shape.settled_unchanged is None:
+                    others = [s for i, s in enumerate(shape.states) if i != shape.slot]
+                    shape.settled_unchanged = all(s.is_unchanged() for s in others)
+                pending = _Pending(event, ParsedEvent(parts), now, states, True, [state], shape.settled_unchanged)
+                self._queue.append(pending)
                 return
         try:
             parsed = self.codec.parse(event)
@@ -243,7 +250,7 @@ class StreamModerator:
             return
         if parsed.is_error:
             self.is_upstream_error = True
-        pending = _Pending(event, parsed, now, [self.channels.add(part) for part in parsed.parts])
+        pending = _Pending.parsed_from(event, parsed, now, [self.channels.add(part) for part in parsed.parts])
         if parsed.is_end and self.channels.blocked is None:
             self._settle()
             self.channels.flush()
