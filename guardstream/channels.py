@@ -329,11 +329,21 @@ class TextChannels:
         if cached is not None:
             return cached
         # Values (ids, types, keys) are checked by the rules, on their own; classifiers read text.
-        window = Window(self.rules, max_holdback_chars=len(part.text) + 1, normalize=self.normalize)
-        window.push(part.text)
-        verdict = window.flush()
+        # Most repeat across answers (object types, model names): decided once per rule set.
+        decided = _decided_values(self.rules)
+        known = decided.get((part.text, self.normalize))
+        if known is None:
+            window = Window(self.rules, max_holdback_chars=len(part.text) + 1, normalize=self.normalize)
+            window.append(part.text)
+            verdict = window.flush()
+            known = (window.render(0, verdict.released), verdict)
+            # A rule that ran out of time decided nothing about the value: ask again next time.
+            if not any(v.is_timeout for v in verdict.violations):
+                if len(decided) >= MAX_DECIDED_VALUES:
+                    decided.clear()
+                decided[part.text, self.normalize] = known
+        rendered, verdict = known
         self._note(verdict, observe=False)
-        rendered = window.render(0, verdict.released)
         result = (rendered, verdict.blocked)
         self._values[key] = result
         return result
@@ -354,6 +364,23 @@ class TextChannels:
             observer.on_holdback(verdict.held_chars)
             if verdict.forced_chars:
                 observer.on_forced_release(verdict.forced_chars)
+
+
+# Values decided per rule set, shared by every answer (keyed by the rule tuple's identity, which
+# every window of a rule set shares; the tuple is kept with them, so its id is not reused).
+MAX_DECIDED_VALUES = 4096
+_DECIDED: dict[int, tuple[tuple[Rule, ...], dict[tuple[str, bool], tuple[str, Verdict]]]] = {}
+
+
+def _decided_values(rules: tuple[Rule, ...]) -> dict[tuple[str, bool], tuple[str, Verdict]]:
+    found = _DECIDED.get(id(rules))
+    if found is not None and found[0] is rules:
+        return found[1]
+    if len(_DECIDED) >= 64:
+        _DECIDED.clear()
+    decided: dict[tuple[str, bool], tuple[str, Verdict]] = {}
+    _DECIDED[id(rules)] = (rules, decided)
+    return decided
 
 
 def _merge(redactions: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:

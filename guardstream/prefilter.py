@@ -13,9 +13,11 @@ The window only sees `RuleGroup`s: per-rule resume offsets and hold points in fl
 
 from __future__ import annotations
 
+import copy
 import functools
 import re
 import sys
+from collections import OrderedDict
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
@@ -68,10 +70,12 @@ class RuleGroup:
         self.is_flag = [r.action == "flag" for r in self.rules]
 
     def copy(self) -> RuleGroup:
-        """The same rules and state, with lists of its own (a window fork)."""
-        twin = RuleGroup(self.rules, self.shared)
+        """The same rules and state, with state lists of its own (a window fork, or a new window
+        from its rule set's prototype). What never changes (rules, scans, flags) is shared."""
+        twin = copy.copy(self)
         twin.resume = self.resume.copy()
         twin.hold = self.hold.copy()
+        twin.uniform = None
         return twin
 
     def min_hold(self) -> int:
@@ -157,12 +161,33 @@ class RuleGroup:
 
 
 def group_rules(rules: Sequence[Rule]) -> list[RuleGroup]:
-    """Rules with a shared literal search first, then digit-led rules, then the rest."""
+    """Rules with a shared literal search first, then digit-led rules, then the rest.
+
+    Each call returns groups of its own, copied from prototypes built once per rule set (a
+    window is built per channel and per checked value: hashing a few hundred rules and binding
+    their scans each time cost more than a short answer's moderation).
+    """
     rules = tuple(rules)
+    return [group.copy() for group in _prototypes(rules)]
+
+
+# Prototype groups by rule set. Keyed by the tuple's identity (callers pass the same tuple for
+# every window of a rule set); the tuple is kept with them, so its id cannot be reused meanwhile.
+_PROTOTYPES: OrderedDict[int, tuple[tuple[Rule, ...], list[RuleGroup]]] = OrderedDict()
+_MAX_RULE_SETS = 64
+
+
+def _prototypes(rules: tuple[Rule, ...]) -> list[RuleGroup]:
+    found = _PROTOTYPES.get(id(rules))
+    if found is not None and found[0] is rules:
+        return found[1]
     shared, others = _shared_searches(rules)
     groups = [RuleGroup([rules[i] for i in s.members], s) for s in shared]
     if others:
         groups.append(RuleGroup([rules[i] for i in others], None))
+    _PROTOTYPES[id(rules)] = (rules, groups)
+    while len(_PROTOTYPES) > _MAX_RULE_SETS:
+        _PROTOTYPES.popitem(last=False)
     return groups
 
 

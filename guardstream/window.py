@@ -153,7 +153,7 @@ class Window:
         self._base = 0
         self._released = 0
         self._rendered = 0
-        self._order = {id(rule): i for i, rule in enumerate(self.rules)}
+        self._order = _rule_order(self.rules)
         self._trim_at = max_holdback_chars + context_chars + TRIM_SLACK_CHARS
         self._groups = group_rules(self.rules)
         self._spans: list[_Span] = []
@@ -574,3 +574,19 @@ def check_rule_examples(rule: Rule) -> list[str]:
                 problems.append(f"{rule.id}: example {example!r} was not blocked when streamed {where}")
                 break
     return problems
+
+
+_ORDERS: dict[int, tuple[tuple[Rule, ...], dict[int, int]]] = {}
+
+
+def _rule_order(rules: tuple[Rule, ...]) -> dict[int, int]:
+    """Each rule's position (which redaction wins a tie), built once per rule set (see
+    `group_rules` for why identity is the key)."""
+    found = _ORDERS.get(id(rules))
+    if found is not None and found[0] is rules:
+        return found[1]
+    if len(_ORDERS) >= 64:
+        _ORDERS.clear()
+    order = {id(rule): i for i, rule in enumerate(rules)}
+    _ORDERS[id(rules)] = (rules, order)
+    return order

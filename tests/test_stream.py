@@ -204,3 +204,25 @@ def test_events_read_together_leave_as_they_would_one_read_at_a_time(text: str, 
         at += size_of_read
     out.append(together.finish())
     assert b"".join(out) == expected
+
+
+def chunk_with_id(content: str, ident: str) -> bytes:
+    payload = {"id": ident, "object": "chat.completion.chunk", "created": 1, "model": "m"}
+    payload["choices"] = [{"index": 0, "delta": {"content": content}, "logprobs": None, "finish_reason": None}]
+    return b"data: " + json.dumps(payload).encode() + b"\n\n"
+
+
+def test_a_value_redacted_mid_string_is_counted_as_a_redaction() -> None:
+    raw = chunk_with_id("Hi", "run for jane.doe@example.com today") + b"data: [DONE]\n\n"
+    out, moderator = run(raw, [])
+    assert b"jane.doe" not in out
+    assert moderator.is_redacted
+    assert [v.rule.id for v in moderator.violations] == ["pii.email"]
+
+
+def test_every_answer_counts_the_violations_of_a_value_decided_before() -> None:
+    raw = chunk_with_id("Hi", "run for jane.doe@example.com today") + b"data: [DONE]\n\n"
+    for _ in range(2):
+        out, moderator = run(raw, [])
+        assert b"jane.doe" not in out
+        assert moderator.is_redacted and len(moderator.violations) == 1
