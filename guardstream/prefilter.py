@@ -136,8 +136,11 @@ class RuleGroup:
                 # Never move a rule back before where it has already decided: it may have
                 # reported a match there, and a rescan could find an overlapping one.
                 uniform = self.uniform
-                latest = uniform[2] if uniform is not None and uniform[0] is self.resume else max(self.resume)
-                if latest <= hold:
+                if uniform is not None and uniform[0] is self.resume:
+                    # All alike (the usual case on prose): the same rule, without a pass over them.
+                    latest = max(uniform[2], hold)
+                    self._settle_all(latest, latest)
+                elif max(self.resume) <= hold:
                     self._settle_all(hold, hold)
                 else:
                     self.resume = [r if r > hold else hold for r in self.resume]
