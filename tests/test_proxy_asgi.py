@@ -14,7 +14,7 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
-from guardstream.config import Config, Upstreams
+from guardstream.config import Config, Timeouts, Upstreams
 from guardstream.proxy import GuardstreamProxy, create_app
 
 pytestmark = pytest.mark.anyio
@@ -47,14 +47,16 @@ def sse(parts: Sequence[bytes], error: Exception | None = None, content_type: st
     return lambda request: httpx.Response(200, headers={"content-type": content_type}, stream=Body(parts, error))
 
 
-def make_app(handler: Handler) -> tuple[GuardstreamProxy, CollectorRegistry]:
+def make_app(handler: Handler, **config: Any) -> tuple[GuardstreamProxy, CollectorRegistry]:
     registry = CollectorRegistry()
     client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-    config = Config(upstreams=Upstreams("http://up", "http://up", "http://up"))
-    return create_app(config, client=client, registry=registry), registry
+    settings = Config(upstreams=Upstreams("http://up", "http://up", "http://up"), **config)
+    return create_app(settings, client=client, registry=registry), registry
 
 
-async def call(app: GuardstreamProxy, *, disconnect_after: bytes | None = None) -> tuple[int, bytes, list[Any]]:
+async def call(
+    app: GuardstreamProxy, *, disconnect_after: bytes | None = None, write_seconds: float = 0.0
+) -> tuple[int, bytes, list[Any]]:
     """One request through the app with a recording `send`; optionally the client leaves once it
     has seen `disconnect_after`, as an SDK does after `[DONE]`."""
     sent: list[Any] = []
@@ -74,6 +76,8 @@ async def call(app: GuardstreamProxy, *, disconnect_after: bytes | None = None) 
 
     async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message)
+        if write_seconds and message.get("body"):
+            await anyio.sleep(write_seconds)  # a client that reads slowly
         if disconnect_after is not None and disconnect_after in message.get("body", b""):
             seen.set()
             await anyio.sleep(0.01)  # a network write yields, as a real server's does
@@ -149,6 +153,16 @@ async def test_an_upstream_read_that_times_out_mid_stream_is_reported_as_the_idl
     _, body, sent = await call(app)
     assert b"sent nothing for" in body and b"broke off" not in body
     assert sent[-1].get("more_body") is False
+
+
+async def test_a_client_that_reads_slowly_is_not_taken_for_a_silent_upstream() -> None:
+    # Writing to the client takes longer than `idle` each time; the upstream never waits.
+    app, registry = make_app(
+        sse([chunk("hello "), chunk("there"), chunk(finish="stop"), b"data: [DONE]\n\n"]), timeouts=Timeouts(idle=0.2)
+    )
+    _, body, _ = await call(app, write_seconds=0.3)
+    assert b"sent nothing for" not in body and body.endswith(b"data: [DONE]\n\n")
+    assert outcomes(registry) == {"passed": 1.0}
 
 
 @pytest.mark.parametrize(
