@@ -733,10 +733,7 @@ class _Exchange:
         self._relay_of_stream = relay
         try:
             with anyio.move_on_after(self._time_left()) as deadline:
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(self._watch_disconnect, tg.cancel_scope)
-                    await relay.run(response.aiter_bytes())
-                    tg.cancel_scope.cancel()
+                await relay.run(response.aiter_bytes(), beside=[self._watch_disconnect])
         finally:
             active.dec()
             self.proxy.exchanges.discard(self)

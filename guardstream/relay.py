@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -80,15 +81,22 @@ class StreamRelay:
         self.deadline = deadline if self.deadline is None else min(self.deadline, deadline)
         self._wake_watchdog()
 
-    async def run(self, chunks: AsyncIterator[bytes]) -> None:
+    async def run(
+        self,
+        chunks: AsyncIterator[bytes],
+        beside: Sequence[Callable[[anyio.CancelScope], Coroutine[Any, Any, None]]] = (),
+    ) -> None:
         """Relay `chunks` (the upstream body) until the moderator is done.
 
-        Returns early, with the stream unfinished, only when cancelled from outside (the client
-        left, the total time ran out).
+        `beside`: tasks that run alongside and may end the stream early by cancelling the scope
+        they are given (the proxy's watch for a client that left). Returns early, with the stream
+        unfinished, only when cancelled (the client left, the total time ran out).
         """
         async with anyio.create_task_group() as task_group:
             self._task_group = task_group
             task_group.start_soon(self._watch)
+            for task in beside:
+                task_group.start_soon(task, task_group.cancel_scope)
             await self._read(chunks)
             if not self.moderator.is_done:
                 # Classifier answers are still due: their tasks (or the watchdog) end the stream.
