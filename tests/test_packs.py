@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from guardstream.packs import builtin_pack_names, load_rules
+from guardstream.prefilter import MIN_GROUP_LITERAL
 from guardstream.rules import Rule, find_matches, redact_text
 
 ALL_RULES = load_rules(builtin_pack_names()).rules
@@ -89,3 +90,16 @@ def test_redaction_replaces_the_value_not_its_label(text: str, expected: str) ->
     # test for #13
     rules = load_rules(["pii"]).for_direction("output")
     assert redact_text(rules, text) == expected
+
+
+def test_every_built_in_secrets_rule_shares_a_prefilter_search() -> None:
+    # A rule without a literal (or a selective first character) is scanned on every delta of
+    # every stream; one such rule can cost as much as all the others together. A positive
+    # lookbehind or a leading inline-flag group silently loses the literal: this catches it.
+    def shares_a_search(rule: Rule) -> bool:
+        prefilter = rule.matcher.prefilter
+        if prefilter is None or rule.action == "flag":
+            return False
+        return min(map(len, prefilter.literals), default=0) >= MIN_GROUP_LITERAL or prefilter.is_selective
+
+    assert [rule.id for rule in load_rules(["secrets"]).rules if not shares_a_search(rule)] == []
