@@ -242,13 +242,34 @@ class TextChannels:
         lo = state.rendered_to
         if len(state.spans) == 1:
             window, start, _ = state.spans[0]
-            state.pieces.append(window.render(start + lo, start + upto))
+            keep_from = self._unrendered(window, state)
+            state.pieces.append(window.render(start + lo, start + upto, keep_from=keep_from))
         else:
             redactions: list[tuple[int, int, str]] = []
             for window, start, _ in state.spans:
-                redactions += [(s - start, e - start, r) for s, e, r in window.redactions(start + lo, start + upto)]
+                keep_from = self._unrendered(window, state)
+                found = window.redactions(start + lo, start + upto, keep_from=keep_from)
+                redactions += [(s - start, e - start, r) for s, e, r in found]
             state.pieces.append(apply_redactions(state.part.text[lo:upto], lo, _merge(redactions)))
         state.rendered_to = upto
+
+    def _unrendered(self, window: Window, rendering: PartState) -> int | None:
+        """The oldest offset of `window` that a part other than `rendering` has still to render.
+
+        A part waiting on another window of its own may be rendered after later parts of this
+        one: the redactions and text it needs must outlive their renders.
+        """
+        oldest: int | None = None
+        for state in self._pending.get(id(window), ()):
+            if state is rendering or state.is_released:
+                continue
+            for owner, start, _ in state.spans:
+                if owner is window:
+                    at = start + state.rendered_to
+                    if oldest is None or at < oldest:
+                        oldest = at
+                    break
+        return oldest
 
     def released_text(self, view: Channel) -> str:
         """What the client got on a tracked view so far: the rendered text of its released parts."""

@@ -59,16 +59,39 @@ def fold(text: str) -> str:
     return text.lower() if text.isascii() else text.translate(FOLD)
 
 
-def hold_pattern_source(source: str) -> str:
-    """The rule's pattern with every word-boundary assertion also accepting the end of the text.
+# A counted repeat: `{n}`, `{m,}`, `{,n}`, `{m,n}` (any other "{" is a literal).
+REPEAT = re.compile(r"\{\d*(?:,\d*)?\}")
 
-    Escaped backslashes and character classes (where `\\b` is a backspace) are left alone.
+
+def hold_pattern_source(source: str) -> str:
+    """The rule's pattern with every word-boundary assertion also accepting the end of the text,
+    and every lazy (or possessive) quantifier made greedy.
+
+    Which strings can begin a match does not depend on laziness, but `regex`'s partial search
+    does: after a lazy repeat (`[\\w.-]{0,20}?access`) it reports a partial match running to the
+    end of any text, which would hold everything after the rule's first literal. Escaped
+    backslashes and character classes (where `\\b` is a backspace) are left alone.
     """
     out: list[str] = []
     i = 0
     in_class = False
+    after_quantifier = False
     while i < len(source):
         ch = source[i]
+        if not in_class and ch in "?+" and after_quantifier:
+            # `*?`, `{m,n}?`, `??`, `*+`: the marker goes; the repeat stays, greedy.
+            after_quantifier = False
+            i += 1
+            continue
+        if not in_class and ch == "{":
+            repeat = REPEAT.match(source, i)
+            if repeat is not None:
+                out.append(repeat.group())
+                i = repeat.end()
+                after_quantifier = True
+                continue
+        # A "?" right after "(" opens a group's syntax, not a repeat.
+        after_quantifier = not in_class and (ch in "*+" or (ch == "?" and not source[i - 1 : i] == "("))
         if ch == "\\" and i + 1 < len(source):
             pair = source[i : i + 2]
             out.append(f"(?:{pair}|(?![\\s\\S]))" if not in_class and BOUNDARY.fullmatch(pair) else pair)

@@ -739,10 +739,12 @@ class _Exchange:
             self.proxy.exchanges.discard(self)
         self.violations += moderator.violations
         self.held_chars = moderator.channels.peak_held
-        if deadline.cancelled_caught and not moderator.is_done and not self.client_gone:
-            # The total time ran out mid-stream: end it the way any other failure ends.
+        if deadline.cancelled_caught and not self.client_gone and (not moderator.is_done or relay.unsent):
+            # The total time ran out mid-stream (or before all that was decided was written): end
+            # it the way any other failure ends.
             self._upstream_failed("timeout")
-            await self._send_chunk(moderator.fail(UPSTREAM_TOO_LONG.format(seconds=self.config.timeouts.total)))
+            message = UPSTREAM_TOO_LONG.format(seconds=self.config.timeouts.total)
+            await self._send_chunk(moderator.fail(message) if not moderator.is_done else moderator.cut_short(message))
         # An SDK closes as soon as it has read [DONE] or the error event: that stream completed.
         if moderator.first_release_at is not None and moderator.first_text_at is not None:
             observer.on_first_token(

@@ -101,6 +101,7 @@ class StreamRelay:
             if not self.moderator.is_done:
                 # Classifier answers are still due: their tasks (or the watchdog) end the stream.
                 await anyio.sleep_forever()
+            await self._deliver(b"")  # what another task is still writing goes out first
             task_group.cancel_scope.cancel()
 
     async def _read(self, chunks: AsyncIterator[bytes]) -> None:
@@ -172,8 +173,8 @@ class StreamRelay:
                 self._last_client = self._clock()
                 continue
             wait = self.keepalive - (now - self._last_client) if minds_client else self.keepalive
-            if reading is not None:
-                wait = min(wait, self.idle - (now - reading))
+            # No read waiting now (the reader is writing): one may begin at any moment.
+            wait = min(wait, self.idle if reading is None else self.idle - (now - reading))
             if self.deadline is not None:
                 wait = min(wait, self.deadline - now)
             self._nap_minds_client = minds_client
@@ -185,20 +186,31 @@ class StreamRelay:
         if self._nap is not None:
             self._nap.cancel()
 
+    @property
+    def unsent(self) -> bool:
+        """Bytes the moderator gave out are still waiting to be written (the relay was cut short)."""
+        return bool(self._outbox)
+
     def _stop(self) -> None:
-        """The stream is over (or must be): stop reading and waiting."""
+        """The stream is over (or must be): stop reading and waiting. Callers have delivered
+        their last bytes first, so nothing written or queued is cut off."""
         if self._task_group is not None:
             self._task_group.cancel_scope.cancel()
 
     async def _deliver(self, data: bytes) -> None:
-        """Write `data` after everything produced before it, and return once it is written."""
-        if not data:
-            return
+        """Write `data` after everything produced before it, and return once it is written.
+
+        With no data, it only waits for what is being written: a task that ends the stream
+        delivers first, so the end never cuts another task's write short.
+        """
         if self._writing:
-            self._outbox.append(data)
+            if data:
+                self._outbox.append(data)
             if self._written is None:
                 self._written = anyio.Event()
             await self._written.wait()
+            return
+        if not data:
             return
         self._writing = True
         try:

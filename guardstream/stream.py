@@ -210,6 +210,15 @@ class StreamModerator:
         self.failure = message
         return self._emit()
 
+    def cut_short(self, message: str) -> bytes:
+        """Bytes given out earlier never reached the client (the adapter ran out of time while
+        writing): whatever was decided, the stream ends with the failure event."""
+        self.failure = message
+        self.has_delivered_end = False
+        self.is_done = True
+        self._queue.clear()
+        return self._mirror(self.codec.failure_event(message))
+
     def keepalive(self) -> bytes:
         """Something for the client to read while text is held (b"" where the format allows none)."""
         if self.is_done:

@@ -235,11 +235,13 @@ class Window:
             return self._orig[start - self._orig_base : end - self._orig_base]
         return self._text[start - self._base : end - self._base]
 
-    def redactions(self, start: int, end: int) -> list[tuple[int, int, str]]:
+    def redactions(self, start: int, end: int, *, keep_from: int | None = None) -> list[tuple[int, int, str]]:
         """The redactions overlapping released `[start, end)`, as `(start, end, replacement)`.
 
-        Ranges must be taken in order (as `render` does): redactions that end by `end` are then
-        forgotten, and the text before `end` may be dropped from the window.
+        Redactions that end by `end` are then forgotten, and the text before `end` may be dropped
+        from the window, unless `keep_from` says that text from there on is still to be taken
+        (a reader that renders parts of the window out of order: an older part waiting on
+        another window). Without it, ranges must be taken in order.
         """
         if not (self._base_public() <= start <= end <= self.released):
             raise ValueError(f"cannot render [{start}, {end}): window holds [{self._base_public()}, {self.released})")
@@ -254,18 +256,22 @@ class Window:
             if span_start >= end:
                 break
             found.append((span_start, span_end, span.replacement))
-        self._rendered = max(self._rendered, inner_end)
-        if self._spans and self._spans[0].end <= inner_end:
-            self._spans = [s for s in self._spans if s.end > inner_end]
+        forget_to = inner_end
+        if keep_from is not None and keep_from < end:
+            forget_to = keep_from if self._orig is None else self._to_norm(keep_from)
+        self._rendered = max(self._rendered, forget_to)
+        if self._spans and self._spans[0].end <= forget_to:
+            self._spans = [s for s in self._spans if s.end > forget_to]
         return found
 
-    def render(self, start: int, end: int) -> str:
+    def render(self, start: int, end: int, *, keep_from: int | None = None) -> str:
         """The text to send for `[start, end)` of released text, redactions applied.
 
-        Ranges must be rendered in order; a replacement is emitted in the range where its match
-        starts, and the rest of the match is dropped from whatever range it falls in.
+        Ranges must be rendered in order, or say with `keep_from` what is still to be rendered
+        (see `redactions`); a replacement is emitted in the range where its match starts, and the
+        rest of the match is dropped from whatever range it falls in.
         """
-        return apply_redactions(self.text(start, end), start, self.redactions(start, end))
+        return apply_redactions(self.text(start, end), start, self.redactions(start, end, keep_from=keep_from))
 
     # -- offsets between the pushed text and the rules' normalised view ---------------------------
 

@@ -1,0 +1,97 @@
+"""StreamRelay: what the moderator gives out reaches the client, in order, and silence is timed."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import pytest
+
+from guardstream.checks import CheckPlan, CheckRequest
+from guardstream.classifiers import ClassifierFailure, Verdict
+from guardstream.packs import load_rules
+from guardstream.providers.openai_chat import OpenAIChatStream
+from guardstream.relay import StreamRelay
+from guardstream.stream import StreamModerator
+
+pytestmark = pytest.mark.anyio
+
+
+def chunk(text: str) -> bytes:
+    payload: dict[str, Any] = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m"}
+    payload["choices"] = [{"index": 0, "delta": {"content": text}, "logprobs": None, "finish_reason": None}]
+    return b"data: " + json.dumps(payload).encode() + b"\n\n"
+
+
+async def no_checks(request: CheckRequest) -> list[Verdict | ClassifierFailure]:
+    raise AssertionError("no classifier is configured")
+
+
+async def test_bytes_queued_behind_a_slow_write_reach_the_client_before_the_stream_ends() -> None:
+    # A keep-alive is being written slowly when the classifier clears the text and [DONE] is due.
+    sent: list[bytes] = []
+
+    async def send(data: bytes) -> None:
+        sent.append(data)  # handed to the transport at once, then drained slowly
+        await anyio.sleep(0.3)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield chunk("Hello there") + b"data: [DONE]\n\n"
+        await anyio.sleep(0.35)
+
+    async def strict_check(request: CheckRequest) -> list[Verdict | ClassifierFailure]:
+        await anyio.sleep(0.3)
+        return [Verdict(False) for _ in request.texts]
+
+    moderator = StreamModerator(OpenAIChatStream(), [], plans=[CheckPlan("c", mode="strict")])
+    relay = StreamRelay(moderator, send, idle=5, keepalive=0.1, run_check=strict_check, on_upstream_failure=print)
+    with anyio.fail_after(5):
+        await relay.run(chunks())
+    assert moderator.is_done and not relay.unsent
+    assert b"".join(sent).endswith(b"data: [DONE]\n\n")
+
+
+async def test_a_silent_upstream_is_timed_out_after_idle_even_right_after_a_slow_write() -> None:
+    failed_at: list[float] = []
+    sent: list[bytes] = []
+
+    async def send(data: bytes) -> None:
+        sent.append(data)
+        await anyio.sleep(0.5)  # a slow client
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield chunk("hello ")
+        await anyio.sleep(30)  # then the upstream falls silent
+
+    started = anyio.current_time()
+    relay = StreamRelay(
+        StreamModerator(OpenAIChatStream(), []),
+        send,
+        idle=0.2,
+        keepalive=3.0,
+        run_check=no_checks,
+        on_upstream_failure=lambda why: failed_at.append(anyio.current_time() - started),
+    )
+    with anyio.fail_after(10):
+        await relay.run(chunks())
+    assert failed_at and failed_at[0] < 1.2
+    assert b"sent nothing for 0.2 s" in b"".join(sent)
+
+
+async def test_a_relay_cut_short_while_bytes_wait_says_so() -> None:
+    async def send(data: bytes) -> None:
+        await anyio.sleep(1.0)  # a client that has stopped reading
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield chunk("write to jane")  # held: it may become an address; a keep-alive is written
+        await anyio.sleep(0.1)
+        yield chunk(" today. ")  # released while the keep-alive is still being written
+        await anyio.sleep(30)
+
+    moderator = StreamModerator(OpenAIChatStream(), load_rules(["pii"]).for_direction("output"))
+    relay = StreamRelay(moderator, send, idle=30, keepalive=0.05, run_check=no_checks, on_upstream_failure=print)
+    with anyio.move_on_after(0.3):
+        await relay.run(chunks())
+    assert relay.unsent
