@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from guardstream.matchers import ScanTimeout
+from guardstream.matchers import ScanResult, ScanTimeout
 from guardstream.normalize import OffsetMap
 from guardstream.prefilter import NO_HOLD, RuleGroup, group_rules
 from guardstream.rules import Action, Rule, redact_text
@@ -377,11 +377,11 @@ class Window:
             pos = unit.resume[k] - base
             try:
                 if budget is None:
-                    result = unit.scans[k](text, pos, final=final)
+                    result = _scan_with_retry(unit.scans[k], text, pos, final)
                 else:
                     started = time.perf_counter()
                     try:
-                        result = unit.scans[k](text, pos, final=final)
+                        result = _scan_with_retry(unit.scans[k], text, pos, final)
                     finally:
                         spent = time.perf_counter() - started
                     if budget.charge(unit.rules[k], spent):
@@ -596,3 +596,17 @@ def _rule_order(rules: tuple[Rule, ...]) -> dict[int, int]:
     order = {id(rule): i for i, rule in enumerate(rules)}
     _ORDERS[id(rules)] = (rules, order)
     return order
+
+
+def _scan_with_retry(scan: Callable[..., ScanResult | None], text: str, pos: int, final: bool) -> ScanResult | None:
+    """A rule's scan, asked once more if its regex timed out.
+
+    The per-call timeout counts wall time: a process descheduled mid-call (a container throttled
+    at its CPU limit, a machine saturated) times out a regex that is not slow at all, and failing
+    closed on that would cut a benign stream. A rule that backtracks times out again and fails
+    closed then; scans are pure, so asking again changes nothing else.
+    """
+    try:
+        return scan(text, pos, final=final)
+    except ScanTimeout:
+        return scan(text, pos, final=final)

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from guardstream.errors import RuleError
-from guardstream.matchers import Prefilter
+from guardstream.matchers import Prefilter, ScanResult, ScanTimeout
 from guardstream.packs import load_rules
 from guardstream.rules import Rule, find_matches, redact_text
 from guardstream.window import RuleBudget, Verdict, Window, stream_chunks
@@ -339,3 +339,21 @@ def test_a_long_benign_stream_never_runs_out_of_rule_budget(fake_clock: list[flo
     window = Window([rule], budget=RuleBudget(0.1, per_char_seconds=50e-6))
     verdict = stream_through(window, deltas=20_000)
     assert verdict.blocked is None and verdict.released >= 79_000
+
+
+def test_a_regex_that_timed_out_once_is_asked_again_before_failing_closed() -> None:
+    # A process descheduled mid-call (a throttled container) times out a regex that is not slow.
+    calls: list[int] = []
+
+    class Flaky:
+        prefilter: Prefilter | None = None
+
+        def scan(self, text: str, pos: int, *, final: bool) -> ScanResult | None:
+            calls.append(pos)
+            if len(calls) == 1:
+                raise ScanTimeout("flaky")
+            return None
+
+    rule = Rule("t.flaky", "test", "block", "both", "", Flaky(), "test", "")
+    verdict = Window([rule]).push("an ordinary sentence")
+    assert verdict.blocked is None and len(calls) == 2
