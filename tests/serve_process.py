@@ -42,7 +42,9 @@ class ServeProcess:
             stderr=self._log,
         )
 
-    def wait_ready(self, timeout: float = 20) -> None:
+    def wait_ready(self, timeout: float = 60) -> None:
+        # Generous: under `coverage run` (CI) every process, workers included, is traced, and
+        # each compiles and probes the packs (seconds without tracing, several times that with).
         deadline = time.monotonic() + timeout
         while True:
             try:

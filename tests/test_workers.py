@@ -55,7 +55,7 @@ class Server:
         )
 
 
-def wait_for(check: Callable[[], bool], what: str, seconds: float = 20) -> None:
+def wait_for(check: Callable[[], bool], what: str, seconds: float = 60) -> None:
     deadline = time.monotonic() + seconds
     while not check():
         if time.monotonic() > deadline:
