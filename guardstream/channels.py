@@ -20,7 +20,7 @@ from typing import Protocol
 
 from guardstream.checks import CheckPlan, CheckRequest, Checks, FailureLike, VerdictLike
 from guardstream.payload import Channel, TextPart
-from guardstream.rules import Rule
+from guardstream.rules import PerRuleSet, Rule
 from guardstream.window import (
     DEFAULT_CONTEXT_CHARS,
     DEFAULT_MAX_HOLDBACK_CHARS,
@@ -387,21 +387,9 @@ class TextChannels:
                 observer.on_forced_release(verdict.forced_chars)
 
 
-# Values decided per rule set, shared by every answer (keyed by the rule tuple's identity, which
-# every window of a rule set shares; the tuple is kept with them, so its id is not reused).
+# Values decided per rule set, shared by every answer.
 MAX_DECIDED_VALUES = 4096
-_DECIDED: dict[int, tuple[tuple[Rule, ...], dict[tuple[str, bool], tuple[str, Verdict]]]] = {}
-
-
-def _decided_values(rules: tuple[Rule, ...]) -> dict[tuple[str, bool], tuple[str, Verdict]]:
-    found = _DECIDED.get(id(rules))
-    if found is not None and found[0] is rules:
-        return found[1]
-    if len(_DECIDED) >= 64:
-        _DECIDED.clear()
-    decided: dict[tuple[str, bool], tuple[str, Verdict]] = {}
-    _DECIDED[id(rules)] = (rules, decided)
-    return decided
+_decided_values: PerRuleSet[dict[tuple[str, bool], tuple[str, Verdict]]] = PerRuleSet(lambda rules: {})
 
 
 def _merge(redactions: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:

@@ -17,12 +17,11 @@ import copy
 import functools
 import re
 import sys
-from collections import OrderedDict
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 from guardstream.matchers import ScanResult, fold, trie_pattern
-from guardstream.rules import Rule
+from guardstream.rules import PerRuleSet, Rule
 
 NO_HOLD = sys.maxsize
 # Shorter literals fire too often on prose to be worth a shared search.
@@ -174,24 +173,15 @@ def group_rules(rules: Sequence[Rule]) -> list[RuleGroup]:
     return [group.copy() for group in _prototypes(rules)]
 
 
-# Prototype groups by rule set. Keyed by the tuple's identity (callers pass the same tuple for
-# every window of a rule set); the tuple is kept with them, so its id cannot be reused meanwhile.
-_PROTOTYPES: OrderedDict[int, tuple[tuple[Rule, ...], list[RuleGroup]]] = OrderedDict()
-_MAX_RULE_SETS = 64
-
-
-def _prototypes(rules: tuple[Rule, ...]) -> list[RuleGroup]:
-    found = _PROTOTYPES.get(id(rules))
-    if found is not None and found[0] is rules:
-        return found[1]
+def _build_prototypes(rules: tuple[Rule, ...]) -> list[RuleGroup]:
     shared, others = _shared_searches(rules)
     groups = [RuleGroup([rules[i] for i in s.members], s) for s in shared]
     if others:
         groups.append(RuleGroup([rules[i] for i in others], None))
-    _PROTOTYPES[id(rules)] = (rules, groups)
-    while len(_PROTOTYPES) > _MAX_RULE_SETS:
-        _PROTOTYPES.popitem(last=False)
     return groups
+
+
+_prototypes = PerRuleSet(_build_prototypes)
 
 
 @functools.lru_cache(maxsize=64)

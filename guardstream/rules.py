@@ -6,9 +6,10 @@ module depends on neither, so both can build on it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Generic, Literal, TypeVar
 
 from guardstream.matchers import Matcher, RegexMatcher, ScanTimeout
 
@@ -59,6 +60,34 @@ class RuleSet:
 
     def __len__(self) -> int:
         return len(self.rules)
+
+
+T = TypeVar("T")
+
+
+class PerRuleSet(Generic[T]):
+    """Something built once per rule set and shared by every window, channel and answer using it.
+
+    Keyed by the rule tuple's identity, not its value: every window of a rule set is handed the
+    same tuple, and hashing a few hundred rules on each lookup would cost what the memo saves.
+    The tuple is kept with its entry, so its id cannot be reused while the entry lives; the
+    oldest rule sets are dropped beyond `limit` (reloads make new ones).
+    """
+
+    def __init__(self, build: Callable[[tuple[Rule, ...]], T], *, limit: int = 64) -> None:
+        self._build = build
+        self._limit = limit
+        self._entries: OrderedDict[int, tuple[tuple[Rule, ...], T]] = OrderedDict()
+
+    def __call__(self, rules: tuple[Rule, ...]) -> T:
+        found = self._entries.get(id(rules))
+        if found is not None and found[0] is rules:
+            return found[1]
+        value = self._build(rules)
+        self._entries[id(rules)] = (rules, value)
+        while len(self._entries) > self._limit:
+            self._entries.popitem(last=False)
+        return value
 
 
 def find_matches(rule: Rule, text: str) -> list[tuple[int, int]]:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from guardstream.matchers import ScanResult, ScanTimeout
 from guardstream.normalize import OffsetMap
 from guardstream.prefilter import NO_HOLD, RuleGroup, group_rules
-from guardstream.rules import Action, Rule, redact_text
+from guardstream.rules import Action, PerRuleSet, Rule, redact_text
 
 DEFAULT_MAX_HOLDBACK_CHARS = 512
 DEFAULT_CONTEXT_CHARS = 256
@@ -582,20 +582,8 @@ def check_rule_examples(rule: Rule) -> list[str]:
     return problems
 
 
-_ORDERS: dict[int, tuple[tuple[Rule, ...], dict[int, int]]] = {}
-
-
-def _rule_order(rules: tuple[Rule, ...]) -> dict[int, int]:
-    """Each rule's position (which redaction wins a tie), built once per rule set (see
-    `group_rules` for why identity is the key)."""
-    found = _ORDERS.get(id(rules))
-    if found is not None and found[0] is rules:
-        return found[1]
-    if len(_ORDERS) >= 64:
-        _ORDERS.clear()
-    order = {id(rule): i for i, rule in enumerate(rules)}
-    _ORDERS[id(rules)] = (rules, order)
-    return order
+# Each rule's position (which redaction wins a tie), built once per rule set.
+_rule_order = PerRuleSet(lambda rules: {id(rule): i for i, rule in enumerate(rules)})
 
 
 def _scan_with_retry(scan: Callable[..., ScanResult | None], text: str, pos: int, final: bool) -> ScanResult | None:
