@@ -49,9 +49,9 @@ class Shape:
     slot: int
     # Whatever the adapter keeps per part (the moderator: their decided states), by position.
     states: list[Any]
+    # Whether the parts other than the text leave as they came (values, decided once).
+    others_unchanged: bool
     hits: int = 0
-    # For the moderator: whether the parts other than the text left unchanged (values decided once).
-    settled_unchanged: bool | None = None
 
     def part_with(self, text: str) -> TextPart:
         part = self.parts[self.slot]
@@ -84,7 +84,9 @@ class Shapes:
                 return shape, text
         return None
 
-    def learn(self, event: Event, payload: Any, parts: list[TextPart], states: list[Any]) -> None:
+    def learn(
+        self, event: Event, payload: Any, parts: list[TextPart], states: list[Any], *, others_unchanged: bool
+    ) -> None:
         """Remember the shape of an event just parsed, if it has one text part written plainly."""
         slots = [i for i, part in enumerate(parts) if part.views]
         if len(slots) != 1:
@@ -112,4 +114,4 @@ class Shapes:
             evicted = self._known.pop(0)
             if not evicted.hits:
                 self._fruitless += 1
-        self._known.append(Shape(event.event, head, tail, list(parts), slot, list(states)))
+        self._known.append(Shape(event.event, head, tail, list(parts), slot, list(states), others_unchanged))

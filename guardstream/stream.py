@@ -246,10 +246,7 @@ class StreamModerator:
                 state = states[shape.slot] = self.channels.add(part)
                 if self.first_text_at is None:
                     self.first_text_at = now
-                if shape.settled_unchanged is None:
-                    others = [s for i, s in enumerate(shape.states) if i != shape.slot]
-                    shape.settled_unchanged = all(s.is_unchanged() for s in others)
-                pending = _Pending(event, ParsedEvent(parts), now, states, True, [state], shape.settled_unchanged)
+                pending = _Pending(event, ParsedEvent(parts), now, states, True, [state], shape.others_unchanged)
                 self._queue.append(pending)
                 return
         try:
@@ -275,7 +272,7 @@ class StreamModerator:
             and self._can_repeat is not None
             and self._can_repeat(parsed)
         ):
-            shapes.learn(event, parsed.payload, parsed.parts, pending.parts)
+            shapes.learn(event, parsed.payload, parsed.parts, pending.parts, others_unchanged=pending.settled_unchanged)
 
     def _settle(self) -> None:
         """Decide the text of the events taken in since the last time: one scan per window."""

@@ -154,7 +154,7 @@ def test_a_text_with_a_quote_or_an_escape_is_parsed() -> None:
     first = next(iter(SSEDecoder().decode(chat("Hello "))))
     codec = OpenAIChatStream()
     parsed = codec.parse(first)
-    shapes.learn(first, parsed.payload, parsed.parts, list(parsed.parts))
+    shapes.learn(first, parsed.payload, parsed.parts, list(parsed.parts), others_unchanged=True)
     for text in ['say "hi"', "back\\slash", "tab\there", "é"]:
         event = next(iter(SSEDecoder().decode(chat(text, ascii=True))))
         assert shapes.match(event) is None, text
@@ -166,7 +166,7 @@ def test_a_text_written_twice_in_one_event_teaches_no_shape() -> None:
     shapes = Shapes()
     event = next(iter(SSEDecoder().decode(chat("m"))))  # the model is "m" too
     parsed = OpenAIChatStream().parse(event)
-    shapes.learn(event, parsed.payload, parsed.parts, list(parsed.parts))
+    shapes.learn(event, parsed.payload, parsed.parts, list(parsed.parts), others_unchanged=True)
     assert shapes._known == []
 
 
