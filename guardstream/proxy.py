@@ -343,9 +343,6 @@ class _Exchange:
         if self._relay_of_stream is not None:
             self._relay_of_stream.end_by(self.deadline)
 
-    async def _send_body(self, data: bytes) -> None:
-        await self._send({"type": "http.response.body", "body": data, "more_body": True})
-
     async def run(self) -> None:
         try:
             await self._run()
@@ -722,7 +719,7 @@ class _Exchange:
             self.end_by(self.config.server.shutdown_grace)
         relay = StreamRelay(
             moderator,
-            self._send_body,
+            self._send_chunk,
             idle=self.config.timeouts.idle,
             keepalive=self.config.timeouts.keepalive,
             run_check=self.guard.run_check,
