@@ -17,11 +17,13 @@ from guardstream.stream import StreamModerator
 RULES = load_rules(["secrets", "pii"]).for_direction("output")
 SECRET = "AKIA4HJQ7XRZ2PLWKD5N"
 PIECES = ["Hello ", "world. ", "mail jane.doe@example.com ", "call (415) 555-2671 ", SECRET, " ok ", "é日🎉 ", "\n"]
+# Benign English with planted addresses, numbers and a key, in any order.
+TEXTS = st.lists(st.sampled_from(PIECES), max_size=12).map("".join)
 
 
-def chunk(content: str | None = None, finish: str | None = None, index: int = 0) -> bytes:
+def chunk(content: str | None = None, finish: str | None = None, index: int = 0, ident: str = "c") -> bytes:
     delta: dict[str, Any] = {} if content is None else {"content": content}
-    payload = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m"}
+    payload = {"id": ident, "object": "chat.completion.chunk", "created": 1, "model": "m"}
     payload["choices"] = [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}]
     return b"data: " + json.dumps(payload).encode() + b"\n\n"
 
@@ -52,7 +54,7 @@ def client_view(out: bytes) -> tuple[str, list[dict[str, Any]]]:
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    text=st.lists(st.sampled_from(PIECES), max_size=12).map("".join),
+    text=TEXTS,
     size=st.integers(1, 12),
     cuts=st.lists(st.integers(0, 5000), max_size=30),
 )
@@ -189,7 +191,7 @@ def test_events_that_arrive_in_one_read_are_scanned_once() -> None:
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    text=st.lists(st.sampled_from(PIECES), max_size=12).map("".join),
+    text=TEXTS,
     size=st.integers(1, 12),
     groups=st.lists(st.integers(1, 6), max_size=40),
 )
@@ -207,14 +209,8 @@ def test_events_read_together_leave_as_they_would_one_read_at_a_time(text: str, 
     assert b"".join(out) == expected
 
 
-def chunk_with_id(content: str, ident: str) -> bytes:
-    payload = {"id": ident, "object": "chat.completion.chunk", "created": 1, "model": "m"}
-    payload["choices"] = [{"index": 0, "delta": {"content": content}, "logprobs": None, "finish_reason": None}]
-    return b"data: " + json.dumps(payload).encode() + b"\n\n"
-
-
 def test_a_value_redacted_mid_string_is_counted_as_a_redaction() -> None:
-    raw = chunk_with_id("Hi", "run for jane.doe@example.com today") + b"data: [DONE]\n\n"
+    raw = chunk("Hi", ident="run for jane.doe@example.com today") + b"data: [DONE]\n\n"
     out, moderator = run(raw, [])
     assert b"jane.doe" not in out
     assert moderator.is_redacted
@@ -222,7 +218,7 @@ def test_a_value_redacted_mid_string_is_counted_as_a_redaction() -> None:
 
 
 def test_every_answer_counts_the_violations_of_a_value_decided_before() -> None:
-    raw = chunk_with_id("Hi", "run for jane.doe@example.com today") + b"data: [DONE]\n\n"
+    raw = chunk("Hi", ident="run for jane.doe@example.com today") + b"data: [DONE]\n\n"
     for _ in range(2):
         out, moderator = run(raw, [])
         assert b"jane.doe" not in out
