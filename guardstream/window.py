@@ -448,9 +448,10 @@ class Window:
         floor = end - self.max_holdback_chars - self.context_chars
         oldest = end
         for unit in self._groups:
-            unit_oldest = min(unit.resume)
+            unit_oldest = unit.min_resume()
             if unit_oldest < floor:
-                unit.resume = [max(r, floor) for r in unit.resume]
+                resume, _ = unit.states()
+                unit.resume = [max(r, floor) for r in resume]
                 unit_oldest = floor
             oldest = min(oldest, unit_oldest)
         keep = min(self._released - self.context_chars, self._rendered, oldest)

@@ -290,6 +290,47 @@ def test_literal_prefixes_are_not_derived_past_what_probing_can_see(tmp_path: Pa
     assert stream(rules, [text])[1].blocked is not None
 
 
+@pytest.mark.parametrize(
+    ("pattern", "text"),
+    [
+        ("ABC(?=x)|ABCD[0-9]+", "zz ABCx"),  # a literal prefilter would ask for "ABCD"
+        ("[A-Z]-(?=x)|[A-Z]-[0-9]{4}", "zz Q-x"),  # a class sequence would ask for a digit after "-"
+    ],
+)
+def test_prefilters_stop_where_a_shorter_match_can_end(tmp_path: Path, pattern: str, text: str) -> None:
+    rules = pack(tmp_path, f'[[rule]]\nid = "t.p"\npattern = \'{pattern}\'\naction = "block"\n')
+    assert find_matches(rules[0], text)
+    for cut in range(len(text) + 1):
+        chunks = [c for c in (text[:cut], text[cut:]) if c]
+        assert stream(rules, chunks)[1].blocked is not None, cut
+
+
+def test_overlapping_literals_wake_every_rule_they_begin(tmp_path: Path) -> None:
+    body = (
+        '[[rule]]\nid = "t.a"\npattern = \'abcX[0-9]+\'\naction = "block"\n'
+        '[[rule]]\nid = "t.b"\npattern = \'bcd[0-9]+\'\naction = "redact"\nreplacement = "<B>"\n'
+    )
+    rules = pack(tmp_path, body)
+    assert stream(rules, ["x abcd12 y"])[0] == "x a<B> y"
+
+
+def test_only_e_mail_of_the_pii_pack_reads_every_delta_of_prose() -> None:
+    # Every other rule shares a search that prose rarely wakes: a literal, a digit, or a class
+    # sequence such as an IBAN's two capitals and a digit. A rule left out costs every stream.
+    every_delta = [
+        g.rules for g in Window(load_rules(["pii", "secrets"]).for_direction("output"))._groups if g.shared is None
+    ]
+    assert [r.id for rules in every_delta for r in rules] == ["pii.email"]
+
+
+def test_a_class_sequence_holds_only_what_could_begin_it(tmp_path: Path) -> None:
+    rules = load_rules(["pii"]).for_direction("output")
+    out, window, verdicts = stream(rules, ["Pay to GB", "82 WEST 1234 5698 7654 32 now."])
+    assert window.render(0, 0) == "" and verdicts[0].released == len("Pay to ")
+    assert out == "Pay to [REDACTED:iban] now."
+    assert stream(rules, ["See RFC 9110 and HTTP/2 now. "])[2][0].held_chars == 0
+
+
 class CostlyMatcher:
     """A rule that never matches and costs `seconds_per_char` of (fake) regex time per character it reads."""
 
