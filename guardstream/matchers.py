@@ -389,11 +389,11 @@ class RegexMatcher:
                 # the stream) an undecided start, which lies in the trailing run of `charset`.
                 if final:
                     return None
-                first = self.first_chars.search(text, self._tail_start(text, pos))
-                if first is None:
+                start = self._tail_start(text, pos)
+                hold = self._find_hold(text, start)
+                if hold is None:
                     return None
-                hold = self._find_hold(text, first.start())
-                return ScanResult([], hold, end if hold is None else hold, end - first.start())
+                return ScanResult([], hold, hold, end - start)
             if self.gate.search(text, pos) is None:
                 # Nothing can start here, except (for a rule whose matches begin with a literal)
                 # a proper prefix of that literal at the very end.
@@ -424,8 +424,9 @@ class RegexMatcher:
     def _tail_start(self, text: str, pos: int) -> int:
         if not self.charset:
             return pos
-        region = text[pos:]
-        return len(text) - (len(region) - len(region.rstrip(self.charset)))
+        # `rstrip` reads only the run it strips, from the end.
+        start = len(text.rstrip(self.charset))
+        return start if start > pos else pos
 
     def _find_hold(self, text: str, pos: int) -> int | None:
         if pos >= len(text):

@@ -309,7 +309,9 @@ class Window:
         end = base + len(text)
         found: list[Violation] = []
         for group in self._groups:
-            self._scan(group, group.wake(text, base, final), text, base, final, found)
+            woken = group.wake(text, base, final)
+            if woken:
+                self._scan(group, woken, text, base, final, found)
         if found:
             found.sort(key=lambda v: v.start)
             for v in found:
