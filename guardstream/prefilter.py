@@ -109,7 +109,8 @@ class RuleGroup:
         if shared is None:
             self.states()
             return range(len(self.rules))
-        lo = self.min_resume() - base
+        uniform = self.uniform
+        lo = (uniform[0] if uniform is not None else min(self.resume)) - base
         woken: set[int] = set()
         if shared.search is not None:
             if shared.search.search(text, lo) is not None:
@@ -133,7 +134,6 @@ class RuleGroup:
             found = shared.reversed_tails.match((tail if shared.literals is None else fold(tail))[::-1])
             if found is not None:
                 hold = end - found.end()
-        uniform = self.uniform
         if not woken:
             if hold == NO_HOLD:
                 self.uniform = (end, NO_HOLD)

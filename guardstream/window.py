@@ -322,13 +322,19 @@ class Window:
 
         release, forced = self._release_point(end, final)
         self._released = release
-        self._trim(end)
-        return Verdict(release, tuple(found), self._blocked, forced, end - release)
+        if len(text) >= self._trim_at:
+            self._trim(end)
+        return Verdict(release, tuple(found) if found else (), self._blocked, forced, end - release)
 
     def _release_point(self, end: int, final: bool) -> tuple[int, int]:
         """How far text may go now: (release offset, characters forced out past an undecided match)."""
-        release = min(end, *[group.min_hold() for group in self._groups]) if self._groups else end
-        release = self._snap(release)
+        release = end
+        for group in self._groups:
+            hold = group.min_hold()
+            if hold < release:
+                release = hold
+        if self._spans:
+            release = self._snap(release)
         forced = 0
         if not final and end - release > self.max_holdback_chars:
             # A partial match longer than the cap is released (and counted) rather than held
@@ -441,10 +447,8 @@ class Window:
         self._spans = kept
 
     def _trim(self, end: int) -> None:
-        # Trimming copies the text, so it waits until there is a good amount to drop; until then
-        # the text (and so any rescan) is bounded by the same few KB.
-        if len(self._text) < self._trim_at:
-            return
+        # Trimming copies the text, so it waits until there is a good amount to drop (the caller
+        # checks `_trim_at`); until then the text (and so any rescan) is bounded by the same few KB.
         # A rule still undecided about text older than the cap gave up on it (it was force-released);
         # clamping keeps every rescan bounded by the window.
         floor = end - self.max_holdback_chars - self.context_chars
