@@ -7,6 +7,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 
+from guardstream.channels import PartState
 from guardstream.packs import load_rules
 from guardstream.providers.anthropic import AnthropicStream
 from guardstream.providers.openai_chat import OpenAIChatStream
@@ -311,3 +312,24 @@ def test_no_match_leaks_however_an_answer_is_split_into_text_blocks(
     seen = anthropic_text(b"".join(out))
     assert "jane.doe" not in seen and "@example.com" not in seen and "555-2671" not in seen
     assert SECRET[:4] not in seen
+
+
+def test_work_per_event_stays_flat_however_many_events_one_read_brings(monkeypatch: Any) -> None:
+    # A fast upstream (or one that sends a whole answer in one HTTP chunk) brings thousands of
+    # events at once; each event's render must not walk all the others still pending.
+    looks = 0
+    is_released = PartState.is_released
+
+    def counted(state: PartState) -> bool:
+        nonlocal looks
+        looks += 1
+        return bool(is_released.fget(state))  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(PartState, "is_released", property(counted))
+    pii = load_rules(["pii"]).for_direction("output")
+    for events in (200, 2000):
+        looks = 0
+        moderator = StreamModerator(OpenAIChatStream(), pii)
+        out = moderator.feed(b"".join(chunk("word ") for _ in range(events)) + b"data: [DONE]\n\n")
+        assert out.count(b"word") == events
+        assert looks < 20 * events, events
