@@ -1,8 +1,12 @@
 """One moderated stream on the move: upstream chunks in, the moderator's bytes out, silence timed.
 
-The proxy's hot path. The task that reads a chunk from the upstream moderates it and writes
-the result to the client itself, as a bare pass-through proxy would: no queue, no hand-over to
-another task, no timer armed per read. Everything that happens *between* chunks runs beside it:
+The proxy's hot path. One task pulls chunks from the upstream into an inbox; the task that
+runs the stream takes everything the inbox holds, moderates it as one piece and writes the result
+to the client. When the upstream is faster than guardstream, a single network read carries a
+hundred events or more (httpx hands them over one HTTP chunk at a time, without waiting), and
+they are moderated and written once instead of a hundred times; when events come one at a time,
+the price is one task wake-up per event. No timer is armed per read. Everything that happens
+*between* chunks runs beside it:
 
 - a watchdog task sleeps until the next deadline (the upstream silent for `idle` while a read is
   waiting; the client told nothing for `keepalive` while text is held or classifiers are out;
@@ -12,7 +16,8 @@ another task, no timer armed per read. Everything that happens *between* chunks 
 Three tasks may have bytes for the client, so writes go through one outbox: whoever finds no
 write in progress writes, and takes along what the others queued meanwhile; the others wait
 until it is out. Bytes leave in the order the moderator produced them, and a slow client slows
-the upstream read down (back-pressure), as it would without guardstream.
+the upstream read down (back-pressure: the inbox holds at most `MAX_INBOX_BYTES`), as it would
+without guardstream.
 
 A read that is cancelled leaves httpx's connection unusable, so silence is never timed by
 cancelling the read: the watchdog ends the whole stream instead, which closes the upstream.
@@ -36,6 +41,9 @@ from guardstream.stream import StreamModerator
 UPSTREAM_DROPPED = "guardstream stopped the response: the upstream connection broke off mid-stream"
 UPSTREAM_IDLE = "guardstream stopped the response: the upstream sent nothing for {seconds:g} s"
 SHUTTING_DOWN = "guardstream stopped the response: the server is shutting down"
+
+# What the upstream may run ahead of the moderator (and so of a slow client): one network read.
+MAX_INBOX_BYTES = 64 * 1024
 
 SendBody = Callable[[bytes], Awaitable[None]]
 RunCheck = Callable[[CheckRequest], Awaitable[list[Verdict | ClassifierFailure]]]
@@ -75,6 +83,14 @@ class StreamRelay:
         self._outbox: list[bytes] = []
         self._writing = False
         self._written: anyio.Event | None = None
+        # Chunks read and not yet moderated; the events that wake the moderating task when they
+        # come, and the reader when they are taken; how the upstream body ended ("end",
+        # "timeout", "dropped"; None while it is being read).
+        self._inbox: list[bytes] = []
+        self._inbox_bytes = 0
+        self._inbox_filled: anyio.Event | None = None
+        self._inbox_taken: anyio.Event | None = None
+        self._upstream_end: str | None = None
 
     def end_by(self, deadline: float) -> None:
         """Shutdown: end the stream with the format's terminal event at `deadline` (monotonic)."""
@@ -97,43 +113,80 @@ class StreamRelay:
             task_group.start_soon(self._watch)
             for task in beside:
                 task_group.start_soon(task, task_group.cancel_scope)
-            await self._read(chunks)
+            task_group.start_soon(self._pull, chunks)
+            await self._moderate()
             if not self.moderator.is_done:
                 # Classifier answers are still due: their tasks (or the watchdog) end the stream.
                 await anyio.sleep_forever()
             await self._deliver(b"")  # what another task is still writing goes out first
             task_group.cancel_scope.cancel()
 
-    async def _read(self, chunks: AsyncIterator[bytes]) -> None:
-        moderator = self.moderator
+    async def _pull(self, chunks: AsyncIterator[bytes]) -> None:
+        """Read the upstream body into the inbox until it ends (or the stream is over)."""
         clock = self._clock
+        inbox = self._inbox
         try:
             self._reading_since = clock()
             async for chunk in chunks:
                 self._reading_since = None
-                await self._deliver(moderator.feed(chunk))
+                inbox.append(chunk)
+                self._inbox_bytes += len(chunk)
+                filled = self._inbox_filled
+                if filled is not None:
+                    self._inbox_filled = None
+                    filled.set()
+                if self._inbox_bytes >= MAX_INBOX_BYTES:
+                    self._inbox_taken = taken = anyio.Event()
+                    await taken.wait()
+                if self.moderator.is_done:
+                    return
+                self._reading_since = clock()
+            self._upstream_end = "end"
+        except httpx.HTTPError as exc:
+            # A read that timed out waited at least `idle`: the same silence the watchdog reports
+            # when it wins the race against the reader's own timeout.
+            self._upstream_end = "timeout" if isinstance(exc, httpx.TimeoutException) else "dropped"
+        finally:
+            self._reading_since = None
+            filled = self._inbox_filled
+            if filled is not None:
+                self._inbox_filled = None
+                filled.set()
+
+    async def _moderate(self) -> None:
+        """Moderate and deliver what the reader brought, all of it at once, until the body ends."""
+        moderator = self.moderator
+        inbox = self._inbox
+        while True:
+            if inbox:
+                data = inbox[0] if len(inbox) == 1 else b"".join(inbox)
+                inbox.clear()
+                self._inbox_bytes = 0
+                taken = self._inbox_taken
+                if taken is not None:
+                    self._inbox_taken = None
+                    taken.set()
+                await self._deliver(moderator.feed(data))
                 if moderator.is_done:
                     return
                 self._start_checks()
                 if moderator.is_holding and not self._nap_minds_client:
                     self._wake_watchdog()  # text is held now: the keep-alive clock matters
-                self._reading_since = clock()
-        except httpx.HTTPError as exc:
-            self._reading_since = None
-            # A read that timed out waited at least `idle`: the same silence the watchdog reports
-            # when it wins the race against the reader's own timeout.
-            if isinstance(exc, httpx.TimeoutException):
-                self._on_upstream_failure("timeout")
-                await self._deliver(moderator.fail(UPSTREAM_IDLE.format(seconds=self.idle)))
-            else:
-                self._on_upstream_failure("dropped")
-                await self._deliver(moderator.fail(UPSTREAM_DROPPED))
+                continue
+            end = self._upstream_end
+            if end is not None:
+                break
+            self._inbox_filled = filled = anyio.Event()
+            await filled.wait()
+        if end == "end":
+            self._upstream_closed = True
+            await self._deliver(moderator.finish())
+            self._start_checks()
+            self._wake_watchdog()
             return
-        self._reading_since = None
-        self._upstream_closed = True
-        await self._deliver(moderator.finish())
-        self._start_checks()
-        self._wake_watchdog()
+        self._on_upstream_failure(end)
+        message = UPSTREAM_IDLE.format(seconds=self.idle) if end == "timeout" else UPSTREAM_DROPPED
+        await self._deliver(moderator.fail(message))
 
     def _start_checks(self) -> None:
         requests = self.moderator.take_checks()

@@ -13,7 +13,7 @@ from guardstream.checks import CheckPlan, CheckRequest
 from guardstream.classifiers import ClassifierFailure, Verdict
 from guardstream.packs import load_rules
 from guardstream.providers.openai_chat import OpenAIChatStream
-from guardstream.relay import StreamRelay
+from guardstream.relay import MAX_INBOX_BYTES, StreamRelay
 from guardstream.stream import StreamModerator
 
 pytestmark = pytest.mark.anyio
@@ -95,3 +95,60 @@ async def test_a_relay_cut_short_while_bytes_wait_says_so() -> None:
     with anyio.move_on_after(0.3):
         await relay.run(chunks())
     assert relay.unsent
+
+
+async def test_chunks_that_arrive_together_are_moderated_and_written_as_one() -> None:
+    # One network read can carry a hundred events; httpx hands them over without waiting.
+    async def burst() -> AsyncIterator[bytes]:
+        for i in range(100):
+            yield chunk(f"word{i} ")
+        yield b"data: [DONE]\n\n"
+
+    async def one_at_a_time() -> AsyncIterator[bytes]:
+        async for piece in burst():
+            yield piece
+            await anyio.sleep(0)
+
+    async def relay_all(chunks: AsyncIterator[bytes]) -> list[bytes]:
+        sent: list[bytes] = []
+
+        async def send(data: bytes) -> None:
+            sent.append(data)
+
+        moderator = StreamModerator(OpenAIChatStream(), load_rules(["pii"]).for_direction("output"))
+        relay = StreamRelay(moderator, send, idle=5, keepalive=5, run_check=no_checks, on_upstream_failure=print)
+        with anyio.fail_after(5):
+            await relay.run(chunks)
+        return sent
+
+    outputs = [await relay_all(burst()), await relay_all(one_at_a_time())]
+    together, apart = outputs
+    assert b"".join(together) == b"".join(apart)
+    assert len(together) <= 2 < 100 <= len(apart)
+
+
+async def test_a_client_that_does_not_read_holds_the_upstream_back() -> None:
+    pulled = 0
+    piece = chunk("x" * 1000 + " ")
+
+    async def send(data: bytes) -> None:
+        await anyio.sleep(30)  # the client stopped reading
+
+    async def chunks() -> AsyncIterator[bytes]:
+        nonlocal pulled
+        for _ in range(1000):
+            pulled += 1
+            yield piece
+
+    relay = StreamRelay(
+        StreamModerator(OpenAIChatStream(), []),
+        send,
+        idle=60,
+        keepalive=60,
+        run_check=no_checks,
+        on_upstream_failure=print,
+    )
+    with anyio.move_on_after(0.5):
+        await relay.run(chunks())
+    # One read's worth is moderated and stuck in the write; one more waits in the inbox.
+    assert pulled * len(piece) <= 2 * MAX_INBOX_BYTES + 2 * len(piece)
