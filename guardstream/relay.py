@@ -1,12 +1,11 @@
 """One moderated stream on the move: upstream chunks in, the moderator's bytes out, silence timed.
 
-The proxy's hot path. One task pulls chunks from the upstream into an inbox; the task that
-runs the stream takes everything the inbox holds, moderates it as one piece and writes the result
-to the client. When the upstream is faster than guardstream, a single network read carries a
-hundred events or more (httpx hands them over one HTTP chunk at a time, without waiting), and
-they are moderated and written once instead of a hundred times; when events come one at a time,
-the price is one task wake-up per event. No timer is armed per read. Everything that happens
-*between* chunks runs beside it:
+The proxy's hot path. One task reads the upstream. A chunk that comes after a wait it moderates
+and writes to the client itself, as a bare pass-through proxy would. When the upstream is faster
+than guardstream, a single network read carries a hundred events or more, which httpx hands over
+one HTTP chunk at a time without waiting: those go to an inbox, and the task that runs the stream
+takes everything there, moderates it as one piece and writes it once. No timer is armed per
+read. Everything that happens *between* chunks runs beside it:
 
 - a watchdog task sleeps until the next deadline (the upstream silent for `idle` while a read is
   waiting; the client told nothing for `keepalive` while text is held or classifiers are out;
@@ -25,6 +24,7 @@ cancelling the read: the watchdog ends the whole stream instead, which closes th
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
@@ -91,6 +91,10 @@ class StreamRelay:
         self._inbox_filled: anyio.Event | None = None
         self._inbox_taken: anyio.Event | None = None
         self._upstream_end: str | None = None
+        # The stream's task waits for the inbox to fill; the reader has moderated a chunk itself
+        # since the event loop last went round.
+        self._moderator_waits = False
+        self._in_burst = False
 
     def end_by(self, deadline: float) -> None:
         """Shutdown: end the stream with the format's terminal event at `deadline` (monotonic)."""
@@ -122,24 +126,37 @@ class StreamRelay:
             task_group.cancel_scope.cancel()
 
     async def _pull(self, chunks: AsyncIterator[bytes]) -> None:
-        """Read the upstream body into the inbox until it ends (or the stream is over)."""
+        """Read the upstream body until it ends (or the stream is over).
+
+        A chunk that comes after a wait, with nothing else pending, is moderated and written here
+        and now, as a bare proxy would: events that come one at a time cost no hand-over. Chunks
+        that follow it before this task next waits (a burst: httpx handing over what one network
+        read brought) go to the inbox, and the stream's task takes them all at once.
+        """
         clock = self._clock
         inbox = self._inbox
+        moderator = self.moderator
+        loop = asyncio.get_running_loop()
         try:
             self._reading_since = clock()
             async for chunk in chunks:
                 self._reading_since = None
-                inbox.append(chunk)
-                self._inbox_bytes += len(chunk)
-                filled = self._inbox_filled
-                if filled is not None:
-                    self._inbox_filled = None
-                    filled.set()
-                if self._inbox_bytes >= MAX_INBOX_BYTES:
-                    self._inbox_taken = taken = anyio.Event()
-                    await taken.wait()
-                if self.moderator.is_done:
-                    return
+                if self._moderator_waits and not inbox and not self._in_burst:
+                    self._in_burst = True
+                    loop.call_soon(self._burst_over)
+                    await self._deliver(moderator.feed(chunk))
+                    if moderator.is_done:
+                        return
+                    self._after_feed()
+                else:
+                    inbox.append(chunk)
+                    self._inbox_bytes += len(chunk)
+                    self._wake_moderator()
+                    if self._inbox_bytes >= MAX_INBOX_BYTES:
+                        self._inbox_taken = taken = anyio.Event()
+                        await taken.wait()
+                    if moderator.is_done:
+                        return
                 self._reading_since = clock()
             self._upstream_end = "end"
         except httpx.HTTPError as exc:
@@ -148,16 +165,29 @@ class StreamRelay:
             self._upstream_end = "timeout" if isinstance(exc, httpx.TimeoutException) else "dropped"
         finally:
             self._reading_since = None
-            filled = self._inbox_filled
-            if filled is not None:
-                self._inbox_filled = None
-                filled.set()
+            self._wake_moderator()
+
+    def _burst_over(self) -> None:
+        # Runs once the reader has waited (the event loop went round): the next chunk starts anew.
+        self._in_burst = False
+
+    def _wake_moderator(self) -> None:
+        filled = self._inbox_filled
+        if filled is not None:
+            self._inbox_filled = None
+            filled.set()
+
+    def _after_feed(self) -> None:
+        self._start_checks()
+        if self.moderator.is_holding and not self._nap_minds_client:
+            self._wake_watchdog()  # text is held now: the keep-alive clock matters
 
     async def _moderate(self) -> None:
-        """Moderate and deliver what the reader brought, all of it at once, until the body ends."""
+        """Moderate and deliver what the reader left in the inbox, all of it at once, until the
+        body ends (or the reader ended the stream)."""
         moderator = self.moderator
         inbox = self._inbox
-        while True:
+        while not moderator.is_done:
             if inbox:
                 data = inbox[0] if len(inbox) == 1 else b"".join(inbox)
                 inbox.clear()
@@ -169,15 +199,17 @@ class StreamRelay:
                 await self._deliver(moderator.feed(data))
                 if moderator.is_done:
                     return
-                self._start_checks()
-                if moderator.is_holding and not self._nap_minds_client:
-                    self._wake_watchdog()  # text is held now: the keep-alive clock matters
+                self._after_feed()
                 continue
             end = self._upstream_end
             if end is not None:
                 break
             self._inbox_filled = filled = anyio.Event()
+            self._moderator_waits = True
             await filled.wait()
+            self._moderator_waits = False
+        else:
+            return
         if end == "end":
             self._upstream_closed = True
             await self._deliver(moderator.finish())
