@@ -3,9 +3,9 @@
 The proxy's hot path. One task reads the upstream. A chunk that comes after a wait it moderates
 and writes to the client itself, as a bare pass-through proxy would. When the upstream is faster
 than guardstream, a single network read carries a hundred events or more, which httpx hands over
-one HTTP chunk at a time without waiting: those go to an inbox, and the task that runs the stream
-takes everything there, moderates it as one piece and writes it once. No timer is armed per
-read. Everything that happens *between* chunks runs beside it:
+one HTTP chunk at a time without waiting: past the first few, those go to an inbox, and the task
+that runs the stream takes everything there, moderates it as one piece and writes it once. No
+timer is armed per read. Everything that happens *between* chunks runs beside it:
 
 - a watchdog task sleeps until the next deadline (the upstream silent for `idle` while a read is
   waiting; the client told nothing for `keepalive` while text is held or classifiers are out;
@@ -44,6 +44,9 @@ SHUTTING_DOWN = "guardstream stopped the response: the server is shutting down"
 
 # What the upstream may run ahead of the moderator (and so of a slow client): one network read.
 MAX_INBOX_BYTES = 64 * 1024
+# Chunks of one burst the reader moderates itself before it hands the rest over: a short burst
+# (a server catching up) costs no hand-over, a long one (a fast upstream) is moderated at once.
+INLINE_PER_BURST = 4
 
 SendBody = Callable[[bytes], Awaitable[None]]
 RunCheck = Callable[[CheckRequest], Awaitable[list[Verdict | ClassifierFailure]]]
@@ -94,7 +97,8 @@ class StreamRelay:
         # The stream's task waits for the inbox to fill; the reader has moderated a chunk itself
         # since the event loop last went round.
         self._moderator_waits = False
-        self._in_burst = False
+        # Chunks the reader has moderated itself since the event loop last went round.
+        self._burst = 0
 
     def end_by(self, deadline: float) -> None:
         """Shutdown: end the stream with the format's terminal event at `deadline` (monotonic)."""
@@ -128,10 +132,12 @@ class StreamRelay:
     async def _pull(self, chunks: AsyncIterator[bytes]) -> None:
         """Read the upstream body until it ends (or the stream is over).
 
-        A chunk that comes after a wait, with nothing else pending, is moderated and written here
-        and now, as a bare proxy would: events that come one at a time cost no hand-over. Chunks
-        that follow it before this task next waits (a burst: httpx handing over what one network
-        read brought) go to the inbox, and the stream's task takes them all at once.
+        A chunk that comes with nothing else pending is moderated and written here and now, as a
+        bare proxy would: events that come one at a time cost no hand-over. Chunks that keep
+        coming before this task next waits are a burst (httpx handing over what one network read
+        brought): past its first `INLINE_PER_BURST` they go to the inbox, and the stream's task
+        takes them all at once. (Handing over every chunk after the first cost a server catching
+        up on bursts of two or three more than it saved: paced streams, +90 ms latency.)
         """
         clock = self._clock
         inbox = self._inbox
@@ -141,9 +147,10 @@ class StreamRelay:
             self._reading_since = clock()
             async for chunk in chunks:
                 self._reading_since = None
-                if self._moderator_waits and not inbox and not self._in_burst:
-                    self._in_burst = True
-                    loop.call_soon(self._burst_over)
+                if self._moderator_waits and not inbox and self._burst < INLINE_PER_BURST:
+                    if not self._burst:
+                        loop.call_soon(self._burst_over)
+                    self._burst += 1
                     await self._deliver(moderator.feed(chunk))
                     if moderator.is_done:
                         return
@@ -169,7 +176,7 @@ class StreamRelay:
 
     def _burst_over(self) -> None:
         # Runs once the reader has waited (the event loop went round): the next chunk starts anew.
-        self._in_burst = False
+        self._burst = 0
 
     def _wake_moderator(self) -> None:
         filled = self._inbox_filled

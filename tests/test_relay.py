@@ -13,7 +13,7 @@ from guardstream.checks import CheckPlan, CheckRequest
 from guardstream.classifiers import ClassifierFailure, Verdict
 from guardstream.packs import load_rules
 from guardstream.providers.openai_chat import OpenAIChatStream
-from guardstream.relay import MAX_INBOX_BYTES, StreamRelay
+from guardstream.relay import INLINE_PER_BURST, MAX_INBOX_BYTES, StreamRelay
 from guardstream.stream import StreamModerator
 
 pytestmark = pytest.mark.anyio
@@ -124,7 +124,7 @@ async def test_chunks_that_arrive_together_are_moderated_and_written_as_one() ->
     outputs = [await relay_all(burst()), await relay_all(one_at_a_time())]
     together, apart = outputs
     assert b"".join(together) == b"".join(apart)
-    assert len(together) <= 2 < 100 <= len(apart)
+    assert len(together) <= INLINE_PER_BURST + 2 < 100 <= len(apart)
 
 
 async def test_a_client_that_does_not_read_holds_the_upstream_back() -> None:
