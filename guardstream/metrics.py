@@ -147,7 +147,7 @@ class Metrics:
         )
         self.holdback = FastHistogram(
             "guardstream_holdback_chars",
-            "Characters held back after each delta.",
+            "Characters held back after each decision (one per upstream read, or burst of reads, of a window).",
             ["provider"],
             buckets=CHAR_BUCKETS,
             registry=own,

@@ -137,7 +137,10 @@ def test_metrics_are_summed_over_workers(server: Server) -> None:
     try:
         chat(server, 3)
         held.append(held_stream(server, "a"))
-        per_stream = server.value("guardstream_holdback_chars_count", provider="openai-chat") / 3
+        # A custom (multiprocess) histogram, observed once per released event: the same per chat.
+        # (Held-back characters are observed per decision, and how many events one read brings
+        # decides how many decisions an answer takes.)
+        per_stream = server.value("guardstream_release_delay_seconds_count", provider="openai-chat") / 3
         assert server.value("guardstream_requests_total", **passed) == 3
     finally:
         os.kill(first, signal.SIGCONT)
@@ -148,7 +151,7 @@ def test_metrics_are_summed_over_workers(server: Server) -> None:
         held.append(held_stream(server, "b"))
         # Served by the first worker, which saw 2 of the 5 chats and 1 of the 2 held streams.
         assert server.value("guardstream_requests_total", **passed) == 5
-        assert server.value("guardstream_holdback_chars_count", provider="openai-chat") == 5 * per_stream
+        assert server.value("guardstream_release_delay_seconds_count", provider="openai-chat") == 5 * per_stream
         assert server.value("guardstream_active_streams", provider="anthropic") == 2
         assert server.value("guardstream_active_streams", provider="openai-chat") == 0
     finally:
