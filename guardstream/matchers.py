@@ -15,6 +15,7 @@ it on is undecided.
 
 from __future__ import annotations
 
+import functools
 import re
 import string
 from collections.abc import Callable, Iterable, Sequence
@@ -275,7 +276,7 @@ class RegexMatcher:
         if "(?<=" in self.pattern.pattern:
             return None, []
         alphabet = ASCII_PROBES + UNICODE_PROBES
-        live = [c for c in alphabet if self._is_viable(c)]
+        live = self._viable_firsts
         if not live:
             return None, []
         first_chars = {c for c in live if c.isascii()}
@@ -329,22 +330,12 @@ class RegexMatcher:
         if self.probe_contexts != ("",) or NO_PREFIX.search(self.pattern.pattern):
             return ()
         alphabet = ASCII_PROBES + UNICODE_PROBES
-        live = [c for c in alphabet if self._is_viable(c)]
+        live = self._viable_firsts
         if not live or any(not c.isascii() for c in live):
             return ()
         classes = [frozenset(live)]
         while len(classes) < MAX_CLASS_DEPTH and len(live) * len(alphabet) <= max_probes:
-            extended: list[str] = []
-            for p in live:
-                for c in alphabet:
-                    if self._ends_within(p, c):
-                        extended = []  # a match can end within `p`: no deeper position is sure
-                        break
-                    if self._is_viable(p + c):
-                        extended.append(p + c)
-                else:
-                    continue
-                break
+            extended = self._extensions(live, alphabet)
             if not extended or any(not p[-1].isascii() for p in extended):
                 break
             classes.append(frozenset(p[-1] for p in extended))
@@ -355,6 +346,23 @@ class RegexMatcher:
         ):
             return ()
         return tuple(classes)
+
+    def _extensions(self, live: list[str], alphabet: str) -> list[str]:
+        """Every viable one-character extension of `live`; none at all if a match can end within
+        one of them (no deeper position is then sure)."""
+        extended: list[str] = []
+        for p in live:
+            for c in alphabet:
+                if self._ends_within(p, c):
+                    return []
+                if self._is_viable(p + c):
+                    extended.append(p + c)
+        return extended
+
+    @functools.cached_property
+    def _viable_firsts(self) -> list[str]:
+        """The probes an attempt can begin with (literal and class probing both start here)."""
+        return [c for c in ASCII_PROBES + UNICODE_PROBES if self._is_viable(c)]
 
     def _ends_within(self, head: str, after: str) -> bool:
         """Can a complete match end within `head` when `after` follows it?

@@ -4,8 +4,9 @@ At load time each regex rule is probed for the literal every match begins with (
 `sk-`, `-----BEGIN`) or the few characters a match can start with (digits). Rules with such
 literals are put in one `RuleGroup` whose `SharedLiterals` search, one Aho-Corasick automaton
 over a length-keeping fold of the new text, tells which of them can match there: on prose it
-finds nothing and none of them run. Rules that start with a digit share one character-class
-search the same way. Everything else is scanned on every delta.
+finds nothing and none of them run. Rules that start with a digit, or whose first positions
+follow a selective sequence of character classes (an IBAN's `[A-Z][A-Z][0-9]`), share one
+character search the same way. Everything else is scanned on every delta.
 
 The window only sees `RuleGroup`s: per-rule resume offsets and hold points in flat lists
 (cheap to update in bulk), and `wake()` to learn which members must scan this time.
@@ -109,8 +110,7 @@ class RuleGroup:
         if shared is None:
             self.states()
             return range(len(self.rules))
-        uniform = self.uniform
-        lo = (uniform[0] if uniform is not None else min(self.resume)) - base
+        lo = self.min_resume() - base
         woken: set[int] = set()
         if shared.search is not None:
             if shared.search.search(text, lo) is not None:
@@ -134,6 +134,7 @@ class RuleGroup:
             found = shared.reversed_tails.match((tail if shared.literals is None else fold(tail))[::-1])
             if found is not None:
                 hold = end - found.end()
+        uniform = self.uniform
         if not woken:
             if hold == NO_HOLD:
                 self.uniform = (end, NO_HOLD)
