@@ -94,9 +94,6 @@ class StreamRelay:
         self._inbox_filled: anyio.Event | None = None
         self._inbox_taken: anyio.Event | None = None
         self._upstream_end: str | None = None
-        # The stream's task waits for the inbox to fill; the reader has moderated a chunk itself
-        # since the event loop last went round.
-        self._moderator_waits = False
         # Chunks the reader has moderated itself since the event loop last went round.
         self._burst = 0
 
@@ -147,14 +144,13 @@ class StreamRelay:
             self._reading_since = clock()
             async for chunk in chunks:
                 self._reading_since = None
-                if self._moderator_waits and not inbox and self._burst < INLINE_PER_BURST:
+                # The stream's task waits on an empty inbox: nothing read is left to moderate.
+                if self._inbox_filled is not None and not inbox and self._burst < INLINE_PER_BURST:
                     if not self._burst:
                         loop.call_soon(self._burst_over)
                     self._burst += 1
-                    await self._deliver(moderator.feed(chunk))
-                    if moderator.is_done:
+                    if await self._take(chunk):
                         return
-                    self._after_feed()
                 else:
                     inbox.append(chunk)
                     self._inbox_bytes += len(chunk)
@@ -184,10 +180,16 @@ class StreamRelay:
             self._inbox_filled = None
             filled.set()
 
-    def _after_feed(self) -> None:
+    async def _take(self, data: bytes) -> bool:
+        """Moderate `data` and deliver the result; True once the stream is done."""
+        moderator = self.moderator
+        await self._deliver(moderator.feed(data))
+        if moderator.is_done:
+            return True
         self._start_checks()
-        if self.moderator.is_holding and not self._nap_minds_client:
+        if moderator.is_holding and not self._nap_minds_client:
             self._wake_watchdog()  # text is held now: the keep-alive clock matters
+        return False
 
     async def _moderate(self) -> None:
         """Moderate and deliver what the reader left in the inbox, all of it at once, until the
@@ -203,18 +205,14 @@ class StreamRelay:
                 if taken is not None:
                     self._inbox_taken = None
                     taken.set()
-                await self._deliver(moderator.feed(data))
-                if moderator.is_done:
+                if await self._take(data):
                     return
-                self._after_feed()
                 continue
             end = self._upstream_end
             if end is not None:
                 break
             self._inbox_filled = filled = anyio.Event()
-            self._moderator_waits = True
             await filled.wait()
-            self._moderator_waits = False
         else:
             return
         if end == "end":
