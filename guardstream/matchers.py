@@ -55,6 +55,15 @@ NO_PREFIX = regex.compile(r"\(\?<=|[^\x00-\x7f]|(?<!\\)(?:\\\\)*\\(?:[uUNpPX]|x\
 # Word-boundary assertions decided at the end of the text would decide too early: more text may
 # follow. In the hold pattern they also accept the end of the text.
 BOUNDARY = regex.compile(r"\\[bBmM]")
+# A lookbehind that reads exactly one character: a class, an escape or a plain character.
+ONE_CHAR_LOOKBEHIND = regex.compile(
+    r"\(\?<[=!](?:\[\^?\]?(?:\\.|[^\]\\\[])*\]|\\[dDwWsS]|\\[^A-Za-z0-9]|[^\\()\[\]|?*+{}.])\)"
+)
+# Anything else that reads the text before a search's start, or reverses the search.
+LOOKS_BACK_FURTHER = regex.compile(r"\(\?<[=!]|\(\?[a-zA-Z0-9]*[rw]|\\X")
+# Hold searches memoised per matcher: word fragments repeat, and each search costs ~2-6 µs.
+MAX_HOLD_MEMO = 2048
+MAX_HOLD_MEMO_KEY = 64
 
 # Case-insensitive literal checks run on a folded copy that keeps every character's position:
 # ASCII letters lowered, and the only non-ASCII characters that `regex` IGNORECASE matches to an
@@ -224,6 +233,15 @@ class RegexMatcher:
         # Every character of every match is one of these: an undecided start then lies in the
         # text's trailing run of them, which bounds the (slow) partial search to that run.
         self.charset = charset
+        # The earliest undecided start in a short tail depends only on that tail and the one
+        # character before it, unless the rule looks further back: then hold searches are
+        # memoised by that text. The memo keeps word fragments of recent streams (at most
+        # MAX_HOLD_MEMO of MAX_HOLD_MEMO_KEY characters), like any window does while it holds them.
+        looks_back = LOOKS_BACK_FURTHER.search(ONE_CHAR_LOOKBEHIND.sub("", pattern.pattern))
+        if looks_back is None and not pattern.flags & (regex.REVERSE | regex.WORD):
+            self._hold_memo: dict[str, int] | None = {}
+        else:
+            self._hold_memo = None
         first_chars, prefixes = self._derive_prefilters()
         # A match (or an undecided start) needs one of these characters in the scanned region;
         # non-ASCII characters always pass, since probing cannot enumerate them.
@@ -437,8 +455,23 @@ class RegexMatcher:
         return start if start > pos else pos
 
     def _find_hold(self, text: str, pos: int) -> int | None:
-        if pos >= len(text):
+        end = len(text)
+        if pos >= end:
             return None
+        memo = self._hold_memo
+        if memo is None or pos == 0 or end - pos > MAX_HOLD_MEMO_KEY:
+            return self._search_hold(text, pos)
+        key = text[pos - 1 :]
+        found = memo.get(key)
+        if found is None:
+            hold = self._search_hold(text, pos)
+            found = -1 if hold is None else hold - pos
+            if len(memo) >= MAX_HOLD_MEMO:
+                memo.clear()
+            memo[key] = found
+        return None if found < 0 else pos + found
+
+    def _search_hold(self, text: str, pos: int) -> int | None:
         # Positional arguments: keyword parsing costs a third of this call, which runs on nearly every delta.
         m = self.hold_pattern.search(text, pos, None, None, True, self.timeout)
         if m is None or m.start() >= len(text):

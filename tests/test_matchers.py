@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import pytest
 import regex
+from hypothesis import given, settings, strategies as st
 
-from guardstream.matchers import ASCII_LOOKALIKES, fold, hold_pattern_source
+from guardstream.matchers import (
+    ASCII_LOOKALIKES,
+    MAX_HOLD_MEMO,
+    MAX_HOLD_MEMO_KEY,
+    RegexMatcher,
+    fold,
+    hold_pattern_source,
+)
 
 
 def test_ascii_lookalikes_are_every_non_ascii_character_ignorecase_matches_to_ascii() -> None:
@@ -47,3 +56,66 @@ def test_a_rule_with_a_lazy_repeat_holds_nothing_after_its_complete_match() -> N
     window = Window([rule])
     verdict = window.push('sumologic.accessId = "suXZBYgSox7WeA" and then ' + "a long answer " * 60)
     assert verdict.blocked is not None and verdict.forced_chars == 0
+
+
+# -- the hold-search memo --------------------------------------------------------------------------
+
+EMAIL_LIKE = r"(?<![A-Za-z0-9._-])[A-Za-z0-9][A-Za-z0-9._-]{0,20}@[a-z]+\.[a-z]{2,}"
+
+
+def _matcher(pattern: str, flags: int = 0) -> RegexMatcher:
+    return RegexMatcher(regex.compile(pattern, flags))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.text(alphabet="ab.-@ :x", min_size=1, max_size=12), st.integers(min_value=1, max_value=12)),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_memoised_hold_searches_answer_what_a_fresh_search_answers(cases: list[tuple[str, int]]) -> None:
+    # One matcher answers many texts, as it does for every stream: the same tail after a different
+    # character before it must not reuse an answer (the lookbehind reads that character).
+    matcher = _matcher(EMAIL_LIKE)
+    assert matcher._hold_memo is not None
+    for text, pos in cases:
+        if pos < len(text):
+            assert matcher._find_hold(text, pos) == matcher._search_hold(text, pos)
+
+
+def test_the_same_tail_after_another_character_gets_its_own_answer() -> None:
+    matcher = _matcher(EMAIL_LIKE)
+    assert matcher._find_hold("say jane", 4) == 4
+    # "jane" right after a letter cannot begin an address (the lookbehind), whatever was cached.
+    assert matcher._find_hold("sayjane", 3) is None
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        r"(?<=key: )[a-z]+@x",  # reads several characters before the search
+        r"(?<!\p{L})[a-z]+@x",  # one character, but not one the memo can tell from its source
+        r"\X[a-z]+@x",  # grapheme clusters
+        r"(?r)[a-z]+@x",  # searches backwards
+        r"(?w)\b[a-z]+@x",  # Unicode word boundaries can read further back
+        r"(?V1w)\b[a-z]+@x",
+    ],
+)
+def test_rules_that_read_further_back_are_not_memoised(pattern: str) -> None:
+    assert _matcher(pattern)._hold_memo is None
+
+
+def test_the_memo_stays_bounded() -> None:
+    matcher = _matcher(EMAIL_LIKE)
+    for n in range(MAX_HOLD_MEMO + 10):
+        matcher._find_hold(f" w{n}", 1)
+    assert matcher._hold_memo is not None and 0 < len(matcher._hold_memo) <= MAX_HOLD_MEMO
+
+
+def test_long_tails_are_searched_not_memoised() -> None:
+    matcher = _matcher(EMAIL_LIKE)
+    tail = "a" * (MAX_HOLD_MEMO_KEY + 1)
+    assert matcher._find_hold(" " + tail, 1) is None  # more than 21 characters cannot begin an address
+    assert matcher._hold_memo == {}
