@@ -33,6 +33,8 @@ def test_bench_quick_run_reports_every_scenario_and_path(tmp_path: Path) -> None
     assert "targets (issues 11, 12)" in result.stdout
     report = json.loads(out.read_text(encoding="utf-8"))
     assert report["engine"]["deltas"] == 1_000  # 20,000 chars in 20-char deltas
+    # The machine's own speed, measured in the same run, so reports from other days compare.
+    assert report["engine"]["machine_reference_us"] > 0 and "sum(range(1000))" in result.stdout
     assert report["keywords"]["words"] == 500
     proxy = report["proxy"]
     assert [p["key"] for p in proxy["paths"]] == PATHS

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import statistics
 import sys
 import time
+import timeit
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -70,35 +72,55 @@ def time_window(
 def engine_bench(
     packs: Sequence[str], *, delta_chars: int = 20, chars: int = 1_000_000, repeats: int = 3
 ) -> dict[str, Any]:
-    """µs per delta through one window, best of `repeats`: no rules, the packs' rules, and the cost
-    of normalising (free on text that needs no mapping, a per-character map otherwise)."""
+    """µs per delta through one window: no rules, the packs' rules, and the cost of normalising
+    (free on text that needs no mapping, a per-character map otherwise).
+
+    Each of the `repeats` rounds runs every variant once, back to back, so that a slow spell of a
+    shared machine falls on all of them alike; the report gives the best round and the median.
+    The machine's speed is measured in the same run (`sum(range(1000))`, the figure Python's own
+    `timeit` example prints) so that reports from different days can be compared.
+    """
     rules = load_rules(packs).for_direction("output")
     text = english_corpus(chars)
-    baseline = min(time_window((), text, delta_chars)[0] for _ in range(repeats))
-    results = [time_window(rules, text, delta_chars) for _ in range(repeats)]
-    best = min(r[0] for r in results)
-    plain = min(time_window(rules, text, delta_chars, normalize=False)[0] for _ in range(repeats))
-    normalising: dict[str, dict[str, float]] = {"english": {"off": plain, "on": best}}
     variants = {
         "accented": text.replace("e", "é"),
         "full_width": text.replace("a", "\uff41"),  # full-width 'a': every delta needs the offset map
     }
-    for name, variant in variants.items():
-        on = min(time_window(rules, variant, delta_chars)[0] for _ in range(repeats))
-        off = min(time_window(rules, variant, delta_chars, normalize=False)[0] for _ in range(repeats))
-        normalising[name] = {"off": off, "on": on}
+    times: dict[str, list[float]] = {}
+    counts = (0, 0)
+    for _ in range(repeats):
+        times.setdefault("none", []).append(time_window((), text, delta_chars)[0])
+        cost, deltas, blocks = time_window(rules, text, delta_chars)
+        times.setdefault("rules", []).append(cost)
+        counts = (deltas, blocks)
+        times.setdefault("plain", []).append(time_window(rules, text, delta_chars, normalize=False)[0])
+        for name, variant in variants.items():
+            times.setdefault(f"{name}.on", []).append(time_window(rules, variant, delta_chars)[0])
+            times.setdefault(f"{name}.off", []).append(time_window(rules, variant, delta_chars, normalize=False)[0])
+    best = {name: min(values) for name, values in times.items()}
+    normalising: dict[str, dict[str, float]] = {"english": {"off": best["plain"], "on": best["rules"]}}
+    for name in variants:
+        normalising[name] = {"off": best[f"{name}.off"], "on": best[f"{name}.on"]}
     return {
         "packs": list(packs),
         "rules": len(rules),
         "chars": len(text),
         "delta_chars": delta_chars,
-        "deltas": results[0][1],
-        "blocks": results[0][2],
-        "us_per_delta_no_rules": baseline,
-        "us_per_delta": best,
-        "us_per_delta_rules_only": best - baseline,
+        "deltas": counts[0],
+        "blocks": counts[1],
+        "rounds": repeats,
+        "us_per_delta_no_rules": best["none"],
+        "us_per_delta": best["rules"],
+        "us_per_delta_median": statistics.median(times["rules"]),
+        "us_per_delta_rules_only": best["rules"] - best["none"],
         "normalising_us_per_delta": normalising,
+        "machine_reference_us": machine_reference_us(),
     }
+
+
+def machine_reference_us() -> float:
+    """µs for `sum(range(1000))`, best of five: how fast this machine runs Python right now."""
+    return min(timeit.repeat("sum(range(1000))", number=2_000, repeat=5)) / 2_000 * 1e6
 
 
 def print_engine(report: dict[str, Any]) -> None:
@@ -109,7 +131,11 @@ def print_engine(report: dict[str, Any]) -> None:
         f"window, {report['rules']} rules ({packs}): {report['us_per_delta']:7.2f} µs/delta  "
         f"({report['deltas']:,} deltas, {report['blocks']} blocks)"
     )
-    click.echo(f"rules' own cost:           {report['us_per_delta_rules_only']:7.2f} µs/delta")
+    click.echo(
+        f"rules' own cost:           {report['us_per_delta_rules_only']:7.2f} µs/delta  "
+        f"(best of {report['rounds']} interleaved rounds; median {report['us_per_delta_median']:.2f})"
+    )
+    click.echo(f"machine: sum(range(1000)) {report['machine_reference_us']:7.2f} µs")
     labels = {
         "english": "(NFKC, invisibles), English",
         "accented": "accented (é for e)",
