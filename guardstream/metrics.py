@@ -11,7 +11,7 @@ use prometheus_client's `Histogram`. Stream code binds its children once (`Metri
 from __future__ import annotations
 
 import platform
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from prometheus_client import (
     CollectorRegistry,
@@ -314,9 +314,12 @@ class StreamMetrics:
     def on_violation(self, violation: Violation) -> None:
         self.metrics.violation(violation, "output")
 
-    def on_release(self, chars: int, delay_seconds: float) -> None:
-        self._released.inc(chars)
-        self._release_delay.observe(delay_seconds)
+    def on_release(self, chars: int, delays_seconds: Sequence[float]) -> None:
+        if chars:
+            self._released.inc(chars)
+        observe = self._release_delay.observe
+        for delay in delays_seconds:
+            observe(delay)
 
     def on_holdback(self, chars: int) -> None:
         self._holdback.observe(chars)

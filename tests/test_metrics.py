@@ -126,7 +126,7 @@ def exercise(metrics: Metrics) -> None:
     metrics.rule_timeout(PII[0].id)
     stream = metrics.stream("openai-chat")
     stream.active.inc()
-    stream.on_release(3, 0.001)
+    stream.on_release(3, [0.001])
     stream.on_holdback(2)
     stream.on_forced_release(1)
     stream.on_scan(0.0001)
@@ -300,9 +300,8 @@ def test_streams_with_planted_violations_count_exactly() -> None:
     provider = {"provider": "openai-chat"}
     assert sum(chars for chars, _ in reports["on_release"]) == released
     assert registry.get_sample_value("guardstream_released_chars_total", provider) == 3 * released
-    assert registry.get_sample_value("guardstream_release_delay_seconds_count", provider) == 3 * len(
-        reports["on_release"]
-    )
+    released_events = sum(len(delays) for _, delays in reports["on_release"])
+    assert registry.get_sample_value("guardstream_release_delay_seconds_count", provider) == 3 * released_events
     assert registry.get_sample_value("guardstream_release_delay_seconds_sum", provider) == 0
     held = [chars for (chars,) in reports["on_holdback"]]
     assert registry.get_sample_value("guardstream_holdback_chars_count", provider) == 3 * len(held)

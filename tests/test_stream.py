@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from hypothesis import HealthCheck, example, given, settings, strategies as st
@@ -173,7 +174,7 @@ class CountingObserver:
     def on_scan(self, seconds: float) -> None:
         self.scans += 1
 
-    def on_release(self, chars: int, delay_seconds: float) -> None: ...
+    def on_release(self, chars: int, delays_seconds: Sequence[float]) -> None: ...
 
     def on_violation(self, violation: Any) -> None: ...
 
