@@ -346,3 +346,22 @@ def test_decode_matches_reference_and_accounts_for_every_byte(pieces: list[bytes
     events, decoder = _decode_chunks(_split_at(stream, points))
     assert [_fields(event) for event in events] == _reference_decode(stream)
     assert b"".join(event.raw for event in events) + decoder.discarded == stream
+
+
+_BLOCKS = [
+    b"data: plain\n\n", b"data:no space\n\n", b"data:  two spaces\n\n", b"data: \xe6\x97\xa5\n\n",
+    b"data: bad \xff\n\n", b"data: a\ndata: b\n\n", b": keep-alive\n\n", b"id: 7\ndata: x\n\n",
+    b"data: crlf\r\n\r\n", b"event: e\ndata: y\n\n", b"data: {\"a\":1}\n\n", b"\n",
+]  # fmt: skip
+
+
+@settings(database=None, max_examples=300)
+@given(blocks=st.lists(st.sampled_from(_BLOCKS), min_size=1, max_size=30), data=st.data())
+def test_reads_of_many_blocks_decode_as_one_block_at_a_time(blocks: list[bytes], data: st.DataObject) -> None:
+    # Reads that hold many whole blocks take a one-pass path for data-only blocks; each event
+    # (bytes, fields and whether it may be relayed as it came) must be what byte-by-byte reading gives.
+    stream = b"data: first\n\n" + b"".join(blocks)
+    points = data.draw(st.lists(st.integers(0, len(stream)), max_size=4))
+    batched, _ = _decode_chunks(_split_at(stream, points))
+    single, _ = _decode_chunks([stream[i : i + 1] for i in range(len(stream))])
+    assert [(e.raw, _fields(e), e.is_plain) for e in batched] == [(e.raw, _fields(e), e.is_plain) for e in single]
