@@ -151,6 +151,14 @@ class TextChannels:
             if not part.tracked:
                 self._value_states[part.text, part.is_key] = state
             return state
+        return self._push(part, state)
+
+    def add_text(self, part: TextPart) -> PartState:
+        """`add` for a text part that no snapshot copies (not `tracked`, not a copy): every text
+        delta of most formats, taken without asking what else it could be."""
+        return self._push(part, PartState(part))
+
+    def _push(self, part: TextPart, state: PartState) -> PartState:
         text = part.text
         for window in self._windows_for(part.views):
             start = window.end

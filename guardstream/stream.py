@@ -31,7 +31,7 @@ from guardstream.checks import CheckPlan, CheckRequest, FailureLike, VerdictLike
 from guardstream.payload import loads_strict
 from guardstream.providers.base import ParsedEvent, StreamCodec, block_message
 from guardstream.rules import Rule
-from guardstream.shapes import Shapes
+from guardstream.shapes import Shape, Shapes
 from guardstream.sse import Event, SSEDecoder
 from guardstream.window import DEFAULT_CONTEXT_CHARS, DEFAULT_MAX_HOLDBACK_CHARS, RuleBudget, Violation
 
@@ -56,8 +56,9 @@ class _Pending:
     parsed: ParsedEvent
     received_at: float
     parts: list[PartState]
-    # Read by its shape (see shapes.py): the payload is parsed only if the event must be rewritten.
-    by_shape: bool
+    # Read by its shape (see shapes.py): until the event must be rewritten (`_materialise`), its
+    # `parsed` and `parts` are placeholders and its one text part is `open[0]`.
+    shape: Shape | None
     # The parts still to be released (text), and whether the others (values, decided at once)
     # left as they came: an event is re-rendered and re-checked only through its open parts.
     open: list[PartState]
@@ -68,7 +69,7 @@ class _Pending:
         settled = [p for p in parts if p.is_released]
         still_open = [p for p in parts if not p.is_released]
         unchanged = all(p.is_unchanged() for p in settled)
-        return cls(event, parsed, received_at, parts, False, still_open, unchanged)
+        return cls(event, parsed, received_at, parts, None, still_open, unchanged)
 
     def is_released(self) -> bool:
         open_parts = self.open
@@ -244,15 +245,10 @@ class StreamModerator:
             known = shapes.match(event)
             if known is not None:
                 shape, text = known
-                part = shape.part_with(text)
-                parts = list(shape.parts)
-                parts[shape.slot] = part
-                states = list(shape.states)
-                state = states[shape.slot] = self.channels.add(part)
+                state = self.channels.add_text(shape.part_with(text))
                 if self.first_text_at is None:
                     self.first_text_at = now
-                pending = _Pending(event, ParsedEvent(parts), now, states, True, [state], shape.others_unchanged)
-                self._queue.append(pending)
+                self._queue.append(_Pending(event, _SHAPED, now, [], shape, [state], shape.others_unchanged))
                 return
         try:
             parsed = self.codec.parse(event)
@@ -309,7 +305,7 @@ class StreamModerator:
                     break
                 pending = queue.popleft()
                 out.append(self._encode(pending))
-                if pending.by_shape:
+                if pending.shape is not None:
                     # One text part and settled values; `delivered` does nothing with it.
                     released_chars += len(pending.open[0].rendered())
                     delays.append(now - pending.received_at)
@@ -354,7 +350,7 @@ class StreamModerator:
             return pending.event.raw
         _parse_payload(pending)
         return self._mirror(
-            self.codec.render(pending.event, parsed, [p.rendered() for p in pending.parts], partial=False)
+            self.codec.render(pending.event, pending.parsed, [p.rendered() for p in pending.parts], partial=False)
         )
 
     def _mirror(self, data: bytes) -> bytes:
@@ -369,6 +365,7 @@ class StreamModerator:
         # shares an event with the match.
         if self._queue:
             head = self._queue[0]
+            _materialise(head)
             if any(p.pieces and not p.part.is_value for p in head.parts):
                 _parse_payload(head)
                 texts = [p.rendered() for p in head.parts]
@@ -384,8 +381,29 @@ class StreamModerator:
         return self._mirror(b"".join(out))
 
 
+# What an event read by its shape has for `parsed` until it is materialised: never written to.
+_SHAPED = ParsedEvent()
+
+
+def _materialise(pending: _Pending) -> None:
+    """An event read by its shape gets its parts (the shape's, with its own text part) when it
+    must be rewritten or cut: most leave as they came and never need them."""
+    shape = pending.shape
+    if shape is None or pending.parsed is not _SHAPED:
+        return
+    state = pending.open[0]
+    parts = list(shape.parts)
+    parts[shape.slot] = state.part
+    states = list(shape.states)
+    states[shape.slot] = state
+    pending.parsed = ParsedEvent(parts)
+    pending.parts = states
+
+
 def _parse_payload(pending: _Pending) -> None:
     """An event read by its shape gets its payload when it must be rewritten: its data, which the
     shape proved is the payload the codec would have parsed (it changes none that can repeat)."""
-    if pending.by_shape and pending.parsed.payload is None:
-        pending.parsed.payload = loads_strict(pending.event.data)
+    if pending.shape is not None:
+        _materialise(pending)
+        if pending.parsed.payload is None:
+            pending.parsed.payload = loads_strict(pending.event.data)
