@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from guardstream.checks import CheckPlan, CheckRequest, Checks, FailureLike, VerdictLike
+from guardstream.normalize import needs_mapping
 from guardstream.payload import Channel, TextPart
+from guardstream.prefilter import finds_nothing
 from guardstream.rules import PerRuleSet, Rule
 from guardstream.window import (
     DEFAULT_CONTEXT_CHARS,
@@ -148,7 +150,7 @@ class TextChannels:
             state.rendered_to = len(part.text)
             if blocked is not None and self.blocked is None:
                 self.blocked = blocked
-            if not part.tracked:
+            if not part.tracked and len(self._value_states) < MAX_STREAM_VALUES:
                 self._value_states[part.text, part.is_key] = state
             return state
         return self._push(part, state)
@@ -380,7 +382,13 @@ class TextChannels:
         # Most repeat across answers (object types, model names): decided once per rule set.
         decided = _decided_values(self.rules)
         known = decided.get((part.text, self.normalize))
-        if known is None:
+        as_it_is = not (self.normalize and needs_mapping(part.text))
+        if known is None and as_it_is and finds_nothing(self.rules, part.text):
+            # The rules read it as it is, and none of them finds anything: released as it came.
+            # (Values that never repeat, such as OpenAI's per-event `obfuscation` pad, are not
+            # remembered: they would only push the ones that do repeat out.)
+            known = (part.text, Verdict(len(part.text)))
+        elif known is None:
             window = Window(self.rules, max_holdback_chars=len(part.text) + 1, normalize=self.normalize)
             window.append(part.text)
             verdict = window.flush()
@@ -393,7 +401,8 @@ class TextChannels:
         rendered, verdict = known
         self._note(verdict, observe=False)
         result = (rendered, verdict.blocked)
-        self._values[key] = result
+        if len(self._values) < MAX_STREAM_VALUES:
+            self._values[key] = result
         return result
 
     def _note(self, verdict: Verdict, *, observe: bool = True) -> None:
@@ -416,6 +425,9 @@ class TextChannels:
 
 # Values decided per rule set, shared by every answer.
 MAX_DECIDED_VALUES = 4096
+# Values remembered per answer: the ones that repeat (ids, types, model names) come first; a
+# value that differs in every event (a pad, a timestamp) must not grow a long answer's memory.
+MAX_STREAM_VALUES = 256
 _decided_values: PerRuleSet[dict[tuple[str, bool], tuple[str, Verdict]]] = PerRuleSet(lambda rules: {})
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import ahocorasick_rs
 
-from guardstream.matchers import ScanResult, fold, trie_pattern
+from guardstream.matchers import ScanResult, ScanTimeout, fold, trie_pattern
 from guardstream.rules import PerRuleSet, Rule
 
 NO_HOLD = sys.maxsize
@@ -173,6 +173,37 @@ def group_rules(rules: Sequence[Rule]) -> list[RuleGroup]:
     """
     rules = tuple(rules)
     return [group.copy() for group in _prototypes(rules)]
+
+
+def finds_nothing(rules: Sequence[Rule], text: str) -> bool:
+    """True if no rule matches anywhere in the whole of `text` (as a final text), asked through
+    the shared searches: the rules they do not wake cannot match, the others scan it once.
+
+    A window built to decide one short value (an id, an `obfuscation` pad that differs in every
+    event of an OpenAI stream) cost ~50 µs, most of it building the window; this is what such a
+    value costs when it is clean. False means "ask a window": a match, a flag, a timed-out scan.
+    """
+    for group in _prototypes(tuple(rules)):
+        shared = group.shared
+        members: Collection[int]
+        if shared is None:
+            members = range(len(group.rules))
+        elif shared.search is not None:
+            members = range(len(group.rules)) if shared.search.search(text) is not None else ()
+        else:
+            assert shared.literals is not None and shared.wakes is not None
+            found: set[int] = set()
+            for index, _, _ in shared.literals.find_matches_as_indexes(fold(text), overlapping=True):
+                found.update(shared.wakes[index])
+            members = found
+        for k in members:
+            try:
+                result = group.scans[k](text, 0, final=True)
+            except ScanTimeout:
+                return False
+            if result is not None and result.matches:
+                return False
+    return True
 
 
 def _build_prototypes(rules: tuple[Rule, ...]) -> list[RuleGroup]:

@@ -334,3 +334,48 @@ def test_work_per_event_stays_flat_however_many_events_one_read_brings(monkeypat
         out = moderator.feed(b"".join(chunk("word ") for _ in range(events)) + b"data: [DONE]\n\n")
         assert out.count(b"word") == events
         assert looks < 20 * events, events
+
+
+VALUE_PIECES = [
+    "abc", "XyZ9", "0", "415", "555-2671", "@", "jane.doe", "example.com", "sk-", "ghp_", "AKIA",
+    "IOSFODNN7", "Q7", "password=", "hunter2hunter2", " ", "_", "-", ".", "é", "\u200b", "ＡＫＩＡ", SECRET,
+]  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(VALUE_PIECES), min_size=1, max_size=6).map("".join))
+def test_a_value_that_no_rule_finds_is_decided_without_a_window_and_the_same(value: str) -> None:
+    # Short values that never repeat (OpenAI's per-event `obfuscation` pad) are decided by the
+    # shared prefilters and one scan of the rules they wake; the answer must be a window's.
+    from guardstream.prefilter import finds_nothing
+    from guardstream.window import Window
+
+    window = Window(RULES, max_holdback_chars=len(value) + 1)
+    window.append(value)
+    verdict = window.flush()
+    clean = not verdict.violations and window.render(0, verdict.released) == value
+    if value.isascii():
+        assert finds_nothing(RULES, value) == clean
+    elif finds_nothing(RULES, value):
+        assert clean  # non-ASCII text goes to a window whenever normalising could change it
+
+
+def test_a_secret_in_a_per_event_pad_still_ends_the_stream() -> None:
+    pads = [f"pad{i}" for i in range(5)] + [SECRET]
+    raw = b"".join(
+        chunk("word ").replace(b'"model": "m"', f'"model": "m", "obfuscation": "{pad}"'.encode()) for pad in pads
+    )
+    out, moderator = run(raw + b"data: [DONE]\n\n", [])
+    assert SECRET.encode() not in out and moderator.blocked is not None
+
+
+def test_values_that_never_repeat_do_not_grow_an_answers_memory() -> None:
+    from guardstream.channels import MAX_STREAM_VALUES
+
+    raw = b"".join(
+        chunk("word ").replace(b'"model": "m"', f'"model": "m", "obfuscation": "p{i}x"'.encode()) for i in range(600)
+    )
+    out, moderator = run(raw + b"data: [DONE]\n\n", [])
+    assert out.count(b"obfuscation") == 600
+    channels = moderator.channels
+    assert len(channels._values) <= MAX_STREAM_VALUES and len(channels._value_states) <= MAX_STREAM_VALUES
