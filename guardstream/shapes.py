@@ -16,13 +16,17 @@ event is moderated (event name, ids, keys, structure, other strings) is in the h
 
 A codec opts in per event (`can_repeat`): only where parsing a like event would change nothing
 in its state and `delivered` does nothing with it (a text delta, not a stream's first or last
-event). A stream whose events never repeat a shape (a field that changes in every event) stops
+event). It may also name pad fields (`pad_fields`): OpenAI puts random characters under
+`obfuscation` in every delta event, so the shape is cut around that value too (checked the same
+way, with a probe in each place), and each event's pad is moderated as a value of its own.
+A stream whose events never repeat a shape (another field that changes in every event) stops
 trying after a few shapes, so the lesson costs little where it does not pay.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +36,7 @@ from guardstream.sse import Event
 # Characters that stand for themselves inside a JSON string: no quote, no escape, no control.
 _PLAIN = re.compile(r'[^"\\\x00-\x1f]+')
 _PROBE = "guardstream.shape.probe"
+_PAD_PROBE = "guardstream.shape.pad"
 # Shapes kept per stream, and shapes learned without a single repeat before learning stops.
 MAX_SHAPES = 4
 MAX_FRUITLESS = 4
@@ -52,10 +57,21 @@ class Shape:
     # Whether the parts other than the text leave as they came (values, decided once).
     others_unchanged: bool
     hits: int = 0
+    # A pad: a value that differs in every event (OpenAI's `obfuscation`), cut out like the text
+    # and checked on its own each time. `mid` lies between the two strings; `pad_first` says
+    # which comes first.
+    pad_slot: int | None = None
+    mid: str = ""
+    pad_first: bool = False
 
     def part_with(self, text: str) -> TextPart:
         part = self.parts[self.slot]
         return TextPart(part.views, text, part.path)
+
+    def pad_with(self, pad: str) -> TextPart:
+        assert self.pad_slot is not None
+        part = self.parts[self.pad_slot]
+        return TextPart(part.views, pad, part.path)
 
 
 class Shapes:
@@ -69,25 +85,47 @@ class Shapes:
     def is_learning(self) -> bool:
         return self._fruitless < MAX_FRUITLESS
 
-    def match(self, event: Event) -> tuple[Shape, str] | None:
-        """The shape `event` repeats, and its text; None when it must be parsed."""
+    def match(self, event: Event) -> tuple[Shape, str, str | None] | None:
+        """The shape `event` repeats, its text and its pad (if the shape has one); None when it
+        must be parsed."""
         data = event.data
         for shape in self._known:
             if shape.name == event.event and data.startswith(shape.head) and data.endswith(shape.tail):
                 end = len(data) - len(shape.tail)
                 if end <= len(shape.head):
                     continue
-                text = data[len(shape.head) : end]
+                middle = data[len(shape.head) : end]
+                pad: str | None = None
+                if shape.pad_slot is None:
+                    text = middle
+                else:
+                    # Both strings are plain: the first quote closes the first of them.
+                    quote = middle.find('"')
+                    if quote <= 0 or not middle.startswith(shape.mid, quote):
+                        continue
+                    first, second = middle[:quote], middle[quote + len(shape.mid) :]
+                    text, pad = (second, first) if shape.pad_first else (first, second)
+                    if _PLAIN.fullmatch(pad) is None or pad.startswith(BINARY_DATA_URLS):
+                        continue
                 if _PLAIN.fullmatch(text) is None or text.startswith(BINARY_DATA_URLS):
                     continue
                 shape.hits += 1
-                return shape, text
+                return shape, text, pad
         return None
 
     def learn(
-        self, event: Event, payload: Any, parts: list[TextPart], states: list[Any], *, others_unchanged: bool
+        self,
+        event: Event,
+        payload: Any,
+        parts: list[TextPart],
+        states: list[Any],
+        *,
+        unchanged: Sequence[bool],
+        pads: frozenset[str] = frozenset(),
     ) -> None:
-        """Remember the shape of an event just parsed, if it has one text part written plainly."""
+        """Remember the shape of an event just parsed, if it has one text part written plainly
+        (and, if it has one, one value under a field named in `pads`, written plainly).
+        `unchanged[i]`: part i left as it came (or is text still to be decided)."""
         slots = [i for i, part in enumerate(parts) if part.views]
         if len(slots) != 1:
             return
@@ -110,8 +148,49 @@ class Shapes:
             return
         if probe != payload:
             return
+        shape = Shape(event.event, head, tail, list(parts), slot, list(states), all(unchanged))
+        padded = [i for i, p in enumerate(parts) if p.is_value and not p.is_key and p.path and p.path[-1] in pads]
+        if padded:
+            if len(padded) > 1 or not _cut_pad(shape, data, at, payload, padded[0]):
+                return  # a pad differs in every event: a shape that keeps it would never repeat
+            # Whether the pad leaves as it came is asked of each event's own pad.
+            shape.others_unchanged = all(u for i, u in enumerate(unchanged) if i != padded[0])
         if len(self._known) >= MAX_SHAPES:
             evicted = self._known.pop(0)
             if not evicted.hits:
                 self._fruitless += 1
-        self._known.append(Shape(event.event, head, tail, list(parts), slot, list(states), others_unchanged))
+        self._known.append(shape)
+
+
+def _cut_pad(shape: Shape, data: str, at: int, payload: Any, pad_slot: int) -> bool:
+    """Cut `shape` around its pad too (the text's literal starts at `at`), checked by parsing
+    both probes in place as `learn` checks the text; False if the pad is not written plainly."""
+    text, pad = shape.parts[shape.slot], shape.parts[pad_slot]
+    if _PLAIN.fullmatch(pad.text) is None or pad.text.startswith(BINARY_DATA_URLS):
+        return False
+    literal = f'"{pad.text}"'
+    pad_at = data.find(literal)
+    if pad_at < 0 or data.find(literal, pad_at + 1) >= 0:
+        return False
+    text_end = at + len(text.text) + 2
+    if pad_at >= text_end:
+        head, mid, tail = data[: at + 1], data[text_end - 1 : pad_at + 1], data[pad_at + len(literal) - 1 :]
+        probed = head + _PROBE + mid + _PAD_PROBE + tail
+    elif pad_at + len(literal) <= at:
+        head, mid, tail = data[: pad_at + 1], data[pad_at + len(literal) - 1 : at + 1], data[text_end - 1 :]
+        probed = head + _PAD_PROBE + mid + _PROBE + tail
+    else:
+        return False
+    try:
+        probe = loads_strict(probed)
+        if get_path(probe, text.path) != _PROBE or get_path(probe, pad.path) != _PAD_PROBE:
+            return False
+        set_text(probe, text, text.text)
+        set_text(probe, pad, pad.text)
+    except Exception:
+        return False
+    if probe != payload:
+        return False
+    shape.head, shape.mid, shape.tail = head, mid, tail
+    shape.pad_slot, shape.pad_first = pad_slot, pad_at < at
+    return True

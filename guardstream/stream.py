@@ -63,6 +63,8 @@ class _Pending:
     # left as they came: an event is re-rendered and re-checked only through its open parts.
     open: list[PartState]
     settled_unchanged: bool
+    # An event read by a shape with a pad: the pad's state (a value, decided at once).
+    pad: PartState | None = None
 
     @classmethod
     def parsed_from(cls, event: Event, parsed: ParsedEvent, received_at: float, parts: list[PartState]) -> _Pending:
@@ -137,6 +139,9 @@ class StreamModerator:
         can_repeat = getattr(codec, "can_repeat", None)
         self._can_repeat: Callable[[ParsedEvent], bool] | None = can_repeat
         self._shapes = Shapes() if can_repeat is not None else None
+        # Fields whose value differs in every event and means nothing (OpenAI's `obfuscation`):
+        # a shape cuts them out like the text, so such events are still read by their shape.
+        self._pads: frozenset[str] = getattr(codec, "pad_fields", frozenset())
 
     @property
     def violations(self) -> list[Violation]:
@@ -244,11 +249,16 @@ class StreamModerator:
         if shapes is not None and event.is_plain:
             known = shapes.match(event)
             if known is not None:
-                shape, text = known
+                shape, text, pad = known
                 state = self.channels.add_text(shape.part_with(text))
+                unchanged = shape.others_unchanged
+                pad_state = None
+                if pad is not None:
+                    pad_state = self.channels.add(shape.pad_with(pad))
+                    unchanged = unchanged and pad_state.is_unchanged()
                 if self.first_text_at is None:
                     self.first_text_at = now
-                self._queue.append(_Pending(event, _SHAPED, now, [], shape, [state], shape.others_unchanged))
+                self._queue.append(_Pending(event, _SHAPED, now, [], shape, [state], unchanged, pad_state))
                 return
         try:
             parsed = self.codec.parse(event)
@@ -273,7 +283,14 @@ class StreamModerator:
             and self._can_repeat is not None
             and self._can_repeat(parsed)
         ):
-            shapes.learn(event, parsed.payload, parsed.parts, pending.parts, others_unchanged=pending.settled_unchanged)
+            shapes.learn(
+                event,
+                parsed.payload,
+                parsed.parts,
+                pending.parts,
+                unchanged=[not p.is_released or p.is_unchanged() for p in pending.parts],
+                pads=self._pads,
+            )
 
     def _settle(self) -> None:
         """Decide the text of the events taken in since the last time: one scan per window."""
@@ -396,6 +413,10 @@ def _materialise(pending: _Pending) -> None:
     parts[shape.slot] = state.part
     states = list(shape.states)
     states[shape.slot] = state
+    if shape.pad_slot is not None:
+        assert pending.pad is not None
+        parts[shape.pad_slot] = pending.pad.part
+        states[shape.pad_slot] = pending.pad
     pending.parsed = ParsedEvent(parts)
     pending.parts = states
 

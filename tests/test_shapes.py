@@ -154,7 +154,7 @@ def test_a_text_with_a_quote_or_an_escape_is_parsed() -> None:
     first = next(iter(SSEDecoder().decode(chat("Hello "))))
     codec = OpenAIChatStream()
     parsed = codec.parse(first)
-    shapes.learn(first, parsed.payload, parsed.parts, list(parsed.parts), others_unchanged=True)
+    shapes.learn(first, parsed.payload, parsed.parts, list(parsed.parts), unchanged=[True] * len(parsed.parts))
     for text in ['say "hi"', "back\\slash", "tab\there", "é"]:
         event = next(iter(SSEDecoder().decode(chat(text, ascii=True))))
         assert shapes.match(event) is None, text
@@ -166,7 +166,7 @@ def test_a_text_written_twice_in_one_event_teaches_no_shape() -> None:
     shapes = Shapes()
     event = next(iter(SSEDecoder().decode(chat("m"))))  # the model is "m" too
     parsed = OpenAIChatStream().parse(event)
-    shapes.learn(event, parsed.payload, parsed.parts, list(parsed.parts), others_unchanged=True)
+    shapes.learn(event, parsed.payload, parsed.parts, list(parsed.parts), unchanged=[True] * len(parsed.parts))
     assert shapes._known == []
 
 
@@ -184,7 +184,7 @@ def test_events_with_logprobs_are_always_parsed() -> None:
 
 
 def test_a_stream_whose_events_never_repeat_stops_learning() -> None:
-    raw = b"".join(chat("word ", extra={"obfuscation": f"pad{i}"}) for i in range(40)) + b"data: [DONE]\n\n"
+    raw = b"".join(chat("word ", extra={"system_fingerprint": f"fp{i}"}) for i in range(40)) + b"data: [DONE]\n\n"
     out, moderator = run(OpenAIChatStream(), raw, rules=())
     assert out == raw
     shapes = moderator._shapes
@@ -199,3 +199,48 @@ def test_anthropic_block_starts_and_stops_are_parsed_so_a_finish_closes_what_is_
         iter(SSEDecoder().decode(anthropic("content_block_start", index=0, content_block={"type": "text", "text": ""})))
     )
     assert codec.can_repeat(codec.parse(start)) is False
+
+
+# Pads (OpenAI's per-event `obfuscation`): plain ones, and ones a rule must see, redact or block.
+PADS = st.sampled_from(["Xk3", "p", "0aZ9qLm", "abc def", "jane.doe@example.com", SECRET, 'q"uote', "back\\", "é"])
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    texts=TEXTS,
+    pads=st.lists(PADS, min_size=30, max_size=30),
+    cuts=st.lists(st.integers(0, 5000), max_size=20),
+    pad_first=st.booleans(),
+)
+def test_a_chat_stream_with_pads_leaves_the_same_bytes_with_shapes_as_parsed_event_by_event(
+    texts: list[str], pads: list[str], cuts: list[int], pad_first: bool
+) -> None:
+    def event(text: str, pad: str) -> bytes:
+        payload: dict[str, Any] = {"obfuscation": pad} if pad_first else {}
+        payload.update(id="c", object="chat.completion.chunk", created=1, model="m")
+        payload["choices"] = [{"index": 0, "delta": {"content": text}, "logprobs": None, "finish_reason": None}]
+        if not pad_first:
+            payload["obfuscation"] = pad
+        return b"data: " + json.dumps(payload).encode() + b"\n\n"
+
+    raw = b"".join(
+        [*(event(t, p) for t, p in zip(texts, pads, strict=False)), chat(finish="stop"), b"data: [DONE]\n\n"]
+    )
+    shaped, _ = run(OpenAIChatStream(), raw, cuts)
+    parsed, _ = run(Unshaped(OpenAIChatStream()), raw, cuts)
+    assert shaped == parsed
+
+
+def test_deltas_with_a_fresh_pad_each_are_read_by_their_shape() -> None:
+    words = ["Hello ", "there ", "my ", "friend"]
+    raw = b"".join(chat(w, extra={"obfuscation": f"p{i}Xq"}) for i, w in enumerate(words))
+    out, moderator = run(OpenAIChatStream(), raw + b"data: [DONE]\n\n")
+    assert out == raw + b"data: [DONE]\n\n"
+    assert shaped_count(moderator) == 3
+
+
+def test_an_address_in_a_pad_is_redacted_in_an_event_read_by_its_shape() -> None:
+    raw = b"".join(chat(w, extra={"obfuscation": pad}) for w, pad in [("a ", "x1"), ("b ", "y2"), ("c ", "jo@ex.com")])
+    out, moderator = run(OpenAIChatStream(), raw + b"data: [DONE]\n\n")
+    assert shaped_count(moderator) == 2
+    assert b"jo@ex.com" not in out and b"[REDACTED:email]" in out

@@ -346,6 +346,10 @@ class OpenAIChatStream:
     def delivered(self, parsed: ParsedEvent, *, partial: bool) -> None:
         pass
 
+    # Random padding in every delta event (`stream_options.include_obfuscation`, on by default):
+    # shapes cut it out like the text (see shapes.py), and it is checked on its own each time.
+    pad_fields = frozenset({"obfuscation"})
+
     def can_repeat(self, parsed: ParsedEvent) -> bool:
         """A chunk like this one, with another text, changes nothing here: the indices and the
         template it records are in the bytes around the text. Chosen-token logprobs are not:
