@@ -224,6 +224,36 @@ def test_usage_chunk_still_arrives(proxy: RunningProxy) -> None:
     assert chunks[-1].usage is not None and chunks[-1].choices == []
 
 
+def test_padded_chunks_pass_untouched_and_a_secret_between_them_is_still_cut(
+    proxy: RunningProxy, mock_model: MockModel
+) -> None:
+    # OpenAI pads every chunk with random characters (`obfuscation`, on by default in the real
+    # API); a padded stream leaves as it came, pads and all, and its text is moderated as ever.
+    body = {
+        "model": "gpt-4o-mini",
+        "messages": MESSAGES,
+        "stream": True,
+        "stream_options": {"include_obfuscation": True},
+        "mock": {"reply": "A calm, harmless answer that goes on for a while.", "chunk_chars": 3},
+    }
+    direct = httpx.post(f"{mock_model.url}/v1/chat/completions", json=body).content
+    assert direct.count(b'"obfuscation"') > 10
+    assert httpx.post(f"{proxy.url}/v1/chat/completions", json=body).content == direct
+    received: list[str] = []
+    stream = client(proxy).chat.completions.create(
+        model="gpt-4o-mini",
+        messages=MESSAGES,
+        stream=True,
+        stream_options={"include_obfuscation": True},
+        extra_headers=mock_headers({"reply": f"{BEFORE_SECRET}{SECRET} and more text", "chunk_chars": 3}),
+    )
+    with pytest.raises(openai.APIError) as caught:
+        for chunk in stream:
+            received.append(chunk.choices[0].delta.content or "")
+    assert caught.value.code == "content_filter"
+    assert "".join(received) == BEFORE_SECRET
+
+
 def test_non_streaming_answer_with_secret_is_a_400(proxy: RunningProxy) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
         client(proxy).chat.completions.create(

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import itertools
+from collections.abc import Iterator
 from dataclasses import replace
 
 from starlette.requests import Request
@@ -10,7 +14,16 @@ from guardstream.mock.framing import OPENAI_SSE, Answer, Event, JSONObject, dump
 from guardstream.mock.logprobs import chat_top_logprobs, text_logprobs
 from guardstream.mock.moderation import JUDGE_MODELS, judge_reply
 from guardstream.mock.script import MockScript
-from guardstream.mock.turn import CREATED, Turn, choice_count, interleave, make_turn, pieces, wants_usage_chunk
+from guardstream.mock.turn import (
+    CREATED,
+    Turn,
+    choice_count,
+    interleave,
+    make_turn,
+    pieces,
+    wants_obfuscation,
+    wants_usage_chunk,
+)
 
 SYSTEM_FINGERPRINT = "fp_guardstream_mock"
 
@@ -26,7 +39,8 @@ def answer(request: Request, body: JSONObject, script: MockScript) -> Answer:
     headers = {"x-request-id": f"req_mock_{turn.digest}"}
     top = chat_top_logprobs(body)
     if body.get("stream"):
-        return Answer(chat_chunks(turn, n, wants_usage_chunk(body), top), OPENAI_SSE, headers)
+        chunks = chat_chunks(turn, n, wants_usage_chunk(body), top, obfuscation=wants_obfuscation(body))
+        return Answer(chunks, OPENAI_SSE, headers)
     completion = json_answer(chat_completion(turn, n, top), headers)
     # Unstreamed, a verdict is one event: the script's delay_ms delays it whole.
     return replace(completion, wait_ms=script.delay_ms) if is_judge else completion
@@ -54,8 +68,13 @@ def chat_usage(prompt_tokens: int, completion_tokens: int) -> JSONObject:
     }
 
 
-def chat_chunks(turn: Turn, n: int, include_usage: bool, top: int | None = None) -> list[Event]:
-    """The stream; with `top` (logprobs asked), each text piece carries its token's logprob entry."""
+def chat_chunks(
+    turn: Turn, n: int, include_usage: bool, top: int | None = None, *, obfuscation: bool = False
+) -> list[Event]:
+    """The stream; with `top` (logprobs asked), each text piece carries its token's logprob entry;
+    with `obfuscation`, each chunk with choices carries a pad of letters and digits that differs
+    from chunk to chunk (deterministic here, random in the real API)."""
+    pads = iter(_pads(turn.digest)) if obfuscation else None
     script = turn.script
     envelope: JSONObject = {
         "id": f"chatcmpl-mock-{turn.digest}",
@@ -71,7 +90,8 @@ def chat_chunks(turn: Turn, n: int, include_usage: bool, top: int | None = None)
         choice = {"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish_reason}
         # With include_usage the real API puts "usage": null on every chunk but the last.
         usage = {"usage": None} if include_usage else {}
-        return Event(dumps({**envelope, "choices": [choice], **usage}))
+        pad = {"obfuscation": next(pads)} if pads is not None else {}
+        return Event(dumps({**envelope, "choices": [choice], **usage, **pad}))
 
     is_refusal = script.refusal is not None
     channel = "refusal" if is_refusal else "content"
@@ -106,6 +126,13 @@ def chat_chunks(turn: Turn, n: int, include_usage: bool, top: int | None = None)
         merged.append(Event(dumps({**envelope, "choices": [], "usage": usage})))
     merged.append(Event("[DONE]"))
     return merged
+
+
+def _pads(seed: str) -> Iterator[str]:
+    """Pads of 2 to 12 letters and digits, a new one for every chunk."""
+    for count in itertools.count():
+        digest = hashlib.sha256(f"{seed}:{count}".encode()).digest()
+        yield base64.b64encode(digest).decode().replace("+", "").replace("/", "")[: 2 + digest[0] % 11]
 
 
 def chat_completion(turn: Turn, n: int, top: int | None = None) -> JSONObject:

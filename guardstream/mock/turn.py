@@ -56,6 +56,13 @@ def wants_usage_chunk(body: JSONObject) -> bool:
     return isinstance(options, dict) and options.get("include_usage") is True
 
 
+def wants_obfuscation(body: JSONObject) -> bool:
+    """Whether chunks carry an `obfuscation` pad. The real API pads by default; the mock pads only
+    when `stream_options.include_obfuscation` is true, so its streams stay byte-stable for tests."""
+    options = body.get("stream_options")
+    return isinstance(options, dict) and options.get("include_obfuscation") is True
+
+
 def interleave(per_choice: list[list[T]]) -> list[T]:
     """Choices' events merged one choice per step, as the real API sends them for n > 1."""
     return [events[step] for step in range(max(map(len, per_choice))) for events in per_choice if step < len(events)]
