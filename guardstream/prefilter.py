@@ -100,6 +100,26 @@ class RuleGroup:
         uniform = self.uniform
         return uniform[0] if uniform is not None else min(self.resume)
 
+    def members_in(self, text: str, pos: int = 0) -> Collection[int]:
+        """The members that `text[pos:]` can wake: every one for a group without a shared search,
+        or whose shared character search finds something there; for a literal search, those whose
+        literal it holds."""
+        shared = self.shared
+        if shared is None:
+            return range(len(self.rules))
+        if shared.search is not None:
+            return range(len(self.rules)) if shared.search.search(text, pos) is not None else ()
+        assert shared.literals is not None and shared.wakes is not None
+        # Literals are matched folded, on a folded copy. Aho-Corasick reads each character once
+        # whatever the number of literals (a trie-factored `re` alternation of ~900 literals cost
+        # ~8x as much on prose); overlapping hits are all reported, and only the rules whose
+        # literal was found need to run.
+        wakes = shared.wakes
+        found: set[int] = set()
+        for index, _, _ in shared.literals.find_matches_as_indexes(fold(text[pos:]), overlapping=True):
+            found.update(wakes[index])
+        return found
+
     def wake(self, text: str, base: int, final: bool) -> Collection[int]:
         """Which members must scan; the others are settled here in bulk.
 
@@ -111,19 +131,10 @@ class RuleGroup:
             self.states()
             return range(len(self.rules))
         lo = self.min_resume() - base
-        woken: set[int] = set()
-        if shared.search is not None:
-            if shared.search.search(text, lo) is not None:
-                self.states()  # the window updates them, member by member
-                return range(len(self.rules))
-        elif shared.literals is not None and shared.wakes is not None:
-            # Literals are matched folded, on a folded copy. Aho-Corasick reads each character
-            # once whatever the number of literals (a trie-factored `re` alternation of ~900
-            # literals cost ~8x as much on prose); overlapping hits are all reported, and only
-            # the rules whose literal was found need to run.
-            wakes = shared.wakes
-            for index, _, _ in shared.literals.find_matches_as_indexes(fold(text[lo:]), overlapping=True):
-                woken.update(wakes[index])
+        woken = self.members_in(text, lo)
+        if shared.search is not None and woken:
+            self.states()  # the window updates them, member by member
+            return woken
         end = base + len(text)
         hold = NO_HOLD
         if not final and shared.reversed_tails is not None:
@@ -184,19 +195,7 @@ def finds_nothing(rules: Sequence[Rule], text: str) -> bool:
     value costs when it is clean. False means "ask a window": a match, a flag, a timed-out scan.
     """
     for group in _prototypes(tuple(rules)):
-        shared = group.shared
-        members: Collection[int]
-        if shared is None:
-            members = range(len(group.rules))
-        elif shared.search is not None:
-            members = range(len(group.rules)) if shared.search.search(text) is not None else ()
-        else:
-            assert shared.literals is not None and shared.wakes is not None
-            found: set[int] = set()
-            for index, _, _ in shared.literals.find_matches_as_indexes(fold(text), overlapping=True):
-                found.update(shared.wakes[index])
-            members = found
-        for k in members:
+        for k in group.members_in(text):
             try:
                 result = group.scans[k](text, 0, final=True)
             except ScanTimeout:
