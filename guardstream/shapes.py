@@ -105,9 +105,9 @@ class Shapes:
                         continue
                     first, second = middle[:quote], middle[quote + len(shape.mid) :]
                     text, pad = (second, first) if shape.pad_first else (first, second)
-                    if _PLAIN.fullmatch(pad) is None or pad.startswith(BINARY_DATA_URLS):
+                    if not _is_plain(pad):
                         continue
-                if _PLAIN.fullmatch(text) is None or text.startswith(BINARY_DATA_URLS):
+                if not _is_plain(text):
                     continue
                 shape.hits += 1
                 return shape, text, pad
@@ -134,20 +134,10 @@ class Shapes:
         if part.tracked or part.copy_of is not None or part.is_key or _PLAIN.fullmatch(part.text) is None:
             return
         data = event.data
-        literal = f'"{part.text}"'
-        at = data.find(literal)
-        if at < 0 or data.find(literal, at + 1) >= 0:
+        at = _literal_at(data, part.text)
+        if at < 0:
             return  # not written plainly, or written twice: which one is the text is not certain
         head, tail = data[: at + 1], data[at + 1 + len(part.text) :]
-        try:
-            probe = loads_strict(head + _PROBE + tail)
-            if get_path(probe, part.path) != _PROBE:
-                return
-            set_text(probe, part, part.text)
-        except Exception:
-            return
-        if probe != payload:
-            return
         shape = Shape(event.event, head, tail, list(parts), slot, list(states), all(unchanged))
         padded = [i for i, p in enumerate(parts) if p.is_value and not p.is_key and p.path and p.path[-1] in pads]
         if padded:
@@ -155,6 +145,8 @@ class Shapes:
                 return  # a pad differs in every event: a shape that keeps it would never repeat
             # Whether the pad leaves as it came is asked of each event's own pad.
             shape.others_unchanged = all(u for i, u in enumerate(unchanged) if i != padded[0])
+        elif not _fits(head + _PROBE + tail, payload, [(part, _PROBE)]):
+            return
         if len(self._known) >= MAX_SHAPES:
             evicted = self._known.pop(0)
             if not evicted.hits:
@@ -163,34 +155,51 @@ class Shapes:
 
 
 def _cut_pad(shape: Shape, data: str, at: int, payload: Any, pad_slot: int) -> bool:
-    """Cut `shape` around its pad too (the text's literal starts at `at`), checked by parsing
-    both probes in place as `learn` checks the text; False if the pad is not written plainly."""
+    """Cut `shape` around its pad too (the text's literal starts at `at`), checked by parsing a
+    probe in each place; False if the pad is not written plainly."""
     text, pad = shape.parts[shape.slot], shape.parts[pad_slot]
-    if _PLAIN.fullmatch(pad.text) is None or pad.text.startswith(BINARY_DATA_URLS):
+    if not _is_plain(pad.text):
         return False
-    literal = f'"{pad.text}"'
-    pad_at = data.find(literal)
-    if pad_at < 0 or data.find(literal, pad_at + 1) >= 0:
+    pad_at = _literal_at(data, pad.text)
+    if pad_at < 0:
         return False
-    text_end = at + len(text.text) + 2
+    text_end, pad_end = at + len(text.text) + 2, pad_at + len(pad.text) + 2
     if pad_at >= text_end:
-        head, mid, tail = data[: at + 1], data[text_end - 1 : pad_at + 1], data[pad_at + len(literal) - 1 :]
+        head, mid, tail = data[: at + 1], data[text_end - 1 : pad_at + 1], data[pad_end - 1 :]
         probed = head + _PROBE + mid + _PAD_PROBE + tail
-    elif pad_at + len(literal) <= at:
-        head, mid, tail = data[: pad_at + 1], data[pad_at + len(literal) - 1 : at + 1], data[text_end - 1 :]
+    elif pad_end <= at:
+        head, mid, tail = data[: pad_at + 1], data[pad_end - 1 : at + 1], data[text_end - 1 :]
         probed = head + _PAD_PROBE + mid + _PROBE + tail
     else:
         return False
-    try:
-        probe = loads_strict(probed)
-        if get_path(probe, text.path) != _PROBE or get_path(probe, pad.path) != _PAD_PROBE:
-            return False
-        set_text(probe, text, text.text)
-        set_text(probe, pad, pad.text)
-    except Exception:
-        return False
-    if probe != payload:
+    if not _fits(probed, payload, [(text, _PROBE), (pad, _PAD_PROBE)]):
         return False
     shape.head, shape.mid, shape.tail = head, mid, tail
     shape.pad_slot, shape.pad_first = pad_slot, pad_at < at
     return True
+
+
+def _literal_at(data: str, text: str) -> int:
+    """Where `text` is written as a JSON string in `data`, or -1 if it is not, or is twice."""
+    literal = f'"{text}"'
+    at = data.find(literal)
+    return at if at >= 0 and data.find(literal, at + 1) < 0 else -1
+
+
+def _fits(probed: str, payload: Any, probes: list[tuple[TextPart, str]]) -> bool:
+    """Parsing `probed` puts each probe at its part's path, and with the parts' own texts put
+    back it is `payload`: so the cut around them is the payload's own structure."""
+    try:
+        probe = loads_strict(probed)
+        if any(get_path(probe, part.path) != marker for part, marker in probes):
+            return False
+        for part, _ in probes:
+            set_text(probe, part, part.text)
+    except Exception:
+        return False
+    return bool(probe == payload)
+
+
+def _is_plain(text: str) -> bool:
+    """A string a shape may read between its cuts: it means itself as JSON, and is not binary data."""
+    return _PLAIN.fullmatch(text) is not None and not text.startswith(BINARY_DATA_URLS)
