@@ -382,28 +382,33 @@ class TextChannels:
         # Most repeat across answers (object types, model names): decided once per rule set.
         decided = _decided_values(self.rules)
         known = decided.get((part.text, self.normalize))
-        as_it_is = not (self.normalize and needs_mapping(part.text))
-        if known is None and as_it_is and finds_nothing(self.rules, part.text):
-            # The rules read it as it is, and none of them finds anything: released as it came.
-            # (Values that never repeat, such as OpenAI's per-event `obfuscation` pad, are not
-            # remembered: they would only push the ones that do repeat out.)
-            known = (part.text, Verdict(len(part.text)))
-        elif known is None:
-            window = Window(self.rules, max_holdback_chars=len(part.text) + 1, normalize=self.normalize)
-            window.append(part.text)
-            verdict = window.flush()
-            known = (window.render(0, verdict.released), verdict)
-            # A rule that ran out of time decided nothing about the value: ask again next time.
-            if not any(v.is_timeout for v in verdict.violations):
-                if len(decided) >= MAX_DECIDED_VALUES:
-                    decided.clear()
-                decided[part.text, self.normalize] = known
+        if known is None:
+            if not (self.normalize and needs_mapping(part.text)) and finds_nothing(self.rules, part.text):
+                # The rules read it as it is, and none of them finds anything: released as it
+                # came. (Values that never repeat, such as OpenAI's per-event `obfuscation` pad,
+                # are not remembered: they would only push the ones that do repeat out.)
+                known = (part.text, Verdict(len(part.text)))
+            else:
+                known = self._decide_value(part.text, decided)
         rendered, verdict = known
         self._note(verdict, observe=False)
         result = (rendered, verdict.blocked)
         if len(self._values) < MAX_STREAM_VALUES:
             self._values[key] = result
         return result
+
+    def _decide_value(self, text: str, decided: dict[tuple[str, bool], tuple[str, Verdict]]) -> tuple[str, Verdict]:
+        """A window's decision on a whole value, remembered per rule set unless a rule timed out."""
+        window = Window(self.rules, max_holdback_chars=len(text) + 1, normalize=self.normalize)
+        window.append(text)
+        verdict = window.flush()
+        known = (window.render(0, verdict.released), verdict)
+        # A rule that ran out of time decided nothing about the value: ask again next time.
+        if not any(v.is_timeout for v in verdict.violations):
+            if len(decided) >= MAX_DECIDED_VALUES:
+                decided.clear()
+            decided[text, self.normalize] = known
+        return known
 
     def _note(self, verdict: Verdict, *, observe: bool = True) -> None:
         observer = self.observer
