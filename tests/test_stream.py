@@ -23,9 +23,13 @@ PIECES = ["Hello ", "world. ", "mail jane.doe@example.com ", "call (415) 555-267
 TEXTS = st.lists(st.sampled_from(PIECES), max_size=12).map("".join)
 
 
-def chunk(content: str | None = None, finish: str | None = None, index: int = 0, ident: str = "c") -> bytes:
+def chunk(
+    content: str | None = None, finish: str | None = None, index: int = 0, ident: str = "c", pad: str | None = None
+) -> bytes:
     delta: dict[str, Any] = {} if content is None else {"content": content}
-    payload = {"id": ident, "object": "chat.completion.chunk", "created": 1, "model": "m"}
+    payload: dict[str, Any] = {"id": ident, "object": "chat.completion.chunk", "created": 1, "model": "m"}
+    if pad is not None:  # OpenAI's per-event `obfuscation`
+        payload["obfuscation"] = pad
     payload["choices"] = [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}]
     return b"data: " + json.dumps(payload).encode() + b"\n\n"
 
@@ -366,9 +370,7 @@ def test_a_value_that_no_rule_finds_is_decided_without_a_window_and_the_same(val
 
 def test_a_secret_in_a_per_event_pad_still_ends_the_stream() -> None:
     pads = [f"pad{i}" for i in range(5)] + [SECRET]
-    raw = b"".join(
-        chunk("word ").replace(b'"model": "m"', f'"model": "m", "obfuscation": "{pad}"'.encode()) for pad in pads
-    )
+    raw = b"".join(chunk("word ", pad=pad) for pad in pads)
     out, moderator = run(raw + b"data: [DONE]\n\n", [])
     assert SECRET.encode() not in out and moderator.blocked is not None
 
@@ -376,9 +378,7 @@ def test_a_secret_in_a_per_event_pad_still_ends_the_stream() -> None:
 def test_values_that_never_repeat_do_not_grow_an_answers_memory() -> None:
     from guardstream.channels import MAX_STREAM_VALUES
 
-    raw = b"".join(
-        chunk("word ").replace(b'"model": "m"', f'"model": "m", "obfuscation": "p{i}x"'.encode()) for i in range(600)
-    )
+    raw = b"".join(chunk("word ", pad=f"p{i}x") for i in range(600))
     out, moderator = run(raw + b"data: [DONE]\n\n", [])
     assert out.count(b"obfuscation") == 600
     channels = moderator.channels
