@@ -172,25 +172,20 @@ class SSEDecoder:
         del tail[:cut]
         self._search = limit - cut
 
-        if (
-            # The block nearly every event is: one `data:` line and the blank line, nothing pending.
-            region.startswith(b"data:")
-            and region.endswith(b"\n\n")
-            and region.count(b"\n") == 2
-            and not self._at_stream_start
-            and not self._block
-            and b"\r" not in region
-        ):
-            value = region[5:-2]
-            text = self._text(value[1:] if value[:1] == b" " else value)
-            plain = self._plain
-            self._plain = True
-            return [Event(region, text, None, None, None, True, plain)]
-        if not self._at_stream_start and not self._block and self._plain and b"\r" not in region:
-            # Several such blocks at once (a network read of a fast stream): one regex pass.
-            batch = _data_blocks(region)
-            if batch is not None:
-                return batch
+        if not self._at_stream_start and not self._block and b"\r" not in region:
+            # Nothing pending, LF line ends: the shape of nearly every read.
+            if region.startswith(b"data:") and region.endswith(b"\n\n") and region.count(b"\n") == 2:
+                # One `data:` line and the blank line: one event.
+                value = region[5:-2]
+                text = self._text(value[1:] if value[:1] == b" " else value)
+                plain = self._plain
+                self._plain = True
+                return [Event(region, text, None, None, None, True, plain)]
+            if self._plain:
+                # Several such blocks at once (a network read of a fast stream): one regex pass.
+                batch = _data_blocks(region)
+                if batch is not None:
+                    return batch
 
         sep_lens: Iterable[int]
         if b"\r" in region:
