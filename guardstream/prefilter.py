@@ -20,10 +20,11 @@ import re
 import sys
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import ahocorasick_rs
 
-from guardstream.matchers import ScanResult, ScanTimeout, fold, trie_pattern
+from guardstream.matchers import ScanResult, ScanTimeout, fold
 from guardstream.rules import PerRuleSet, Rule
 
 NO_HOLD = sys.maxsize
@@ -41,14 +42,24 @@ class SharedLiterals:
     # A character-class search (any hit wakes every member), or None for a literal search.
     search: re.Pattern[str] | None
     tail_len: int
-    # Whether the text ends with a proper prefix of a literal or class sequence (and the longest
-    # one), asked with one match of the reversed tails against the reversed end of the text
-    # (folded for literals): an end-anchored search would be tried from every position.
+    # For class searches: whether the text ends with a proper prefix of a class sequence (and the
+    # longest one), asked with one match of the reversed heads against the reversed end of the
+    # text (an end-anchored search would be tried from every position).
     reversed_tails: re.Pattern[str] | None
     # For literal searches: the folded literals in one automaton, and which members (by position
     # in `members`) each of them, by its index, wakes.
     literals: ahocorasick_rs.AhoCorasick | None = None
     wakes: list[list[int]] | None = None
+    # For class searches: one class holding a character of every possible hit, searched first (a
+    # class is found by a fast scan, while the alternation of sequences tries each branch at every
+    # position: ~3x the cost on prose, which rarely has any of these characters); and the
+    # characters a proper prefix of a sequence can end with (prose rarely ends with one).
+    trigger: re.Pattern[str] | None = None
+    tail_ends: frozenset[str] | None = None
+    # For literal searches: the folded proper prefixes of the literals in a trie, reversed (dicts,
+    # a key "" marks where one ends), walked back from the end of the text: a walk usually stops
+    # after two or three characters, where a `re` match of the reversed tails costs ~5x as much.
+    tail_trie: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -108,17 +119,10 @@ class RuleGroup:
         if shared is None:
             return range(len(self.rules))
         if shared.search is not None:
+            if shared.trigger is not None and shared.trigger.search(text, pos) is None:
+                return ()
             return range(len(self.rules)) if shared.search.search(text, pos) is not None else ()
-        assert shared.literals is not None and shared.wakes is not None
-        # Literals are matched folded, on a folded copy. Aho-Corasick reads each character once
-        # whatever the number of literals (a trie-factored `re` alternation of ~900 literals cost
-        # ~8x as much on prose); overlapping hits are all reported, and only the rules whose
-        # literal was found need to run.
-        wakes = shared.wakes
-        found: set[int] = set()
-        for index, _, _ in shared.literals.find_matches_as_indexes(fold(text[pos:]), overlapping=True):
-            found.update(wakes[index])
-        return found
+        return _literal_members(shared, fold(text[pos:]))
 
     def wake(self, text: str, base: int, final: bool) -> Collection[int]:
         """Which members must scan; the others are settled here in bulk.
@@ -131,20 +135,30 @@ class RuleGroup:
             self.states()
             return range(len(self.rules))
         lo = self.min_resume() - base
-        woken = self.members_in(text, lo)
-        if shared.search is not None and woken:
-            self.states()  # the window updates them, member by member
-            return woken
         end = base + len(text)
         hold = NO_HOLD
-        if not final and shared.reversed_tails is not None:
-            # No literal, but the text may end with the start of one ("...sk"): hold that much
-            # until the next delta says more. At most a literal's length, and only briefly. The
-            # longest such tail: the earliest start that could still grow into a literal.
-            tail = text[-shared.tail_len :]
-            found = shared.reversed_tails.match((tail if shared.literals is None else fold(tail))[::-1])
-            if found is not None:
-                hold = end - found.end()
+        tail_len = shared.tail_len
+        # No literal, but the text may end with the start of one ("...sk"): hold that much until
+        # the next delta says more. At most a literal's length, and only briefly. The longest such
+        # tail: the earliest start that could still grow into a literal.
+        if shared.search is not None:
+            woken = self.members_in(text, lo)
+            if woken:
+                self.states()  # the window updates them, member by member
+                return woken
+            tail_ends = shared.tail_ends
+            if not final and shared.reversed_tails is not None and (tail_ends is None or text[-1:] in tail_ends):
+                found = shared.reversed_tails.match(text[-tail_len:][::-1])
+                if found is not None:
+                    hold = end - found.end()
+        else:
+            new = fold(text[lo:])
+            woken = _literal_members(shared, new)
+            if not final and shared.tail_trie is not None:
+                tail = new[-tail_len:] if len(new) >= tail_len else fold(text[-tail_len:])
+                longest = _longest_tail(shared.tail_trie, tail)
+                if longest:
+                    hold = end - longest
         uniform = self.uniform
         if not woken:
             if hold == NO_HOLD:
@@ -173,6 +187,46 @@ class RuleGroup:
             self.resume[k] = old_resume[k]
             self.hold[k] = old_hold[k]
         return woken
+
+
+def _literal_members(shared: SharedLiterals, folded: str) -> set[int]:
+    """The members whose literals occur in `folded` (a folded copy of the text to search).
+
+    Aho-Corasick reads each character once whatever the number of literals (a trie-factored `re`
+    alternation of ~900 literals cost ~8x as much on prose); overlapping hits are all reported,
+    and only the rules whose literal was found need to run.
+    """
+    assert shared.literals is not None and shared.wakes is not None
+    wakes = shared.wakes
+    found: set[int] = set()
+    for index, _, _ in shared.literals.find_matches_as_indexes(folded, overlapping=True):
+        found.update(wakes[index])
+    return found
+
+
+def _longest_tail(trie: dict[str, Any], folded: str) -> int:
+    """The length of the longest end of `folded` that the reversed `trie` holds (0: none)."""
+    node = trie
+    longest = depth = 0
+    for ch in reversed(folded):
+        child = node.get(ch)
+        if child is None:
+            break
+        node = child
+        depth += 1
+        if "" in node:
+            longest = depth
+    return longest
+
+
+def _reversed_trie(words: Collection[str]) -> dict[str, Any]:
+    trie: dict[str, Any] = {}
+    for word in words:
+        node = trie
+        for ch in reversed(word):
+            node = node.setdefault(ch, {})
+        node[""] = {}
+    return trie
 
 
 def group_rules(rules: Sequence[Rule]) -> list[RuleGroup]:
@@ -257,10 +311,9 @@ def _shared_searches(rules: tuple[Rule, ...]) -> tuple[list[SharedLiterals], lis
         ordered = sorted(literals)
         wakes = [by_literal[found] for found in ordered]
         tail_len = max(map(len, tails), default=0)
-        # Trie-factored, so the greedy match is the longest tail.
-        reversed_tails = re.compile(trie_pattern(t[::-1] for t in tails)) if tails else None
         automaton = ahocorasick_rs.AhoCorasick(ordered)
-        shared.append(SharedLiterals(literal, None, tail_len, reversed_tails, automaton, wakes))
+        trie = _reversed_trie(tails) if tails else None
+        shared.append(SharedLiterals(literal, None, tail_len, None, automaton, wakes, tail_trie=trie))
     if chars:
         # One search for the rules that begin with a selective character (non-ASCII characters
         # always pass: probing cannot enumerate which of them a rule accepts) and for those whose
@@ -272,15 +325,28 @@ def _shared_searches(rules: tuple[Rule, ...]) -> tuple[list[SharedLiterals], lis
         # the reversed end of the text is its longest such tail.
         heads = sorted({sequence[:n] for sequence in sequences for n in range(1, len(sequence))}, key=len, reverse=True)
         reversed_heads = "|".join("".join(map(_class, reversed(head))) for head in heads)
+        # Every hit holds a character of the trigger: one of the single characters, or (for a
+        # sequence) one of its most selective class's.
+        trigger = set(char_class)
+        for sequence in sequences:
+            rarest: frozenset[str] = min(sequence, key=_unselectivity)
+            trigger.update(rarest)
         shared.append(
             SharedLiterals(
                 chars,
                 re.compile("|".join(parts)),
                 max(map(len, heads), default=0),
                 re.compile(reversed_heads) if heads else None,
+                trigger=re.compile(_class(trigger) + ("|[^\x00-\x7f]" if char_class else "")),
+                tail_ends=frozenset(c for head in heads for c in head[-1]),
             )
         )
     return shared, others
+
+
+def _unselectivity(chars: Collection[str]) -> tuple[bool, int]:
+    """Orders classes from the rarest in prose: no letters or spaces first, then fewest characters."""
+    return any(c.isalpha() or c.isspace() for c in chars), len(chars)
 
 
 def _class(chars: Collection[str]) -> str:

@@ -1,0 +1,60 @@
+"""The shared prefilters' shortcuts give the answers of the searches they stand in front of."""
+
+from __future__ import annotations
+
+from hypothesis import given, strategies as st
+
+from guardstream.matchers import fold
+from guardstream.packs import load_rules
+from guardstream.prefilter import SharedLiterals, _longest_tail, group_rules
+
+GROUPS = group_rules(load_rules(["pii", "pii-strict", "secrets"]).for_direction("output"))
+CLASS_SEARCHES = [g.shared for g in GROUPS if g.shared is not None and g.shared.search is not None]
+LITERAL_SEARCHES = [g.shared for g in GROUPS if g.shared is not None and g.shared.literals is not None]
+
+
+def literal_tails(shared: SharedLiterals) -> set[str]:
+    """The folded proper prefixes of the literals of the rules that `shared` searches for."""
+    rules = [r for g in GROUPS if g.shared is shared for r in g.rules]
+    return {fold(p) for r in rules if r.matcher.prefilter is not None for p in r.matcher.prefilter.tail_prefixes}
+
+
+LITERAL_TAILS = sorted(set().union(*map(literal_tails, LITERAL_SEARCHES)))
+
+# Prose, and what class sequences are made of: digits, capitals, signs, separators, non-ASCII.
+class_texts = st.text(alphabet=st.sampled_from("aeZ GBDE0123456789+()-.#é٣\n"), max_size=40)
+pieces = st.sampled_from(LITERAL_TAILS) | st.text(alphabet="aKsk-_ :'\"=xX", max_size=3)
+literal_texts = st.lists(pieces, max_size=6).map("".join)
+
+
+def test_both_kinds_of_shared_search_are_built_for_the_packs() -> None:
+    assert CLASS_SEARCHES and LITERAL_SEARCHES and LITERAL_TAILS
+
+
+@given(text=class_texts, pos=st.integers(0, 40))
+def test_a_class_search_hits_only_where_its_trigger_does(text: str, pos: int) -> None:
+    for shared in CLASS_SEARCHES:
+        assert shared.trigger is not None
+        if shared.search is not None and shared.search.search(text, pos) is not None:
+            assert shared.trigger.search(text, pos) is not None
+
+
+@given(text=class_texts)
+def test_a_text_ends_with_the_start_of_a_class_sequence_only_on_a_character_that_can_end_one(text: str) -> None:
+    for shared in CLASS_SEARCHES:
+        assert shared.reversed_tails is not None and shared.tail_ends is not None
+        if shared.reversed_tails.match(text[-shared.tail_len :][::-1]) is not None:
+            assert text[-1:] in shared.tail_ends
+
+
+def longest_tail_by_brute_force(shared: SharedLiterals, folded: str) -> int:
+    tails = literal_tails(shared)
+    return max((n for n in range(1, len(folded) + 1) if folded[-n:] in tails), default=0)
+
+
+@given(text=literal_texts)
+def test_the_literal_tail_is_the_longest_end_of_the_text_that_begins_a_literal(text: str) -> None:
+    for shared in LITERAL_SEARCHES:
+        assert shared.tail_trie is not None
+        folded = fold(text)[-shared.tail_len :]
+        assert _longest_tail(shared.tail_trie, folded) == longest_tail_by_brute_force(shared, folded)
