@@ -6,16 +6,24 @@ import asyncio
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
-from guardstream.bench.load import StreamResult, _StreamProtocol
+from guardstream.bench.load import STAMP, StreamResult, _StreamProtocol, stamp_ns
 from guardstream.bench.proxies import FRAMING_EVENTS, histogram_quantile, median_tree, mock_headers, scenarios, versus
 from guardstream.bench.report import targets
 from guardstream.cli import main
+from guardstream.mock.openai_chat import chat_chunks
+from guardstream.mock.script import MockScript
+from guardstream.mock.turn import Turn
+from guardstream.mock.writer import _stamped, stamp_pad
+from guardstream.packs import load_rules
+from guardstream.providers.openai_chat import OpenAIChatStream
+from guardstream.stream import StreamModerator
 
 PATHS = ["direct", "bare", "none", "rules"]
 
@@ -127,7 +135,12 @@ def test_bench_refuses_bad_flags_with_one_line(args: list[str], message: str) ->
 
 # --- the client's HTTP/1.1 reading, split in every awkward place --------------------------------
 
-EVENTS = [b'data: {"mock_sent_ns":%d,"x":1}\n\n' % n for n in (100, 200, 300)] + [b"data: [DONE]\n\n"]
+# Stamps as the mock writes them: a leading field, or (an event with a pad) the pad itself.
+EVENTS = [
+    *(b'data: {"mock_sent_ns":%d,"x":1}\n\n' % n for n in (100, 200)),
+    b'data: {"x":1,"obfuscation":"%s"}\n\n' % stamp_pad(300).encode(),
+    b"data: [DONE]\n\n",
+]
 BODY = b"".join(b"%x\r\n%s\r\n" % (len(e), e) for e in EVENTS) + b"0\r\n\r\n"
 RESPONSE = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-type: text/event-stream\r\n\r\n" + BODY
 
@@ -160,6 +173,26 @@ def test_client_reads_events_and_stamps_across_any_split(pieces: list[bytes]) ->
     result = read(pieces)
     assert (result.status, result.events, result.is_complete) == (200, 4, True)
     assert len(result.latencies_ns) == 3
+
+
+def test_a_stamp_in_a_pad_reads_back_as_the_time_it_was_written() -> None:
+    ns = time.monotonic_ns()
+    (found,) = STAMP.findall(b'{"obfuscation":"%s"}' % stamp_pad(ns).encode())
+    assert stamp_ns(*found) == ns
+
+
+def test_benchmark_streams_are_read_by_their_shape_like_real_openai_streams() -> None:
+    # Real OpenAI deltas differ only in their text and their pad; the stamp rides in the pad, so
+    # the benchmark measures the path real streams take (a stamp elsewhere defeats shapes).
+    turn = Turn(MockScript(reply="Hello there, world. " * 10, chunk_chars=4), "gpt-4o", "0123456789abcdef", 5)
+    *chunks, done = chat_chunks(turn, 1, include_usage=False, obfuscation=True)
+    events = [_stamped(e) for e in chunks]
+    assert all("mock_sent_ns" not in e.data for e in events)
+    moderator = StreamModerator(OpenAIChatStream(), load_rules(["pii", "secrets"]).for_direction("output"))
+    out = b"".join(moderator.feed(f"data: {e.data}\n\n".encode()) for e in [*events, done])
+    assert out.count(b"obfuscation") == len(events)
+    assert moderator._shapes is not None
+    assert sum(shape.hits for shape in moderator._shapes._known) >= len(events) - 4
 
 
 def test_client_counts_a_body_that_breaks_off_as_incomplete() -> None:

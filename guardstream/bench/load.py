@@ -2,9 +2,10 @@
 
 It runs beside the servers it measures, on the same cores, so it does as little as it can: one
 `asyncio.Protocol` per stream that de-chunks the HTTP/1.1 body by hand and, per batch of complete
-SSE events, counts them and reads the time the mock model wrote each one (`"mock_sent_ns"`, see
-the mock's `stamp` field). Latency is then receive time minus write time on one clock,
-CLOCK_MONOTONIC, which every process on a Linux machine shares.
+SSE events, counts them and reads the time the mock model wrote each one (the mock's `stamp`
+field: in each delta's `obfuscation` pad, as real OpenAI events vary only there). Latency is then
+receive time minus write time on one clock, CLOCK_MONOTONIC, which every process on a Linux
+machine shares.
 """
 
 from __future__ import annotations
@@ -15,10 +16,17 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-STAMP = re.compile(rb'"mock_sent_ns":(\d+)')
+# The mock's stamp: a leading field, or (in an event with a pad) the pad, hexadecimal in g-v.
+STAMP = re.compile(rb'"mock_sent_ns":(\d+)|"obfuscation":"([g-v]+)"')
+_PAD_TO_HEX = bytes.maketrans(b"ghijklmnopqrstuv", b"0123456789abcdef")
 # An event carrying answer text (a chat delta with non-empty content): the first token.
 TEXT = re.compile(rb'"content":"[^"]')
 HEAD_END = b"\r\n\r\n"
+
+
+def stamp_ns(field: bytes, pad: bytes) -> int:
+    """The time the mock wrote an event, from either place its stamp can be."""
+    return int(field) if field else int(pad.translate(_PAD_TO_HEX), 16)
 
 
 @dataclass
@@ -111,7 +119,7 @@ class _StreamProtocol(asyncio.Protocol):
         result.events += complete.count(b"\n\n")
         if result.ttft_ns is None and TEXT.search(complete) is not None:
             result.ttft_ns = now - self.sent_ns
-        result.latencies_ns.extend(now - int(stamp) for stamp in STAMP.findall(complete))
+        result.latencies_ns.extend(now - stamp_ns(*found) for found in STAMP.findall(complete))
         if b"data: [DONE]" in complete:
             result.is_complete = True
 

@@ -268,7 +268,11 @@ def mock_headers(unit: str, events: int, *, delay_ms: float = 0.0, events_per_ch
 
 
 def chat_request(port: int, headers: list[tuple[str, str]]) -> bytes:
-    body = b'{"model":"bench","stream":true,"messages":[{"role":"user","content":"Tell me about the library."}]}'
+    # Padded like the real API's streams by default: every delta carries its own `obfuscation`.
+    body = (
+        b'{"model":"bench","stream":true,"stream_options":{"include_obfuscation":true},'
+        b'"messages":[{"role":"user","content":"Tell me about the library."}]}'
+    )
     return build_request(HOST, port, CHAT_PATH, body, headers)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections import deque
 from dataclasses import replace
@@ -160,10 +161,26 @@ class EventStream(Response):
             await send({"type": "http.response.body", "body": body, "more_body": True})
 
 
+# A pad of OpenAI's (`obfuscation`) as the mock writes it: letters and digits, no escapes.
+PAD = re.compile(r'"obfuscation":"[0-9A-Za-z]*"')
+# Hexadecimal digits written as the letters g-v: a stamp in a pad looks like any other pad.
+_HEX_TO_PAD = str.maketrans("0123456789abcdef", "ghijklmnopqrstuv")
+
+
+def stamp_pad(ns: int) -> str:
+    """`ns` as a pad: where the real API puts random characters in every event, so a stamped
+    stream differs from event to event only where a real one does."""
+    return format(ns, "x").translate(_HEX_TO_PAD)
+
+
 def _stamped(event: Event) -> Event:
+    now = time.monotonic_ns()
+    padded = PAD.subn(f'"obfuscation":"{stamp_pad(now)}"', event.data, count=1)
+    if padded[1]:
+        return replace(event, data=padded[0])
     rest = event.data[1:]
     glue = "" if rest.lstrip().startswith("}") else ","
-    return replace(event, data=f'{{"mock_sent_ns":{time.monotonic_ns()}{glue}{rest}')
+    return replace(event, data=f'{{"mock_sent_ns":{now}{glue}{rest}')
 
 
 async def _wait_for_disconnect(receive: Receive) -> None:

@@ -13,6 +13,7 @@ import openai
 import pytest
 from starlette.types import Message, Scope
 
+from guardstream.bench.load import stamp_ns
 from guardstream.mock import create_mock_app
 
 pytestmark = pytest.mark.anyio
@@ -65,6 +66,24 @@ def test_events_per_chunk_and_stamps(http: httpx.Client) -> None:
     assert all(before <= p["mock_sent_ns"] <= after for p in payloads)
     assert [p["choices"][0]["delta"].get("content") for p in payloads[1:4]] == ["ab", "cd", "ef"]
     assert events[5] == "data: [DONE]"
+
+
+def test_a_stamp_rides_in_the_pad_of_padded_chunks(http: httpx.Client) -> None:
+    # Real OpenAI chunks differ only in text and pad: a stamp anywhere else would make every
+    # benchmark event unlike the last, which real streams are not.
+    body = {
+        "messages": [],
+        "stream": True,
+        "stream_options": {"include_obfuscation": True},
+        "mock": {"reply": "abcdef", "chunk_chars": 2, "stamp": True},
+    }
+    before = time.monotonic_ns()
+    events = http.post("/v1/chat/completions", json=body).text.split("\n\n")
+    after = time.monotonic_ns()
+    payloads = [json.loads(e[6:]) for e in events[:5]]
+    assert all("mock_sent_ns" not in p for p in payloads)
+    stamps = [stamp_ns(b"", p["obfuscation"].encode()) for p in payloads]
+    assert all(before <= ns <= after for ns in stamps) and stamps == sorted(stamps)
 
 
 def test_malformed_after_continues_normally(http: httpx.Client) -> None:
