@@ -145,15 +145,26 @@ class TextChannels:
         if part.tracked:
             self._view_parts.setdefault(part.views[0], []).append(state)
         if part.is_value:
-            rendered, blocked = self._check_value(part)
-            state.pieces.append(rendered)
-            state.rendered_to = len(part.text)
-            if blocked is not None and self.blocked is None:
-                self.blocked = blocked
+            self._decide(part, state, remember=True)
             if not part.tracked and len(self._value_states) < MAX_STREAM_VALUES:
                 self._value_states[part.text, part.is_key] = state
             return state
         return self._push(part, state)
+
+    def add_pad(self, part: TextPart) -> PartState:
+        """`add` for a value that differs in every event (OpenAI's `obfuscation` pad), decided the
+        same way but not remembered: a stream's pads would fill its caches (a few hundred bytes
+        each, hundreds per answer) and push out the values that do repeat."""
+        state = PartState(part)
+        self._decide(part, state, remember=False)
+        return state
+
+    def _decide(self, part: TextPart, state: PartState, *, remember: bool) -> None:
+        rendered, blocked = self._check_value(part, remember=remember)
+        state.pieces.append(rendered)
+        state.rendered_to = len(part.text)
+        if blocked is not None and self.blocked is None:
+            self.blocked = blocked
 
     def add_text(self, part: TextPart) -> PartState:
         """`add` for a text part that no snapshot copies (not `tracked`, not a copy): every text
@@ -373,11 +384,12 @@ class TextChannels:
             state.spans.append((twin, start, end))
         return twin
 
-    def _check_value(self, part: TextPart) -> tuple[str, Violation | None]:
+    def _check_value(self, part: TextPart, *, remember: bool = True) -> tuple[str, Violation | None]:
         key = (part.text, part.is_key)
-        cached = self._values.get(key)
-        if cached is not None:
-            return cached
+        if remember:
+            cached = self._values.get(key)
+            if cached is not None:
+                return cached
         # Values (ids, types, keys) are checked by the rules, on their own; classifiers read text.
         # Most repeat across answers (object types, model names): decided once per rule set.
         decided = _decided_values(self.rules)
@@ -393,7 +405,7 @@ class TextChannels:
         rendered, verdict = known
         self._note(verdict, observe=False)
         result = (rendered, verdict.blocked)
-        if len(self._values) < MAX_STREAM_VALUES:
+        if remember and len(self._values) < MAX_STREAM_VALUES:
             self._values[key] = result
         return result
 

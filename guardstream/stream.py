@@ -254,7 +254,7 @@ class StreamModerator:
                 unchanged = shape.others_unchanged
                 pad_state = None
                 if pad is not None:
-                    pad_state = self.channels.add(shape.pad_with(pad))
+                    pad_state = self.channels.add_pad(shape.pad_with(pad))
                     unchanged = unchanged and pad_state.is_unchanged()
                 if self.first_text_at is None:
                     self.first_text_at = now

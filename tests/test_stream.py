@@ -383,3 +383,12 @@ def test_values_that_never_repeat_do_not_grow_an_answers_memory() -> None:
     assert out.count(b"obfuscation") == 600
     channels = moderator.channels
     assert len(channels._values) <= MAX_STREAM_VALUES and len(channels._value_states) <= MAX_STREAM_VALUES
+
+
+def test_pads_read_by_a_shape_are_not_remembered() -> None:
+    # Every event of a real OpenAI stream has a new pad: remembering them cost ~0.5 KiB per event
+    # of an answer (up to the caches' bound) and pushed out the values that do repeat.
+    raw = b"".join(chunk("word ", pad=f"p{i}x") for i in range(100))
+    _, moderator = run(raw + b"data: [DONE]\n\n", [])
+    remembered = [text for text, _ in [*moderator.channels._values, *moderator.channels._value_states]]
+    assert sum(text.startswith("p") and text.endswith("x") for text in remembered) <= 10
