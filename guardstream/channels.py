@@ -397,11 +397,14 @@ class TextChannels:
         if known is None:
             if not (self.normalize and needs_mapping(part.text)) and finds_nothing(self.rules, part.text):
                 # The rules read it as it is, and none of them finds anything: released as it
-                # came. (Values that never repeat, such as OpenAI's per-event `obfuscation` pad,
-                # are not remembered: they would only push the ones that do repeat out.)
-                known = (part.text, Verdict(len(part.text)))
-            else:
-                known = self._decide_value(part.text, decided)
+                # came, with nothing to note. (Values that never repeat, such as OpenAI's
+                # per-event `obfuscation` pad, are not remembered: they would only push the ones
+                # that do repeat out.)
+                clean = (part.text, None)
+                if remember and len(self._values) < MAX_STREAM_VALUES:
+                    self._values[key] = clean
+                return clean
+            known = self._decide_value(part.text, decided)
         rendered, verdict = known
         self._note(verdict, observe=False)
         result = (rendered, verdict.blocked)

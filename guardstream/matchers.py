@@ -16,6 +16,7 @@ it on is undecided.
 from __future__ import annotations
 
 import functools
+import importlib
 import re
 import string
 from collections.abc import Callable, Iterable, Sequence
@@ -70,6 +71,52 @@ MAX_HOLD_MEMO_KEY = 64
 # ASCII letter (tests/test_matchers.py checks this list against the whole of Unicode).
 ASCII_LOOKALIKES = {"\u0130": "i", "\u017f": "s", "\u212a": "k"}
 FOLD = str.maketrans({**{chr(c): chr(c + 32) for c in range(ord("A"), ord("Z") + 1)}, **ASCII_LOOKALIKES})
+
+
+# Flags under which `re` reads a pattern as `regex` (version 0) does, character for character.
+_SAME_AS_RE = {
+    regex.IGNORECASE: re.IGNORECASE,
+    regex.MULTILINE: re.MULTILINE,
+    regex.DOTALL: re.DOTALL,
+    regex.VERBOSE: re.VERBOSE,
+    regex.ASCII: re.ASCII,
+    regex.UNICODE: re.UNICODE,
+}
+# What `re` would read as literal text where `regex` means something else: POSIX classes
+# (`[[:alpha:]]`) and fuzzy constraints (`{e<=1}`); any brace that is not a counted repeat.
+_READ_OTHERWISE = re.compile(r"\[:|\{(?!\d*(?:,\d*)?\})")
+# The standard library's pattern parser (sre), `re._parser` since Python 3.11: typeshed does not
+# know it, and a Python without it only loses the shortcut.
+try:
+    _SRE_PARSER: Any = importlib.import_module("re._parser")
+except ImportError:  # pragma: no cover - every supported Python has it
+    _SRE_PARSER = None
+
+
+def min_match_length(pattern: regex.Pattern[str]) -> int:
+    """The fewest characters a match can span (0 when unsure): a value shorter than that is
+    decided without running the rule (OpenAI's per-event pads are 2 to 16 characters, and every
+    scan of a pii rule costs about as much as deciding the pad by every other means).
+
+    `regex` does not say; the standard library's own parser does, for the patterns both read
+    alike. Anything `re` refuses (`\\p{..}`, variable lookbehinds, duplicate group names,
+    version 1), any flag beyond the shared ones (full case folding can match "ss" to one
+    character) and anything `re` would read as literal text (POSIX classes, fuzzy matching)
+    gets 0: the rule then always runs.
+    """
+    re_flags = 0
+    for flag in regex.RegexFlag:
+        if pattern.flags & flag and flag != regex.VERSION0:
+            if flag not in _SAME_AS_RE:
+                return 0
+            re_flags |= _SAME_AS_RE[flag]
+    if _SRE_PARSER is None or _READ_OTHERWISE.search(pattern.pattern):
+        return 0
+    try:
+        width: int = _SRE_PARSER.parse(pattern.pattern, re_flags).getwidth()[0]
+    except Exception:  # any pattern `re` cannot read
+        return 0
+    return width
 
 
 def fold(text: str) -> str:
@@ -218,6 +265,7 @@ class RegexMatcher:
         # What a complete match must pass to count, and which part of it is reported.
         self.check = None if check is None or check.is_trivial else check
         self.timeout = timeout
+        self.min_length = min_match_length(pattern)
         self.is_casefolded = bool(pattern.flags & regex.IGNORECASE)
         # Literals a case-insensitive rule (or keyword check) requires are compared folded.
         self.is_contains_folded = self.is_casefolded or is_contains_folded
@@ -405,6 +453,8 @@ class RegexMatcher:
 
     def scan(self, text: str, pos: int, *, final: bool) -> ScanResult | None:
         end = len(text)
+        if final and end - pos < self.min_length:
+            return None  # too short to hold a match, and nothing more can come
         try:
             if self.contains_gate is not None and (
                 self.contains_gate.search(fold(text[pos:])) is None

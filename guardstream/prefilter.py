@@ -56,6 +56,10 @@ class SharedLiterals:
     # characters a proper prefix of a sequence can end with (prose rarely ends with one).
     trigger: re.Pattern[str] | None = None
     tail_ends: frozenset[str] | None = None
+    # For class searches, after a hit: each member's own search (its sequence, or its first
+    # characters), so that "2024" in prose or a pad such as "Jg49Yi" wakes only the rules that
+    # can begin there, not every rule of the group (a scan costs ~5x a search).
+    member_searches: list[re.Pattern[str]] | None = None
     # For literal searches: the folded proper prefixes of the literals in a trie, reversed (dicts,
     # a key "" marks where one ends), walked back from the end of the text: a walk usually stops
     # after two or three characters, where a `re` match of the reversed tails costs ~5x as much.
@@ -77,8 +81,14 @@ class RuleGroup:
     # members need state of their own. Building two lists of a few hundred entries on every
     # delta cost more than the group's search.
     uniform: tuple[int, int] | None = (0, NO_HOLD)
+    # The fewest characters any member's match spans (0: unknown): a shorter value is decided
+    # without asking the group at all.
+    min_length: int = 0
+    min_lengths: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self.min_lengths = [getattr(r.matcher, "min_length", 0) for r in self.rules]
+        self.min_length = min(self.min_lengths, default=0)
         self.scans = [r.matcher.scan for r in self.rules]
         self.resume = [0] * len(self.rules)
         self.hold = [NO_HOLD] * len(self.rules)
@@ -111,17 +121,27 @@ class RuleGroup:
         uniform = self.uniform
         return uniform[0] if uniform is not None else min(self.resume)
 
-    def members_in(self, text: str, pos: int = 0) -> Collection[int]:
-        """The members that `text[pos:]` can wake: every one for a group without a shared search,
-        or whose shared character search finds something there; for a literal search, those whose
-        literal it holds."""
+    def members_in(self, text: str, pos: int = 0, *, within: int | None = None) -> Collection[int]:
+        """The members that `text[pos:]` can wake: every one for a group without a shared search;
+        for a class search, once it finds something there, those whose own sequence (or first
+        character) is there; for a literal search, those whose literal it holds. With `within`,
+        only the members whose matches can be that short (a whole value of that length)."""
         shared = self.shared
         if shared is None:
             return range(len(self.rules))
         if shared.search is not None:
             if shared.trigger is not None and shared.trigger.search(text, pos) is None:
                 return ()
-            return range(len(self.rules)) if shared.search.search(text, pos) is not None else ()
+            if shared.search.search(text, pos) is None:
+                return ()
+            if shared.member_searches is None:
+                return range(len(self.rules))
+            lengths = self.min_lengths
+            return [
+                k
+                for k, own in enumerate(shared.member_searches)
+                if (within is None or lengths[k] <= within) and own.search(text, pos) is not None
+            ]
         return _literal_members(shared, fold(text[pos:]))
 
     def wake(self, text: str, base: int, final: bool) -> Collection[int]:
@@ -143,9 +163,6 @@ class RuleGroup:
         # tail: the earliest start that could still grow into a literal.
         if shared.search is not None:
             woken = self.members_in(text, lo)
-            if woken:
-                self.states()  # the window updates them, member by member
-                return woken
             tail_ends = shared.tail_ends
             if not final and shared.reversed_tails is not None and (tail_ends is None or text[-1:] in tail_ends):
                 found = shared.reversed_tails.match(text[-tail_len:][::-1])
@@ -249,7 +266,9 @@ def finds_nothing(rules: Sequence[Rule], text: str) -> bool:
     value costs when it is clean. False means "ask a window": a match, a flag, a timed-out scan.
     """
     for group in _prototypes(tuple(rules)):
-        for k in group.members_in(text):
+        if len(text) < group.min_length:
+            continue
+        for k in group.members_in(text, within=len(text)):
             try:
                 result = group.scans[k](text, 0, final=True)
             except ScanTimeout:
@@ -281,6 +300,8 @@ def _shared_searches(rules: tuple[Rule, ...]) -> tuple[list[SharedLiterals], lis
     tails: set[str] = set()
     chars: list[int] = []
     char_class: set[str] = set()
+    # Per member of the class search (in `chars` order): its own search.
+    own_searches: list[str] = []
     sequences: set[tuple[frozenset[str], ...]] = set()
     others: list[int] = []
     for i, rule in enumerate(rules):
@@ -295,9 +316,11 @@ def _shared_searches(rules: tuple[Rule, ...]) -> tuple[list[SharedLiterals], lis
         elif prefilter.classes:
             chars.append(i)
             sequences.add(prefilter.classes)
+            own_searches.append("".join(map(_class, prefilter.classes)))
         elif prefilter.is_selective:
             chars.append(i)
             char_class.update(prefilter.first_chars)
+            own_searches.append(_class(prefilter.first_chars) + "|[^\x00-\x7f]")
         else:
             others.append(i)
     shared: list[SharedLiterals] = []
@@ -339,6 +362,7 @@ def _shared_searches(rules: tuple[Rule, ...]) -> tuple[list[SharedLiterals], lis
                 re.compile(reversed_heads) if heads else None,
                 trigger=re.compile(_class(trigger) + ("|[^\x00-\x7f]" if char_class else "")),
                 tail_ends=frozenset(c for head in heads for c in head[-1]),
+                member_searches=[re.compile(own) for own in own_searches],
             )
         )
     return shared, others

@@ -13,7 +13,10 @@ from guardstream.matchers import (
     RegexMatcher,
     fold,
     hold_pattern_source,
+    min_match_length,
 )
+from guardstream.packs import load_rules
+from guardstream.rules import Rule
 
 
 def test_ascii_lookalikes_are_every_non_ascii_character_ignorecase_matches_to_ascii() -> None:
@@ -119,3 +122,42 @@ def test_long_tails_are_searched_not_memoised() -> None:
     tail = "a" * (MAX_HOLD_MEMO_KEY + 1)
     assert matcher._find_hold(" " + tail, 1) is None  # more than 21 characters cannot begin an address
     assert matcher._hold_memo == {}
+
+
+# --- the shortest match a rule can make ---------------------------------------------------------
+
+ALL_RULES = load_rules(["pii", "pii-strict", "secrets", "prompt-injection", "profanity"]).rules
+
+
+@pytest.mark.parametrize(
+    ("pattern", "flags", "length"),
+    [
+        (r"\d{3}-\d{2}-\d{4}", 0, 11),
+        (r"(?<![\w.])[a-z]+@[a-z]{2,}\b", 0, 4),  # lookarounds and boundaries take no characters
+        (r"ab{2,}|xyz", regex.IGNORECASE, 3),
+        (r" a  b ", regex.VERBOSE, 2),  # spaces mean nothing in verbose patterns
+        (r"[[:digit:]]{5}", 0, 0),  # a POSIX class: `re` would read five characters of a set
+        (r"(?:abcd){e<=1}", 0, 0),  # fuzzy matching can drop one
+        (r"ss", regex.IGNORECASE | regex.FULLCASE, 0),  # full case folding matches "ß"
+        (r"a{3}", regex.V1, 0),
+        (r"\p{Lu}{4}", 0, 0),  # not a pattern `re` reads
+        (r"(?P<a>x)|(?P<a>yy)", 0, 0),
+    ],
+)
+def test_the_shortest_match_is_known_where_re_reads_the_pattern_alike(pattern: str, flags: int, length: int) -> None:
+    assert min_match_length(regex.compile(pattern, flags)) == length
+
+
+@pytest.mark.parametrize("rule", [r for r in ALL_RULES if isinstance(r.matcher, RegexMatcher)], ids=lambda r: r.id)
+def test_no_example_of_a_built_in_rule_is_shorter_than_its_shortest_match(rule: Rule) -> None:
+    assert isinstance(rule.matcher, RegexMatcher)
+    spans = [m.span() for text in rule.examples_match for m in rule.matcher.pattern.finditer(text)]
+    assert spans and all(end - start >= rule.matcher.min_length for start, end in spans)
+
+
+def test_a_final_scan_of_text_shorter_than_any_match_finds_nothing_without_searching() -> None:
+    matcher = _matcher(r"\d{3}-\d{2}-\d{4}")
+    assert matcher.min_length == 11
+    assert matcher.scan("078-05-112", 0, final=True) is None
+    found = matcher.scan("078-05-1120", 0, final=True)
+    assert found is not None and found.matches == [(0, 11)]

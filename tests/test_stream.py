@@ -343,6 +343,8 @@ def test_work_per_event_stays_flat_however_many_events_one_read_brings(monkeypat
 VALUE_PIECES = [
     "abc", "XyZ9", "0", "415", "555-2671", "@", "jane.doe", "example.com", "sk-", "ghp_", "AKIA",
     "IOSFODNN7", "Q7", "password=", "hunter2hunter2", " ", "_", "-", ".", "é", "\u200b", "ＡＫＩＡ", SECRET,
+    # Numbers around the shortest a pii rule can match (a value shorter than that is not scanned).
+    "+1 ", "(415) ", "4111 1111 1111 1111", "078-05-1120", "GB82WEST12345698765432", "12",
 ]  # fmt: skip
 
 
