@@ -177,8 +177,9 @@ def test_client_reads_events_and_stamps_across_any_split(pieces: list[bytes]) ->
 
 def test_a_stamp_in_a_pad_reads_back_as_the_time_it_was_written() -> None:
     ns = time.monotonic_ns()
-    (found,) = STAMP.findall(b'{"obfuscation":"%s"}' % stamp_pad(ns).encode())
-    assert stamp_ns(*found) == ns
+    for pad in ("", "Jg49Yi5", "ghij", "A1b2C3"):
+        (found,) = STAMP.findall(b'{"obfuscation":"%s"}' % stamp_pad(ns, pad).encode())
+        assert stamp_ns(*found) == ns
 
 
 def test_benchmark_streams_are_read_by_their_shape_like_real_openai_streams() -> None:

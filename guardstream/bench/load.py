@@ -16,8 +16,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-# The mock's stamp: a leading field, or (in an event with a pad) the pad, hexadecimal in g-v.
-STAMP = re.compile(rb'"mock_sent_ns":(\d+)|"obfuscation":"([g-v]+)"')
+# The mock's stamp: a leading field, or (in an event with a pad) the start of the pad,
+# hexadecimal in the letters g-v (the rest of the pad has none of them).
+STAMP = re.compile(rb'"mock_sent_ns":(\d+)|"obfuscation":"([g-v]+)')
 _PAD_TO_HEX = bytes.maketrans(b"ghijklmnopqrstuv", b"0123456789abcdef")
 # An event carrying answer text (a chat delta with non-empty content): the first token.
 TEXT = re.compile(rb'"content":"[^"]')

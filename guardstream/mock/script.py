@@ -55,10 +55,10 @@ class MockScript:
     For benchmarks: `repeat` streams the text that many times over (a long stream from a short
     script), `events_per_chunk` writes that many events per HTTP chunk, and `stamp` puts the time
     each JSON event is written into it (CLOCK_MONOTONIC nanoseconds, which every process on one
-    Linux machine shares), so a client can time each event end to end: in the event's
-    `obfuscation` pad where it has one (hexadecimal written with the letters `g`-`v`, see
-    `writer.stamp_pad`), so the events differ only where real OpenAI events do; as a leading
-    `"mock_sent_ns"` field otherwise.
+    Linux machine shares), so a client can time each event end to end: at the start of the
+    event's `obfuscation` pad where it has one (hexadecimal written with the letters `g`-`v`,
+    then the pad's other characters; see `writer.stamp_pad`), so the events differ only where
+    real OpenAI events do; as a leading `"mock_sent_ns"` field otherwise.
     """
 
     reply: str = DEFAULT_REPLY

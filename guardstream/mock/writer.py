@@ -162,20 +162,22 @@ class EventStream(Response):
 
 
 # A pad of OpenAI's (`obfuscation`) as the mock writes it: letters and digits, no escapes.
-PAD = re.compile(r'"obfuscation":"[0-9A-Za-z]*"')
+PAD = re.compile(r'"obfuscation":"([0-9A-Za-z]*)"')
 # Hexadecimal digits written as the letters g-v: a stamp in a pad looks like any other pad.
 _HEX_TO_PAD = str.maketrans("0123456789abcdef", "ghijklmnopqrstuv")
+_NOT_STAMP = str.maketrans("", "", "ghijklmnopqrstuv")
 
 
-def stamp_pad(ns: int) -> str:
-    """`ns` as a pad: where the real API puts random characters in every event, so a stamped
-    stream differs from event to event only where a real one does."""
-    return format(ns, "x").translate(_HEX_TO_PAD)
+def stamp_pad(ns: int, pad: str = "") -> str:
+    """`ns` as a pad, followed by the characters of `pad` that cannot be read as part of it:
+    where the real API puts random letters and digits in every event, so a stamped stream
+    differs from event to event only where a real one does, and by as much."""
+    return format(ns, "x").translate(_HEX_TO_PAD) + pad.translate(_NOT_STAMP)
 
 
 def _stamped(event: Event) -> Event:
     now = time.monotonic_ns()
-    padded = PAD.subn(f'"obfuscation":"{stamp_pad(now)}"', event.data, count=1)
+    padded = PAD.subn(lambda m: f'"obfuscation":"{stamp_pad(now, m.group(1))}"', event.data, count=1)
     if padded[1]:
         return replace(event, data=padded[0])
     rest = event.data[1:]

@@ -13,7 +13,7 @@ import openai
 import pytest
 from starlette.types import Message, Scope
 
-from guardstream.bench.load import stamp_ns
+from guardstream.bench.load import STAMP, stamp_ns
 from guardstream.mock import create_mock_app
 
 pytestmark = pytest.mark.anyio
@@ -82,7 +82,7 @@ def test_a_stamp_rides_in_the_pad_of_padded_chunks(http: httpx.Client) -> None:
     after = time.monotonic_ns()
     payloads = [json.loads(e[6:]) for e in events[:5]]
     assert all("mock_sent_ns" not in p for p in payloads)
-    stamps = [stamp_ns(b"", p["obfuscation"].encode()) for p in payloads]
+    stamps = [stamp_ns(*STAMP.findall(e.encode())[0]) for e in events[:5]]
     assert all(before <= ns <= after for ns in stamps) and stamps == sorted(stamps)
 
 
