@@ -93,30 +93,51 @@ except ImportError:  # pragma: no cover - every supported Python has it
     _SRE_PARSER = None
 
 
-def min_match_length(pattern: regex.Pattern[str]) -> int:
-    """The fewest characters a match can span (0 when unsure): a value shorter than that is
-    decided without running the rule (OpenAI's per-event pads are 2 to 16 characters, and every
-    scan of a pii rule costs about as much as deciding the pad by every other means).
-
-    `regex` does not say; the standard library's own parser does, for the patterns both read
-    alike. Anything `re` refuses (`\\p{..}`, variable lookbehinds, duplicate group names,
-    version 1), any flag beyond the shared ones (full case folding can match "ss" to one
-    character) and anything `re` would read as literal text (POSIX classes, fuzzy matching)
-    gets 0: the rule then always runs.
-    """
+def _parsed_as_re(pattern: regex.Pattern[str]) -> Any | None:
+    """`pattern` as the standard library's parser reads it, for the patterns `re` and `regex`
+    read alike; None for anything else: what `re` refuses (`\\p{..}`, variable lookbehinds,
+    duplicate group names, version 1), any flag beyond the shared ones (full case folding can
+    match "ss" to one character), and what `re` would read as literal text (POSIX classes,
+    fuzzy matching)."""
     re_flags = 0
     for flag in regex.RegexFlag:
         if pattern.flags & flag and flag != regex.VERSION0:
             if flag not in _SAME_AS_RE:
-                return 0
+                return None
             re_flags |= _SAME_AS_RE[flag]
     if _SRE_PARSER is None or _READ_OTHERWISE.search(pattern.pattern):
-        return 0
+        return None
     try:
-        width: int = _SRE_PARSER.parse(pattern.pattern, re_flags).getwidth()[0]
+        return _SRE_PARSER.parse(pattern.pattern, re_flags)
     except Exception:  # any pattern `re` cannot read
-        return 0
-    return width
+        return None
+
+
+def min_match_length(pattern: regex.Pattern[str]) -> int:
+    """The fewest characters a match can span (0 when unsure): a value shorter than that is
+    decided without running the rule (OpenAI's per-event pads are a few to a few tens of
+    characters, and a scan of a pii rule costs about as much as deciding the pad by every other
+    means). `regex` does not say; the standard library's parser does (`_parsed_as_re`)."""
+    parsed = _parsed_as_re(pattern)
+    return 0 if parsed is None else int(parsed.getwidth()[0])
+
+
+def leading_lookbehind(pattern: regex.Pattern[str]) -> str:
+    """The one-character negative lookbehind that every match of `pattern` begins after, as
+    pattern source (`(?<![\\w.+-])`), or "" if there is none or it is not certain to apply to
+    every match (one branch of a top-level alternation).
+
+    Digit-led rules (phone numbers, cards, SSNs) begin so, and a prefilter that knows it need not
+    wake them for the digits inside a word ("v2024", a pad such as "Jg49Yi5").
+    """
+    found = ONE_CHAR_LOOKBEHIND.match(pattern.pattern)
+    if found is None or not found.group().startswith("(?<!"):
+        return ""
+    parsed = _parsed_as_re(pattern)
+    if parsed is None or not parsed.data:
+        return ""
+    op, (direction, _) = parsed.data[0]
+    return found.group() if str(op) == "ASSERT_NOT" and direction == -1 else ""
 
 
 def fold(text: str) -> str:
@@ -266,6 +287,7 @@ class RegexMatcher:
         self.check = None if check is None or check.is_trivial else check
         self.timeout = timeout
         self.min_length = min_match_length(pattern)
+        self.leading_lookbehind = leading_lookbehind(pattern)
         self.is_casefolded = bool(pattern.flags & regex.IGNORECASE)
         # Literals a case-insensitive rule (or keyword check) requires are compared folded.
         self.is_contains_folded = self.is_casefolded or is_contains_folded

@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import ahocorasick_rs
+import regex
 
-from guardstream.matchers import ScanResult, ScanTimeout, fold
+from guardstream.matchers import RegexMatcher, ScanResult, ScanTimeout, fold
 from guardstream.rules import PerRuleSet, Rule
 
 NO_HOLD = sys.maxsize
@@ -59,7 +60,9 @@ class SharedLiterals:
     # For class searches, after a hit: each member's own search (its sequence, or its first
     # characters), so that "2024" in prose or a pad such as "Jg49Yi" wakes only the rules that
     # can begin there, not every rule of the group (a scan costs ~5x a search).
-    member_searches: list[re.Pattern[str]] | None = None
+    member_searches: list[OwnSearch] | None = None
+    # The ASCII characters that every member's own search excludes before a match.
+    excluded_by_all: frozenset[str] = frozenset()
     # For literal searches: the folded proper prefixes of the literals in a trie, reversed (dicts,
     # a key "" marks where one ends), walked back from the end of the text: a walk usually stops
     # after two or three characters, where a `re` match of the reversed tails costs ~5x as much.
@@ -132,7 +135,14 @@ class RuleGroup:
         if shared.search is not None:
             if shared.trigger is not None and shared.trigger.search(text, pos) is None:
                 return ()
-            if shared.search.search(text, pos) is None:
+            search = shared.search
+            found = search.search(text, pos)
+            # Hits right after a character that every member's lookbehind excludes (the digits
+            # inside a word, an OpenAI pad's "Jg49Yi5") wake none of them: one search decides.
+            excluded = shared.excluded_by_all
+            while found is not None and found.start() > 0 and text[found.start() - 1] in excluded:
+                found = search.search(text, found.start() + 1)
+            if found is None:
                 return ()
             if shared.member_searches is None:
                 return range(len(self.rules))
@@ -140,7 +150,7 @@ class RuleGroup:
             return [
                 k
                 for k, own in enumerate(shared.member_searches)
-                if (within is None or lengths[k] <= within) and own.search(text, pos) is not None
+                if (within is None or lengths[k] <= within) and own.finds(text, pos)
             ]
         return _literal_members(shared, fold(text[pos:]))
 
@@ -301,7 +311,7 @@ def _shared_searches(rules: tuple[Rule, ...]) -> tuple[list[SharedLiterals], lis
     chars: list[int] = []
     char_class: set[str] = set()
     # Per member of the class search (in `chars` order): its own search.
-    own_searches: list[str] = []
+    own_searches: list[OwnSearch] = []
     sequences: set[tuple[frozenset[str], ...]] = set()
     others: list[int] = []
     for i, rule in enumerate(rules):
@@ -316,11 +326,11 @@ def _shared_searches(rules: tuple[Rule, ...]) -> tuple[list[SharedLiterals], lis
         elif prefilter.classes:
             chars.append(i)
             sequences.add(prefilter.classes)
-            own_searches.append("".join(map(_class, prefilter.classes)))
+            own_searches.append(_own_search(rule, "".join(map(_class, prefilter.classes))))
         elif prefilter.is_selective:
             chars.append(i)
             char_class.update(prefilter.first_chars)
-            own_searches.append(_class(prefilter.first_chars) + "|[^\x00-\x7f]")
+            own_searches.append(_own_search(rule, _class(prefilter.first_chars) + "|[^\x00-\x7f]"))
         else:
             others.append(i)
     shared: list[SharedLiterals] = []
@@ -362,10 +372,53 @@ def _shared_searches(rules: tuple[Rule, ...]) -> tuple[list[SharedLiterals], lis
                 re.compile(reversed_heads) if heads else None,
                 trigger=re.compile(_class(trigger) + ("|[^\x00-\x7f]" if char_class else "")),
                 tail_ends=frozenset(c for head in heads for c in head[-1]),
-                member_searches=[re.compile(own) for own in own_searches],
+                member_searches=own_searches,
+                excluded_by_all=frozenset.intersection(*(own.excluded_ascii for own in own_searches)),
             )
         )
     return shared, others
+
+
+@dataclass(frozen=True, slots=True)
+class OwnSearch:
+    """Where one member's matches can begin: where `starts` (its class sequence or first
+    characters) is found, unless the character before is one that the negative lookbehind every
+    one of its matches begins after excludes (`excluded`, as the rule's own flags read it).
+
+    Digit-led rules begin so (`(?<![\\w.+-])`): the digits inside a word, as in "v2024" or an
+    OpenAI pad such as "Jg49Yi5", then wake none of them.
+    """
+
+    starts: re.Pattern[str]
+    excluded: regex.Pattern[str] | None = None
+    # The ASCII characters `excluded` matches, asked of it once rather than per character.
+    excluded_ascii: frozenset[str] = frozenset()
+
+    def finds(self, text: str, pos: int) -> bool:
+        found = self.starts.search(text, pos)
+        excluded = self.excluded
+        if excluded is None:
+            return found is not None
+        while found is not None:
+            at = found.start()
+            if at == 0:
+                return True
+            before = text[at - 1]
+            if not (before in self.excluded_ascii if before.isascii() else excluded.fullmatch(before) is not None):
+                return True
+            # The next start may lie inside this one: search again from the next character.
+            found = self.starts.search(text, at + 1)
+        return False
+
+
+def _own_search(rule: Rule, starts: str) -> OwnSearch:
+    matcher = rule.matcher
+    if not isinstance(matcher, RegexMatcher) or not matcher.leading_lookbehind:
+        return OwnSearch(re.compile(starts))
+    # "(?<![\\w.+-])" -> "[\\w.+-]": the one character it must not follow.
+    excluded = regex.compile(matcher.leading_lookbehind[4:-1], matcher.pattern.flags)
+    ascii_excluded = frozenset(c for c in map(chr, range(128)) if excluded.fullmatch(c) is not None)
+    return OwnSearch(re.compile(starts), excluded, ascii_excluded)
 
 
 def _unselectivity(chars: Collection[str]) -> tuple[bool, int]:

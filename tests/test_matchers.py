@@ -13,6 +13,7 @@ from guardstream.matchers import (
     RegexMatcher,
     fold,
     hold_pattern_source,
+    leading_lookbehind,
     min_match_length,
 )
 from guardstream.packs import load_rules
@@ -161,3 +162,20 @@ def test_a_final_scan_of_text_shorter_than_any_match_finds_nothing_without_searc
     assert matcher.scan("078-05-112", 0, final=True) is None
     found = matcher.scan("078-05-1120", 0, final=True)
     assert found is not None and found.matches == [(0, 11)]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "lookbehind"),
+    [
+        (r"(?<![\w.+-])[0-9]{3}", r"(?<![\w.+-])"),
+        (r"(?<![\w.-])(?<![=+][ ]?)[0-9]{3}", r"(?<![\w.-])"),  # the first of several
+        (r"(?<!\d)(?:12|34)", r"(?<!\d)"),
+        (r"(?<![\w])12|34", ""),  # one branch of a top-level alternation: not every match
+        (r"(?<=[ ])12", ""),  # positive: says where matches may begin, not where they may not
+        (r"(?<!ab)12", ""),  # reads two characters
+        (r"12(?<!x)", ""),  # not where a match begins
+        (r"[[:digit:]](?<![x])", ""),
+    ],
+)
+def test_the_lookbehind_every_match_begins_after(pattern: str, lookbehind: str) -> None:
+    assert leading_lookbehind(regex.compile(pattern)) == lookbehind

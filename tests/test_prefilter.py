@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
-from guardstream.matchers import fold
+from guardstream.matchers import RegexMatcher, fold
 from guardstream.packs import load_rules
 from guardstream.prefilter import SharedLiterals, _longest_tail, group_rules
 
@@ -58,3 +58,44 @@ def test_the_literal_tail_is_the_longest_end_of_the_text_that_begins_a_literal(t
         assert shared.tail_trie is not None
         folded = fold(text)[-shared.tail_len :]
         assert _longest_tail(shared.tail_trie, folded) == longest_tail_by_brute_force(shared, folded)
+
+
+NUMBER_PIECES = [
+    "415-555-2671", "(415) 555-2671", "+44 20 7946 0958", "4111 1111 1111 1111", "4111111111111111",
+    "078-05-1120", "GB82WEST12345698765432", "2024", "x", "Jg", "v", " ", "-", ".", "+", "(", "_", "é", "٣",
+]  # fmt: skip
+number_texts = st.lists(st.sampled_from(NUMBER_PIECES), max_size=6).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=number_texts, pos=st.integers(0, 20))
+def test_a_class_rule_that_its_own_search_does_not_wake_has_no_match_there(text: str, pos: int) -> None:
+    # Its own search: the characters its matches begin with, after the lookbehind they begin
+    # after (so digits inside a word, as in a pad like "Jg49Yi5", wake no number rule).
+    for group in GROUPS:
+        shared = group.shared
+        if shared is None or shared.member_searches is None:
+            continue
+        for own, rule in zip(shared.member_searches, group.rules, strict=True):
+            if not own.finds(text, pos):
+                assert isinstance(rule.matcher, RegexMatcher)
+                assert rule.matcher.pattern.search(text, pos) is None, rule.id
+
+
+def test_digits_inside_a_word_wake_no_number_rule_of_pii() -> None:
+    (group,) = [g for g in group_rules(load_rules(["pii"]).for_direction("output")) if g.shared and g.shared.search]
+    assert not group.members_in("Jg49Yi5 v2024 abc123")
+    assert {group.rules[k].id for k in group.members_in("call 415-555-2671")} >= {"pii.phone-nanp"}
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=number_texts, pos=st.integers(0, 20))
+def test_a_class_search_wakes_every_rule_with_a_match_after_its_start(text: str, pos: int) -> None:
+    for group in GROUPS:
+        if group.shared is None or group.shared.search is None:
+            continue
+        woken = set(group.members_in(text, pos))
+        for k, rule in enumerate(group.rules):
+            assert isinstance(rule.matcher, RegexMatcher)
+            if rule.matcher.pattern.search(text, pos) is not None:
+                assert k in woken, rule.id

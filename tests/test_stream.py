@@ -345,6 +345,7 @@ VALUE_PIECES = [
     "IOSFODNN7", "Q7", "password=", "hunter2hunter2", " ", "_", "-", ".", "é", "\u200b", "ＡＫＩＡ", SECRET,
     # Numbers around the shortest a pii rule can match (a value shorter than that is not scanned).
     "+1 ", "(415) ", "4111 1111 1111 1111", "078-05-1120", "GB82WEST12345698765432", "12",
+    "Jg49", "Yi5",  # digits inside a word, as in a pad
 ]  # fmt: skip
 
 
