@@ -580,41 +580,6 @@ LAST_WORD = re.compile(r"(?<!\w)\w+\Z")
 GAP = re.compile(r"[\s\-]+")
 
 
-def trie_pattern(words: Iterable[str]) -> str:
-    """A `re` pattern matching any of `words`, factored by common prefixes.
-
-    Factoring matters twice: `re` tests a position against one character set instead of trying
-    every alternative, and, the optional tails being greedy, a match at a position is the longest
-    word there (the prefilter's "text ends with a literal's prefix" check relies on that).
-    """
-    trie: dict[str, Any] = {}
-    for word in words:
-        node = trie
-        for ch in word:
-            node = node.setdefault(ch, {})
-        node[""] = {}
-
-    def build(node: dict[str, Any]) -> str:
-        branches: list[str] = []
-        singles: list[str] = []
-        for ch, child in sorted(node.items()):
-            if not ch:
-                continue
-            rest = build(child)
-            if rest:
-                branches.append(re.escape(ch) + rest)
-            else:
-                singles.append(re.escape(ch))
-        if singles:
-            branches.append(singles[0] if len(singles) == 1 else "[" + "".join(singles) + "]")
-        if not branches:
-            return ""
-        body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
-        return f"(?:{body})?" if "" in node else body
-
-    return build(trie)
-
-
 class KeywordMatcher:
     """Whole-word keyword lists: token lookups in sets, so thousands of keywords cost no more
     than ten (`regex`'s `\\L<list>` compiles to an alternation that slows down with list size).

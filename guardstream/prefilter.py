@@ -40,7 +40,8 @@ class SharedLiterals:
     prefix of one of their literals."""
 
     members: list[int]
-    # A character-class search (any hit wakes every member), or None for a literal search.
+    # A character-class search (a hit wakes the members whose own search, below, finds it too),
+    # or None for a literal search.
     search: re.Pattern[str] | None
     tail_len: int
     # For class searches: whether the text ends with a proper prefix of a class sequence (and the
@@ -130,8 +131,11 @@ class RuleGroup:
         character) is there; for a literal search, those whose literal it holds. With `within`,
         only the members whose matches can be that short (a whole value of that length)."""
         shared = self.shared
+        lengths = self.min_lengths
         if shared is None:
-            return range(len(self.rules))
+            if within is None:
+                return range(len(self.rules))
+            return [k for k in range(len(self.rules)) if lengths[k] <= within]
         if shared.search is not None:
             if shared.trigger is not None and shared.trigger.search(text, pos) is None:
                 return ()
@@ -146,13 +150,13 @@ class RuleGroup:
                 return ()
             if shared.member_searches is None:
                 return range(len(self.rules))
-            lengths = self.min_lengths
             return [
                 k
                 for k, own in enumerate(shared.member_searches)
                 if (within is None or lengths[k] <= within) and own.finds(text, pos)
             ]
-        return _literal_members(shared, fold(text[pos:]))
+        literal = _literal_members(shared, fold(text[pos:]))
+        return literal if within is None else {k for k in literal if lengths[k] <= within}
 
     def wake(self, text: str, base: int, final: bool) -> Collection[int]:
         """Which members must scan; the others are settled here in bulk.

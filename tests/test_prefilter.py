@@ -99,3 +99,11 @@ def test_a_class_search_wakes_every_rule_with_a_match_after_its_start(text: str,
             assert isinstance(rule.matcher, RegexMatcher)
             if rule.matcher.pattern.search(text, pos) is not None:
                 assert k in woken, rule.id
+
+
+def test_a_value_shorter_than_every_match_of_a_rule_wakes_it_in_no_group() -> None:
+    groups = group_rules(load_rules(["pii"]).for_direction("output"))
+    email = next(g for g in groups if [r.id for r in g.rules] == ["pii.email"])
+    assert list(email.members_in("a@b.c", within=5)) == [] and list(email.members_in("a@b.co", within=6)) == [0]
+    digits = next(g for g in groups if g.shared is not None and g.shared.search is not None)
+    assert not digits.members_in("415 555", within=7)  # no number rule matches in 7 characters
