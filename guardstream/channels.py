@@ -394,20 +394,17 @@ class TextChannels:
         # Most repeat across answers (object types, model names): decided once per rule set.
         decided = _decided_values(self.rules)
         known = decided.get((part.text, self.normalize))
-        if known is None:
-            if not (self.normalize and needs_mapping(part.text)) and finds_nothing(self.rules, part.text):
-                # The rules read it as it is, and none of them finds anything: released as it
-                # came, with nothing to note. (Values that never repeat, such as OpenAI's
-                # per-event `obfuscation` pad, are not remembered: they would only push the ones
-                # that do repeat out.)
-                clean = (part.text, None)
-                if remember and len(self._values) < MAX_STREAM_VALUES:
-                    self._values[key] = clean
-                return clean
-            known = self._decide_value(part.text, decided)
-        rendered, verdict = known
-        self._note(verdict, observe=False)
-        result = (rendered, verdict.blocked)
+        result: tuple[str, Violation | None]
+        if known is None and not (self.normalize and needs_mapping(part.text)) and finds_nothing(self.rules, part.text):
+            # The rules read it as it is, and none of them finds anything: released as it came,
+            # with nothing to note. (Values that never repeat, such as OpenAI's per-event
+            # `obfuscation` pad, are not remembered: they would only push the ones that do
+            # repeat out.)
+            result = (part.text, None)
+        else:
+            rendered, verdict = known if known is not None else self._decide_value(part.text, decided)
+            self._note(verdict, observe=False)
+            result = (rendered, verdict.blocked)
         if remember and len(self._values) < MAX_STREAM_VALUES:
             self._values[key] = result
         return result

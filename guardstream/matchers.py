@@ -93,6 +93,8 @@ except ImportError:  # pragma: no cover - every supported Python has it
     _SRE_PARSER = None
 
 
+# A matcher asks twice in a row (shortest match, leading lookbehind): parsed once.
+@functools.lru_cache(maxsize=1)
 def _parsed_as_re(pattern: regex.Pattern[str]) -> Any | None:
     """`pattern` as the standard library's parser reads it, for the patterns `re` and `regex`
     read alike; None for anything else: what `re` refuses (`\\p{..}`, variable lookbehinds,
