@@ -159,6 +159,44 @@ class TextChannels:
         self._decide(part, state, remember=False)
         return state
 
+    def clean_pads(self, pads: Sequence[str]) -> int:
+        """How many of `pads`, from the first, `add_pad` would release as they came with nothing
+        to note: those need no state of their own (a run of events read together)."""
+        rules, normalize = self.rules, self.normalize
+        decided = _decided_values(rules)
+        for count, pad in enumerate(pads):
+            if (pad, normalize) in decided or (normalize and needs_mapping(pad)) or not finds_nothing(rules, pad):
+                return count
+        return len(pads)
+
+    def split(self, state: PartState, parts: Sequence[TextPart]) -> list[PartState]:
+        """`state`, a part pushed whole and rendered so far only to where `parts` begin, as those
+        parts in its place: one state each, holding their stretch of the same windows.
+
+        A run of events is pushed as one part; when one of them must be rewritten (a redaction,
+        a block), they go on one by one from there.
+        """
+        states: list[PartState] = []
+        offset = state.rendered_to
+        for part in parts:
+            size = len(part.text)
+            piece = PartState(part)
+            piece.spans = [(window, start + offset, start + offset + size) for window, start, _ in state.spans]
+            states.append(piece)
+            offset += size
+        assert offset == state.size, "the parts must cover the rest of the state"
+        for window, _, _ in state.spans:
+            pending = self._pending.get(id(window))
+            if pending is None:
+                continue
+            for at, queued in enumerate(pending):
+                if queued is state:
+                    del pending[at]
+                    for piece in reversed(states):
+                        pending.insert(at, piece)
+                    break
+        return states
+
     def _decide(self, part: TextPart, state: PartState, *, remember: bool) -> None:
         rendered, blocked = self._check_value(part, remember=remember)
         state.pieces.append(rendered)
@@ -285,6 +323,18 @@ class TextChannels:
                 redactions += [(s - start, e - start, r) for s, e, r in found]
             state.pieces.append(apply_redactions(state.part.text[lo:upto], lo, _merge(redactions)))
         state.rendered_to = upto
+
+    def pass_through(self, state: PartState, upto: int) -> bool:
+        """Render `state`, a part on one window, to `upto` as it came, if no redaction touches
+        that stretch (its bytes can then leave as they are); False, with nothing done, if one does."""
+        window, start, _ = state.spans[0]
+        lo = state.rendered_to
+        if window.has_redactions(start + lo, start + upto):
+            return False
+        window.redactions(start + lo, start + upto, keep_from=self._unrendered(window, state))
+        state.pieces.append(state.part.text[lo:upto])
+        state.rendered_to = upto
+        return True
 
     def _unrendered(self, window: Window, rendering: PartState) -> int | None:
         """The oldest offset of `window` that a part other than `rendering` has still to render.

@@ -4,15 +4,23 @@ A streamed answer is hundreds of events that differ only in the few characters o
 carries: `{"id":"chatcmpl-1",…,"delta":{"content":"<text>"},…}`. Parsing each one as JSON and
 walking every field for strings costs more than moderating its text. So once an event has been
 parsed the slow way, its data is cut around the text's string literal into a head and a tail;
-a later event with the same name, head and tail, and plain characters in between (no quote,
-backslash or control character: the middle stays one JSON string and means itself), *is* the
-same payload with another text, and yields the same parts with that text.
+a later event with the same name, head and tail, and the inside of one JSON string literal in
+between (characters other than a quote, backslash or control character, and JSON escapes such
+as `\n` or `\"`), *is* the same payload with another text, and yields the same parts with the
+text that literal stands for (read by `json`, as the full parse would read it).
 
 Why this is exact: the head is verified once, by parsing head + probe + tail and finding the
 probe as the whole string at the text's path and everything else equal. A JSON lexer then
-reads head + any plain middle + tail the same way: the head's last quote opens the string, the
-plain middle keeps it open, the tail's first quote closes it. Everything that decides how an
-event is moderated (event name, ids, keys, structure, other strings) is in the head and tail.
+reads head + any such middle + tail the same way: the head's last quote opens the string, the
+middle has no unescaped quote so it keeps it open, the tail's first quote closes it. Everything
+that decides how an event is moderated (event name, ids, keys, structure, other strings) is in
+the head and tail.
+
+Runs: a network read of a fast stream holds several events. When an event's bytes are its lines
+written plainly around its one data line, the shape keeps those bytes too, and `Shapes.run`
+reads the events that repeat it straight from a read, a few byte comparisons each, without the
+SSE decoder; the moderator pushes their texts as one part and lets them go as the bytes they
+came as (see `StreamModerator`).
 
 A codec opts in per event (`can_repeat`): only where parsing a like event would change nothing
 in its state and `delivered` does nothing with it (a text delta, not a stream's first or last
@@ -25,6 +33,7 @@ trying after a few shapes, so the lesson costs little where it does not pay.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,6 +44,9 @@ from guardstream.sse import Event
 
 # Characters that stand for themselves inside a JSON string: no quote, no escape, no control.
 _PLAIN = re.compile(r'[^"\\\x00-\x1f]+')
+# The inside of a JSON string literal: plain characters and escapes, up to its closing quote.
+_STRING = re.compile(r'(?:[^"\\\x00-\x1f]++|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*+')
+_STRING_BYTES = re.compile(rb'(?:[^"\\\x00-\x1f]++|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*+')
 _PROBE = "guardstream.shape.probe"
 _PAD_PROBE = "guardstream.shape.pad"
 # Shapes kept per stream, and shapes learned without a single repeat before learning stops.
@@ -63,6 +75,15 @@ class Shape:
     pad_slot: int | None = None
     mid: str = ""
     pad_first: bool = False
+    # The shape as bytes, for reading a run of its events straight from a read (`Shapes.run`):
+    # what comes before the first string (the event's lines up to its data, and the head), between
+    # the strings, and after the last one (the tail and the blank line). None when the event's
+    # bytes are not its lines written plainly around its one data line.
+    lead: bytes | None = None
+    mid_bytes: bytes = b""
+    close: bytes = b""
+    # Where the data begins in an event's bytes (after its `event:` and `data:` fields' names).
+    data_at: int = 0
 
     def part_with(self, text: str) -> TextPart:
         part = self.parts[self.slot]
@@ -74,12 +95,28 @@ class Shape:
         return TextPart(part.views, pad, part.path)
 
 
+@dataclass(slots=True)
+class Run:
+    """Events in a row that repeat one shape, read from the bytes of a read without decoding
+    them one by one: each one's text and pad, and its size in bytes."""
+
+    shape: Shape
+    texts: list[str]
+    pads: list[str] | None
+    sizes: list[int]
+
+
 class Shapes:
     """The shapes one stream has taught so far."""
 
     def __init__(self) -> None:
         self._known: list[Shape] = []
         self._fruitless = 0
+
+    @property
+    def has_runs(self) -> bool:
+        """A shape can be read as a run straight from the bytes (see `run`)."""
+        return any(shape.lead is not None for shape in self._known)
 
     @property
     def is_learning(self) -> bool:
@@ -97,20 +134,79 @@ class Shapes:
                 middle = data[len(shape.head) : end]
                 pad: str | None = None
                 if shape.pad_slot is None:
-                    text = middle
+                    text = _string(middle)
                 else:
-                    # Both strings are plain: the first quote closes the first of them.
-                    quote = middle.find('"')
-                    if quote <= 0 or not middle.startswith(shape.mid, quote):
+                    # The first unescaped quote closes the first of the two strings.
+                    quote = _STRING.match(middle).end()  # type: ignore[union-attr]
+                    if quote == 0 or not middle.startswith(shape.mid, quote):
                         continue
-                    first, second = middle[:quote], middle[quote + len(shape.mid) :]
+                    first, second = _string(middle[:quote]), _string(middle[quote + len(shape.mid) :])
+                    if first is None or second is None:
+                        continue
                     text, pad = (second, first) if shape.pad_first else (first, second)
-                    if not _is_plain(pad):
+                    if pad.startswith(BINARY_DATA_URLS):
                         continue
-                if not _is_plain(text):
+                if text is None or text.startswith(BINARY_DATA_URLS):
                     continue
                 shape.hits += 1
                 return shape, text, pad
+        return None
+
+    def run(self, data: bytes, pos: int) -> Run | None:
+        """The events from `pos` on (a block starts there) that repeat a shape already seen
+        again, as far as they go; None if the first does not.
+
+        A read of a fast stream holds several events. Each of them would be decoded, matched and
+        queued on its own; read here, a run of them costs a few byte comparisons each and is
+        moderated and released as one. Exact for the same reason a shape is: the bytes are the
+        learned event's own lines with other JSON strings in the same places, so the SSE decoder
+        and a JSON parser would read the same event with those strings.
+        """
+        for shape in self._known:
+            lead = shape.lead
+            if lead is None or not shape.others_unchanged or not data.startswith(lead, pos):
+                continue
+            firsts: list[bytes] = []
+            seconds: list[bytes] = []
+            sizes: list[int] = []
+            padded = shape.pad_slot is not None
+            mid, close = shape.mid_bytes, shape.close
+            skip = len(lead)
+            at = pos
+            while data.startswith(lead, at):
+                begin = at + skip
+                end = first_end = _STRING_BYTES.match(data, begin).end()  # type: ignore[union-attr]
+                if end == begin:
+                    break
+                if padded:
+                    if not data.startswith(mid, end):
+                        break
+                    second_at = end + len(mid)
+                    end = _STRING_BYTES.match(data, second_at).end()  # type: ignore[union-attr]
+                    if end == second_at or not data.startswith(close, end):
+                        break
+                    seconds.append(data[second_at:end])
+                elif not data.startswith(close, end):
+                    break
+                firsts.append(data[begin:first_end])
+                end += len(close)
+                sizes.append(end - at)
+                at = end
+            if not firsts:
+                continue
+            texts_b, pads_b = (seconds, firsts) if shape.pad_first else (firsts, seconds)
+            texts = _strings(texts_b)
+            count = len(texts)
+            pads = None
+            if padded:
+                pads = _strings(pads_b)
+                count = min(count, len(pads))
+                del pads[count:]
+            if not count:
+                continue
+            del texts[count:], sizes[count:]
+            shape.hits += count
+            return Run(shape, texts, pads, sizes)
         return None
 
     def learn(
@@ -147,6 +243,7 @@ class Shapes:
             shape.others_unchanged = all(u for i, u in enumerate(unchanged) if i != padded[0])
         elif not _fits(head + _PROBE + tail, payload, [(part, _PROBE)]):
             return
+        _cut_bytes(shape, event)
         if len(self._known) >= MAX_SHAPES:
             evicted = self._known.pop(0)
             if not evicted.hits:
@@ -177,6 +274,54 @@ def _cut_pad(shape: Shape, data: str, at: int, payload: Any, pad_slot: int) -> b
     shape.head, shape.mid, shape.tail = head, mid, tail
     shape.pad_slot, shape.pad_first = pad_slot, pad_at < at
     return True
+
+
+def _cut_bytes(shape: Shape, event: Event) -> None:
+    """Give `shape` its bytes (see `Shape.lead`) if the event is its lines, then its one data line
+    (no CR anywhere), then the blank line: exactly what `Shapes.run` may read again."""
+    raw, data = event.raw, event.data
+    data_bytes = data.encode()
+    if "\n" in data or b"\r" in raw or not raw.endswith(data_bytes + b"\n\n"):
+        return
+    lines = raw[: len(raw) - len(data_bytes) - 2]
+    if not lines.endswith((b"data:", b"data: ")):
+        return
+    shape.data_at = len(lines)
+    if shape.pad_slot is None:
+        shape.lead, shape.close = lines + shape.head.encode(), shape.tail.encode() + b"\n\n"
+    else:
+        shape.lead, shape.mid_bytes = lines + shape.head.encode(), shape.mid.encode()
+        shape.close = shape.tail.encode() + b"\n\n"
+
+
+def _strings(literals: list[bytes]) -> list[str]:
+    """The strings that JSON string literals (their bytes between the quotes) stand for, up to
+    the first that is not UTF-8 (the decoder would replace its bytes and call the event not
+    plain: it is read the slow way) or is binary data."""
+    joined = b"".join(literals)
+    if joined.isascii() and b"\\" not in joined and b"data:" not in joined:
+        return [literal.decode("ascii") for literal in literals]
+    out: list[str] = []
+    for literal in literals:
+        try:
+            text = _string(literal.decode("utf-8"))
+        except UnicodeDecodeError:
+            break
+        if text is None or text.startswith(BINARY_DATA_URLS):
+            break
+        out.append(text)
+    return out
+
+
+def _string(literal: str) -> str | None:
+    """The string a JSON string literal's inside stands for (escapes read as JSON reads them);
+    None if it is not one (a bare quote or control character, a bad escape)."""
+    if _PLAIN.fullmatch(literal) is not None:
+        return literal
+    if _STRING.fullmatch(literal) is None or not literal:
+        return None
+    text: str = json.loads('"' + literal + '"')
+    return text
 
 
 def _literal_at(data: str, text: str) -> int:

@@ -132,6 +132,17 @@ class SSEDecoder:
         """The first line ending seen in the stream, so fresh events can mirror upstream (Gemini uses CRLF)."""
         return self._line_ending or "\n"
 
+    @property
+    def is_between_blocks(self) -> bool:
+        """Nothing of a block is buffered and the stream's start is behind: the next byte begins
+        a block, read exactly as if it were the first of a stream (bar a BOM)."""
+        return not self._tail and not self._block and not self._at_stream_start
+
+    @property
+    def is_at_line_start(self) -> bool:
+        """No partial line is buffered: a line ending next ends a block if one is in progress."""
+        return not self._tail
+
     def decode(self, chunk: bytes) -> list[Event]:
         """Feed the next chunk of the body; returns the blocks it completes, in order."""
         tail = self._tail

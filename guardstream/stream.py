@@ -21,9 +21,11 @@ whatever text was still held; nothing after the terminator is read.
 from __future__ import annotations
 
 import time
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Literal, Protocol
 
 from guardstream.channels import ChannelObserver, PartState, TextChannels
@@ -31,7 +33,7 @@ from guardstream.checks import CheckPlan, CheckRequest, FailureLike, VerdictLike
 from guardstream.payload import loads_strict
 from guardstream.providers.base import ParsedEvent, StreamCodec, block_message
 from guardstream.rules import Rule
-from guardstream.shapes import Shape, Shapes
+from guardstream.shapes import Run, Shape, Shapes
 from guardstream.sse import Event, SSEDecoder
 from guardstream.window import DEFAULT_CONTEXT_CHARS, DEFAULT_MAX_HOLDBACK_CHARS, RuleBudget, Violation
 
@@ -78,6 +80,27 @@ class _Pending:
         if len(open_parts) == 1:  # nearly every event: one text part
             return open_parts[0].is_released
         return all(p.is_released for p in open_parts)
+
+
+@dataclass(slots=True)
+class _Run:
+    """Events in a row of one shape, read together from one read (`Shapes.run`) and pushed as
+    one text part: they leave as the bytes they came as, each once its text is released, as long
+    as nothing in them must be rewritten; then they go on as events of their own (`_explode`)."""
+
+    raw: bytes
+    shape: Shape
+    # All their texts, pushed as one part of the shape's views.
+    state: PartState
+    texts: list[str]
+    # Their pads (all released as they came), if the shape has pads.
+    pads: list[str] | None
+    # Where each event's text ends in the part, and its bytes in `raw`.
+    text_ends: list[int]
+    byte_ends: list[int]
+    received_at: float
+    # Events already sent.
+    done: int = 0
 
 
 class StreamModerator:
@@ -134,7 +157,7 @@ class StreamModerator:
         self._ended = False
         self._upstream_closed = False
         self._keepalive = False
-        self._queue: deque[_Pending] = deque()
+        self._queue: deque[_Pending | _Run] = deque()
         # Codecs that say which events repeat a shape get their text deltas read without parsing.
         can_repeat = getattr(codec, "can_repeat", None)
         self._can_repeat: Callable[[ParsedEvent], bool] | None = can_repeat
@@ -167,12 +190,63 @@ class StreamModerator:
     def feed(self, chunk: bytes) -> bytes:
         if self.is_done:
             return b""
-        for event in self.decoder.decode(chunk):
-            self._accept(event)
-            if self._is_stopped():
-                break
+        if self._shapes is not None and self._shapes.has_runs:
+            self._read(chunk)
+        else:
+            for event in self.decoder.decode(chunk):
+                self._accept(event)
+                if self._is_stopped():
+                    break
         self._settle()
         return self._emit()
+
+    def _read(self, chunk: bytes) -> None:
+        """`feed` for a stream with shapes to read runs by: runs of like events are taken
+        straight from the bytes; whatever else comes is decoded block by block (the decoder reads
+        any split of the bytes alike, so where the pieces end only decides when runs are tried)."""
+        shapes = self._shapes
+        assert shapes is not None
+        decoder = self.decoder
+        pos, size = 0, len(chunk)
+        while pos < size:
+            if decoder.is_between_blocks:
+                run = shapes.run(chunk, pos)
+                if run is not None:
+                    taken = self._accept_run(chunk, pos, run)
+                    if taken:
+                        pos += taken
+                        continue
+            if decoder.is_at_line_start and not decoder.is_between_blocks and chunk.startswith(b"\n", pos):
+                end = pos + 1
+            else:
+                end = chunk.find(b"\n\n", pos)
+                end = size if end < 0 else end + 2
+            for event in decoder.decode(chunk[pos:end]):
+                self._accept(event)
+                if self._is_stopped():
+                    return
+            pos = end
+
+    def _accept_run(self, chunk: bytes, pos: int, run: Run) -> int:
+        """Take in the events of `run` whose pads are clean (the others are read one by one, so
+        a pad to rewrite gets its event rewritten); the bytes taken."""
+        count = len(run.texts)
+        if run.pads is not None:
+            count = self.channels.clean_pads(run.pads)
+            if not count:
+                return 0
+        texts = run.texts if count == len(run.texts) else run.texts[:count]
+        pads = run.pads if run.pads is None or count == len(run.pads) else run.pads[:count]
+        byte_ends = list(accumulate(run.sizes[:count]))
+        now = self.clock()
+        shape = run.shape
+        state = self.channels.add_text(shape.part_with("".join(texts)))
+        taken = byte_ends[-1]
+        raw = chunk[pos : pos + taken] if pos or taken != len(chunk) else chunk
+        self._queue.append(_Run(raw, shape, state, texts, pads, list(accumulate(map(len, texts))), byte_ends, now))
+        if self.first_text_at is None:
+            self.first_text_at = now
+        return taken
 
     def finish(self) -> bytes:
         """The upstream closed the body: decide what is left, or fail if it never finished.
@@ -307,6 +381,8 @@ class StreamModerator:
         channels = self.channels
         queue = self._queue
         for pending in queue:
+            if isinstance(pending, _Run):
+                continue  # released in the loop below, event by event
             for part in pending.open:
                 if not part.is_released:
                     channels.render(part)
@@ -314,13 +390,29 @@ class StreamModerator:
         released_chars = 0
         delays: list[float] = []
         try:
-            while queue and queue[0].is_released():
-                if queue[0].parsed.is_end and (channels.is_checking or channels.blocked is not None):
+            while queue:
+                head = queue[0]
+                if isinstance(head, _Run):
+                    sent = self._release_run(head, out)
+                    if sent is None:
+                        continue  # now events of their own: the head is the first of them
+                    chars, events = sent
+                    if events:
+                        released_chars += chars
+                        delays += [now - head.received_at] * events
+                    if head.done < len(head.text_ends):
+                        break
+                    queue.popleft()
+                    continue
+                if not head.is_released():
+                    break
+                if head.parsed.is_end and (channels.is_checking or channels.blocked is not None):
                     # An async classifier may still flag what already went out: the end waits for
                     # it, so the stream can still end with the error instead of the terminator;
                     # and once a verdict has blocked, the terminator never leaves.
                     break
-                pending = queue.popleft()
+                pending = head
+                queue.popleft()
                 out.append(self._encode(pending))
                 if pending.shape is not None:
                     # One text part and settled values; `delivered` does nothing with it.
@@ -355,6 +447,54 @@ class StreamModerator:
             self.is_done = True
         return b"".join(out)
 
+    def _release_run(self, run: _Run, out: list[bytes]) -> tuple[int, int] | None:
+        """Send the events of `run` whose text is released, as they came: (characters, events).
+        None if one of them must be rewritten: the run is then events of their own."""
+        state = run.state
+        if len(state.spans) != 1:
+            self._explode(run)  # a fork: its parts must be rendered on two windows
+            return None
+        window, start, end = state.spans[0]
+        done = run.done
+        ends = run.text_ends
+        upto = bisect_right(ends, min(window.released, end) - start, done)
+        if upto == done:
+            return 0, 0
+        lo, hi = state.rendered_to, ends[upto - 1]
+        if not self.channels.pass_through(state, hi):
+            self._explode(run)
+            return None
+        byte_ends = run.byte_ends
+        out.append(run.raw[byte_ends[done - 1] if done else 0 : byte_ends[upto - 1]])
+        run.done = upto
+        return hi - lo, upto - done
+
+    def _explode(self, run: _Run) -> None:
+        """The run's unsent events as events read by their shape one by one (what `_accept`
+        makes of them), in its place at the head of the queue, rendered as far as released."""
+        shape = run.shape
+        channels = self.channels
+        done = run.done
+        states = channels.split(run.state, [shape.part_with(text) for text in run.texts[done:]])
+        pendings: list[_Pending | _Run] = []
+        start = run.byte_ends[done - 1] if done else 0
+        for index, state in enumerate(states, done):
+            end = run.byte_ends[index]
+            raw = run.raw[start:end]
+            event = Event(raw, raw[shape.data_at : -2].decode(), shape.name, None, None, True, True)
+            start = end
+            unchanged = shape.others_unchanged
+            pad_state = None
+            if run.pads is not None:
+                pad_state = channels.add_pad(shape.pad_with(run.pads[index]))
+                unchanged = unchanged and pad_state.is_unchanged()
+            channels.render(state)
+            pendings.append(_Pending(event, _SHAPED, run.received_at, [], shape, [state], unchanged, pad_state))
+        queue = self._queue
+        assert queue[0] is run
+        queue.popleft()
+        queue.extendleft(reversed(pendings))
+
     def _encode(self, pending: _Pending) -> bytes:
         parsed = pending.parsed
         open_parts = pending.open
@@ -380,8 +520,11 @@ class StreamModerator:
         out: list[bytes] = []
         # Everything before the match that is itself clear still reaches the client, even when it
         # shares an event with the match.
+        if self._queue and isinstance(self._queue[0], _Run):
+            self._explode(self._queue[0])
         if self._queue:
             head = self._queue[0]
+            assert isinstance(head, _Pending)
             _materialise(head)
             if any(p.pieces and not p.part.is_value for p in head.parts):
                 _parse_payload(head)

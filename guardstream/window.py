@@ -264,6 +264,20 @@ class Window:
             self._spans = [s for s in self._spans if s.end > forget_to]
         return found
 
+    def has_redactions(self, start: int, end: int) -> bool:
+        """Whether a redaction overlaps released `[start, end)`; unlike `redactions`, forgets nothing."""
+        if not self._spans:
+            return False
+        for span in self._spans:
+            span_start, span_end = span.start, span.end
+            if self._orig is not None:
+                span_start, span_end = self._span_to_orig(span_start, span_end)
+            if span_end > start and span_start < end:
+                return True
+            if span_start >= end:
+                break
+        return False
+
     def render(self, start: int, end: int, *, keep_from: int | None = None) -> str:
         """The text to send for `[start, end)` of released text, redactions applied.
 

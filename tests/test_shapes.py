@@ -149,17 +149,34 @@ def test_an_event_whose_other_fields_differ_is_parsed_and_its_fields_moderated()
     assert SECRET.encode() not in out
 
 
-def test_a_text_with_a_quote_or_an_escape_is_parsed() -> None:
+def _learned_chat_shapes() -> Shapes:
     shapes = Shapes()
     first = next(iter(SSEDecoder().decode(chat("Hello "))))
-    codec = OpenAIChatStream()
-    parsed = codec.parse(first)
+    parsed = OpenAIChatStream().parse(first)
     shapes.learn(first, parsed.payload, parsed.parts, list(parsed.parts), unchanged=[True] * len(parsed.parts))
-    for text in ['say "hi"', "back\\slash", "tab\there", "é"]:
-        event = next(iter(SSEDecoder().decode(chat(text, ascii=True))))
-        assert shapes.match(event) is None, text
-    plain = next(iter(SSEDecoder().decode(chat("fine"))))
-    assert shapes.match(plain) is not None
+    return shapes
+
+
+def test_a_text_with_escapes_is_read_by_its_shape_as_json_reads_it() -> None:
+    shapes = _learned_chat_shapes()
+    for text in ['say "hi"', "back\\slash", "tab\there", "line\nbreak", "é", "🎉", "\ud800 alone", "a/b"]:
+        for ascii_only in (True, False) if text.isprintable() else (True,):  # a lone surrogate has no UTF-8
+            event = next(iter(SSEDecoder().decode(chat(text, ascii=ascii_only))))
+            found = shapes.match(event)
+            assert found is not None and found[1] == text == OpenAIChatStream().parse(event).parts[-1].text
+
+
+def test_what_is_not_one_json_string_between_the_cuts_is_parsed() -> None:
+    shapes = _learned_chat_shapes()
+    template = chat("Hello ")
+    for inside in [b'x", "extra": "y', b"raw\x01control", b"bad \\x escape", b"short \\u12 escape", b"trailing \\"]:
+        event = next(iter(SSEDecoder().decode(template.replace(b"Hello ", inside))))
+        assert shapes.match(event) is None, inside
+    binary = next(iter(SSEDecoder().decode(chat("data:image/png;base64,AAAA"))))
+    assert shapes.match(binary) is None
+    escaped_binary = next(iter(SSEDecoder().decode(template.replace(b"Hello ", b"data:image\\/png;base64,AAAA"))))
+    assert shapes.match(escaped_binary) is None
+    assert shapes.match(next(iter(SSEDecoder().decode(chat("fine"))))) is not None
 
 
 def test_a_text_written_twice_in_one_event_teaches_no_shape() -> None:
@@ -244,3 +261,140 @@ def test_an_address_in_a_pad_is_redacted_in_an_event_read_by_its_shape() -> None
     out, moderator = run(OpenAIChatStream(), raw + b"data: [DONE]\n\n")
     assert shaped_count(moderator) == 2
     assert b"jo@ex.com" not in out and b"[REDACTED:email]" in out
+
+
+# Runs: like events in one read, read straight from the bytes and released as one.
+
+
+def _counting_runs(moderator: StreamModerator) -> list[int]:
+    """Spy on a moderator's runs: the number of events in each run it reads."""
+    shapes = moderator._shapes
+    assert shapes is not None
+    seen: list[int] = []
+    read_run = shapes.run
+
+    def counted(data: bytes, pos: int) -> Any:
+        found = read_run(data, pos)
+        if found is not None:
+            seen.append(len(found.texts))
+        return found
+
+    setattr(shapes, "run", counted)  # noqa: B010 (an instance attribute, on purpose)
+    return seen
+
+
+def _read_after_a_first_read(codec: Any, raw: bytes, first: int) -> tuple[bytes, bytes, StreamModerator, list[int]]:
+    """`raw` read in two reads, the second from byte `first` (after a shape is learned): what
+    the client gets, what it gets with every event parsed, the moderator, and its runs."""
+    moderator = StreamModerator(codec, RULES)
+    head = moderator.feed(raw[:first])
+    runs = _counting_runs(moderator)
+    out = head + moderator.feed(raw[first:]) + moderator.finish()
+    reference, _ = run(Unshaped(type(codec)()), raw, [first])
+    return out, reference, moderator, runs
+
+
+def test_like_events_in_one_read_are_read_as_one_run_and_leave_as_they_came() -> None:
+    words = ["Hello ", "there, ", "my ", "dear ", "friend", ". Bye"]
+    moderator = StreamModerator(OpenAIChatStream(), RULES)
+    out = [moderator.feed(chat(words[0]))]
+    runs = _counting_runs(moderator)
+    body = b"".join(chat(w) for w in words[1:])
+    out.append(moderator.feed(body + chat(finish="stop") + b"data: [DONE]\n\n"))
+    assert b"".join(out) == chat(words[0]) + body + chat(finish="stop") + b"data: [DONE]\n\n"
+    assert runs == [5]
+
+
+def test_a_run_ends_at_an_event_of_another_shape_and_resumes_after_it() -> None:
+    shapes = _learned_chat_shapes()
+    data = chat("a") + chat("b") + chat(finish="stop") + chat("c")
+    found = shapes.run(data, 0)
+    assert found is not None and found.texts == ["a", "b"] and sum(found.sizes) == len(chat("a") + chat("b"))
+    assert shapes.run(data, sum(found.sizes)) is None
+    later = shapes.run(data, len(data) - len(chat("c")))
+    assert later is not None and later.texts == ["c"]
+
+
+def test_a_run_stops_before_bytes_the_decoder_would_not_read_as_utf8() -> None:
+    shapes = _learned_chat_shapes()
+    data = chat("ok") + chat("é").replace("é".encode(), b"\xc3") + chat("ok")
+    found = shapes.run(data, 0)
+    assert found is not None and found.texts == ["ok"]
+
+
+def test_a_redaction_inside_a_run_rewrites_its_events_as_one_event_at_a_time_would() -> None:
+    raw = b"".join(chat(w) for w in ["mail ", "me ", "at ", "jane.doe@", "example.com", " now", " thanks"])
+    raw += chat(finish="stop") + b"data: [DONE]\n\n"
+    out, reference, _, runs = _read_after_a_first_read(OpenAIChatStream(), raw, len(chat("mail ")))
+    assert out == reference
+    assert b"jane.doe" not in out and b"[REDACTED:" in out
+    assert runs and runs[0] >= 5
+
+
+def test_a_secret_split_inside_a_run_is_blocked_and_the_clear_events_before_it_leave() -> None:
+    pieces = ["key ", "is ", SECRET[:5], SECRET[5:12], SECRET[12:], " ok"]
+    raw = b"".join(chat(w) for w in pieces) + chat(finish="stop") + b"data: [DONE]\n\n"
+    first = len(chat(pieces[0]))
+    out, reference, moderator, runs = _read_after_a_first_read(OpenAIChatStream(), raw, first)
+    assert out == reference
+    assert moderator.blocked is not None and b"AKIA" not in out and chat("is ") in out
+    assert runs
+
+
+def test_a_pad_that_a_rule_finds_ends_the_run_before_its_event() -> None:
+    def padded(text: str, pad: str) -> bytes:
+        return chat(text, extra={"obfuscation": pad})
+
+    raw = b"".join(padded(t, p) for t, p in [("a ", "Xk3"), ("b ", "q9"), ("c ", "jo@ex.com"), ("d ", "Zz1")])
+    raw += b"data: [DONE]\n\n"
+    first = len(padded("a ", "Xk3"))
+    out, reference, moderator, runs = _read_after_a_first_read(OpenAIChatStream(), raw, first)
+    assert out == reference and b"jo@ex.com" not in out and b"[REDACTED:email]" in out
+    # The events around it leave as they came: the run ended before it, and began again after.
+    assert padded("b ", "q9") in out and padded("d ", "Zz1") in out
+    assert runs
+
+
+def test_a_run_on_a_text_block_that_another_block_follows_in_the_same_read_is_released_on_both_views() -> None:
+    def delta(index: int, text: str) -> bytes:
+        return anthropic("content_block_delta", index=index, delta={"type": "text_delta", "text": text})
+
+    def start(index: int) -> bytes:
+        return anthropic("content_block_start", index=index, content_block={"type": "text", "text": ""})
+
+    message = {"id": "msg", "type": "message", "role": "assistant", "content": []}
+    events = [anthropic("message_start", message=message), start(0), delta(0, "a"), delta(0, "b")]
+    tail = [delta(0, "c "), delta(0, "jane."), anthropic("content_block_stop", index=0), start(1)]
+    tail += [delta(1, "doe@ex"), delta(1, ".com x"), anthropic("content_block_stop", index=1)]
+    tail.append(anthropic("message_stop"))
+    raw = b"".join(events + tail)
+    cut = len(b"".join(events))
+    out, reference, moderator, runs = _read_after_a_first_read(AnthropicStream(), raw, cut)
+    assert out == reference
+    assert runs
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    texts=TEXTS,
+    pads=st.lists(PADS, min_size=30, max_size=30),
+    groups=st.lists(st.integers(1, 8), min_size=1, max_size=30),
+)
+def test_a_padded_chat_stream_read_in_groups_of_whole_events_leaves_as_parsed_event_by_event(
+    texts: list[str], pads: list[str], groups: list[int]
+) -> None:
+    events = [chat(t, extra={"obfuscation": p}) for t, p in zip(texts, pads, strict=False)]
+    events += [chat(finish="stop"), b"data: [DONE]\n\n"]
+    offsets = [0]
+    for event in events:
+        offsets.append(offsets[-1] + len(event))
+    index, cuts = 0, []  # cut only between events, so that reads begin where runs can
+    for size in groups:
+        index += size
+        if index >= len(events):
+            break
+        cuts.append(offsets[index])
+    raw = b"".join(events)
+    shaped, _ = run(OpenAIChatStream(), raw, cuts)
+    parsed, _ = run(Unshaped(OpenAIChatStream()), raw, cuts)
+    assert shaped == parsed
