@@ -21,7 +21,7 @@ from typing import Protocol
 from guardstream.checks import CheckPlan, CheckRequest, Checks, FailureLike, VerdictLike
 from guardstream.normalize import needs_mapping
 from guardstream.payload import Channel, TextPart
-from guardstream.prefilter import finds_nothing
+from guardstream.prefilter import finds_nothing, finds_nothing_in_any
 from guardstream.rules import PerRuleSet, Rule
 from guardstream.window import (
     DEFAULT_CONTEXT_CHARS,
@@ -162,10 +162,14 @@ class TextChannels:
     def clean_pads(self, pads: Sequence[str]) -> int:
         """How many of `pads`, from the first, `add_pad` would release as they came with nothing
         to note: those need no state of their own (a run of events read together)."""
-        rules, normalize = self.rules, self.normalize
-        decided = _decided_values(rules)
+        rules = self.rules
+        # Text the rules read as it is (ASCII needs no normalising); a clean value is released as it
+        # came whatever a window would make of it, so no decided value needs looking up.
+        if len(pads) > 1 and (not self.normalize or "".join(pads).isascii()) and finds_nothing_in_any(rules, pads):
+            return len(pads)
+        # One of them needs more than a glance: which.
         for count, pad in enumerate(pads):
-            if (pad, normalize) in decided or (normalize and needs_mapping(pad)) or not finds_nothing(rules, pad):
+            if (self.normalize and needs_mapping(pad)) or not finds_nothing(rules, pad):
                 return count
         return len(pads)
 

@@ -6,7 +6,7 @@ from hypothesis import given, settings, strategies as st
 
 from guardstream.matchers import RegexMatcher, fold
 from guardstream.packs import load_rules
-from guardstream.prefilter import SharedLiterals, _longest_tail, group_rules
+from guardstream.prefilter import SharedLiterals, _longest_tail, finds_nothing, finds_nothing_in_any, group_rules
 
 GROUPS = group_rules(load_rules(["pii", "pii-strict", "secrets"]).for_direction("output"))
 CLASS_SEARCHES = [g.shared for g in GROUPS if g.shared is not None and g.shared.search is not None]
@@ -107,3 +107,24 @@ def test_a_value_shorter_than_every_match_of_a_rule_wakes_it_in_no_group() -> No
     assert list(email.members_in("a@b.c", within=5)) == [] and list(email.members_in("a@b.co", within=6)) == [0]
     digits = next(g for g in groups if g.shared is not None and g.shared.search is not None)
     assert not digits.members_in("415 555", within=7)  # no number rule matches in 7 characters
+
+
+# Several whole values asked at once (the pads of a run of events): the same answer as one by one.
+RULES = load_rules(["pii", "pii-strict", "secrets"]).for_direction("output")
+VALUE_PIECES = st.sampled_from(
+    ["Jg49", "4kT9", "jane.doe@", "example.com", "AKIA", "4HJQ7XRZ2PLWKD5N", "sk-", "ghp_", *NUMBER_PIECES]
+)
+values = st.lists(st.lists(VALUE_PIECES | st.text(alphabet="aZ09@.-_ ", max_size=4), max_size=4).map("".join))
+
+
+@settings(max_examples=300, deadline=None)
+@given(texts=values.filter(bool))
+def test_values_asked_together_find_nothing_exactly_when_each_finds_nothing_alone(texts: list[str]) -> None:
+    assert finds_nothing_in_any(RULES, texts) == all(finds_nothing(RULES, text) for text in texts)
+
+
+def test_an_address_in_one_of_many_values_is_found() -> None:
+    pads = ["Jg49Yi", "q", "4kT9"] * 5
+    assert finds_nothing_in_any(RULES, pads)
+    assert not finds_nothing_in_any(RULES, [*pads, "jo@ex.com", "x"])
+    assert not finds_nothing_in_any(RULES, ["x", "AKIA4HJQ7XRZ2PLWKD5N", *pads])
