@@ -295,19 +295,21 @@ def _cut_bytes(shape: Shape, event: Event) -> None:
 
 
 def _strings(literals: list[bytes]) -> list[str]:
-    """The strings that JSON string literals (their bytes between the quotes) stand for, up to
-    the first that is not UTF-8 (the decoder would replace its bytes and call the event not
-    plain: it is read the slow way) or is binary data."""
+    """The strings that JSON string literals stand for (their insides, as `_STRING_BYTES` found
+    them), up to the first that is not UTF-8 (the decoder would replace its bytes and call the
+    event not plain: it is read the slow way) or is binary data."""
     joined = b"".join(literals)
     if joined.isascii() and b"\\" not in joined and b"data:" not in joined:
         return [literal.decode("ascii") for literal in literals]
     out: list[str] = []
     for literal in literals:
         try:
-            text = _string(literal.decode("utf-8"))
+            text = literal.decode("utf-8")
         except UnicodeDecodeError:
             break
-        if text is None or text.startswith(BINARY_DATA_URLS):
+        if "\\" in text:
+            text = json.loads('"' + text + '"')
+        if text.startswith(BINARY_DATA_URLS):
             break
         out.append(text)
     return out
