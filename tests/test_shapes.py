@@ -7,6 +7,8 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from guardstream.checks import CheckPlan
+from guardstream.classifiers import Verdict
 from guardstream.packs import load_rules
 from guardstream.providers.anthropic import AnthropicStream
 from guardstream.providers.openai_chat import OpenAIChatStream
@@ -398,3 +400,38 @@ def test_a_padded_chat_stream_read_in_groups_of_whole_events_leaves_as_parsed_ev
     shaped, _ = run(OpenAIChatStream(), raw, cuts)
     parsed, _ = run(Unshaped(OpenAIChatStream()), raw, cuts)
     assert shaped == parsed
+
+
+def _with_a_classifier(codec: Any, reads: list[bytes]) -> bytes:
+    """What the client gets when a strict classifier flags every text with "BAD" in it, each
+    check answered as soon as it is asked."""
+    moderator = StreamModerator(codec, RULES, plans=[CheckPlan("c", mode="strict", every_chars=20, overlap_chars=5)])
+    out: list[bytes] = []
+
+    def answer() -> None:
+        while requests := moderator.take_checks():
+            for request in requests:
+                out.append(moderator.check_done(request, [Verdict("BAD" in text) for text in request.texts]))
+
+    for read in reads:
+        out.append(moderator.feed(read))
+        answer()
+    out.append(moderator.finish())
+    answer()
+    return b"".join(out)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(words=st.lists(st.sampled_from(["fine ", "words ", "B", "AD ", "and. ", "more"]), min_size=2, max_size=40))
+def test_a_run_waits_for_a_strict_classifier_as_events_read_one_by_one_do(words: list[str]) -> None:
+    events = [chat(w) for w in words] + [chat(finish="stop"), b"data: [DONE]\n\n"]
+    reads = [events[0], b"".join(events[1:])]
+    shaped = _with_a_classifier(OpenAIChatStream(), reads)
+    assert shaped == _with_a_classifier(Unshaped(OpenAIChatStream()), reads)
+    if "BAD" in "".join(words):
+        released = "".join(
+            json.loads(e.data)["choices"][0]["delta"].get("content", "")
+            for e in SSEDecoder().decode(shaped)
+            if e.data.startswith("{") and "choices" in e.data
+        )
+        assert "BAD" not in released
