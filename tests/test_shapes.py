@@ -82,6 +82,8 @@ TEXTS = st.lists(
             SECRET[:7],
             SECRET[7:],
             "jane.doe@example.com ",
+            "ｊａｎｅ.doe\u200b@exa",  # read normalised by the rules: full-width letters, a zero-width space
+            "mple.com",
             "",
         ]
     ),
@@ -435,3 +437,13 @@ def test_a_run_waits_for_a_strict_classifier_as_events_read_one_by_one_do(words:
             if e.data.startswith("{") and "choices" in e.data
         )
         assert "BAD" not in released
+
+
+def test_a_run_whose_text_the_rules_read_normalised_is_redacted_as_one_event_at_a_time_would_be() -> None:
+    # Zero-width spaces and full-width letters: the window redacts what its normalised copy matches.
+    pieces = ["write to ", "ｊａｎｅ", ".doe\u200b@exa", "mple.com", " and ", "jo\u200bhn@ex", ".org ", "now"]
+    raw = b"".join(chat(w) for w in pieces) + chat(finish="stop") + b"data: [DONE]\n\n"
+    out, reference, _, runs = _read_after_a_first_read(OpenAIChatStream(), raw, len(chat(pieces[0])))
+    assert out == reference
+    assert b"[REDACTED:" in out and b"mple.com" not in out
+    assert runs
