@@ -112,11 +112,9 @@ class Shapes:
     def __init__(self) -> None:
         self._known: list[Shape] = []
         self._fruitless = 0
-
-    @property
-    def has_runs(self) -> bool:
-        """A shape can be read as a run straight from the bytes (see `run`)."""
-        return any(shape.lead is not None for shape in self._known)
+        # A shape learned so far can be read as a run straight from the bytes (see `run`); asked
+        # on every read, so kept rather than computed (a shape evicted since only costs a look).
+        self.has_runs = False
 
     @property
     def is_learning(self) -> bool:
@@ -244,6 +242,7 @@ class Shapes:
         elif not _fits(head + _PROBE + tail, payload, [(part, _PROBE)]):
             return
         _cut_bytes(shape, event)
+        self.has_runs = self.has_runs or shape.lead is not None
         if len(self._known) >= MAX_SHAPES:
             evicted = self._known.pop(0)
             if not evicted.hits:
@@ -298,9 +297,9 @@ def _strings(literals: list[bytes]) -> list[str]:
     """The strings that JSON string literals stand for (their insides, as `_STRING_BYTES` found
     them), up to the first that is not UTF-8 (the decoder would replace its bytes and call the
     event not plain: it is read the slow way) or is binary data."""
-    joined = b"".join(literals)
+    joined = literals[0] if len(literals) == 1 else b"".join(literals)
     if joined.isascii() and b"\\" not in joined and b"data:" not in joined:
-        return [literal.decode("ascii") for literal in literals]
+        return [joined.decode("ascii")] if len(literals) == 1 else [literal.decode("ascii") for literal in literals]
     out: list[str] = []
     for literal in literals:
         try:
