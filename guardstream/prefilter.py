@@ -90,9 +90,20 @@ class RuleGroup:
     # without asking the group at all.
     min_length: int = 0
     min_lengths: list[int] = field(default_factory=list)
+    # For a group without a shared search whose every member needs one of a few literals to match
+    # (`@` in an address): each member's search for them, and whether it reads folded text. A
+    # whole value where none finds anything holds no match of any member.
+    gates: list[tuple[re.Pattern[str], bool]] | None = None
 
     def __post_init__(self) -> None:
         self.min_lengths = [getattr(r.matcher, "min_length", 0) for r in self.rules]
+        matchers = [r.matcher for r in self.rules]
+        if self.shared is None and all(isinstance(m, RegexMatcher) and m.contains_gate for m in matchers):
+            self.gates = [
+                (m.contains_gate, m.is_contains_folded)
+                for m in matchers
+                if isinstance(m, RegexMatcher) and m.contains_gate is not None
+            ]
         self.min_length = min(self.min_lengths, default=0)
         self.scans = [r.matcher.scan for r in self.rules]
         self.resume = [0] * len(self.rules)
@@ -166,13 +177,10 @@ class RuleGroup:
         positions: list[int] = []
         if shared is None:
             # Rules that need one of a few literals (`@` in an address) to match: where they are.
-            for rule in self.rules:
-                matcher = rule.matcher
-                if not isinstance(matcher, RegexMatcher) or matcher.contains_gate is None:
-                    return None
-                gate = matcher.contains_gate
-                text = fold(joined) if matcher.is_contains_folded else joined
-                positions += [found.start() for found in gate.finditer(text)]
+            if self.gates is None:
+                return None
+            for gate, folded in self.gates:
+                positions += [found.start() for found in gate.finditer(fold(joined) if folded else joined)]
         elif shared.search is not None:
             if shared.trigger is not None and shared.trigger.search(joined) is None:
                 return ()
@@ -358,6 +366,9 @@ _SEPARATOR = "\x00"
 
 def _group_finds_nothing(group: RuleGroup, text: str) -> bool:
     if len(text) < group.min_length:
+        return True
+    gates = group.gates
+    if gates is not None and all(gate.search(fold(text) if folded else text) is None for gate, folded in gates):
         return True
     for k in group.members_in(text, within=len(text)):
         try:
