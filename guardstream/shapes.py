@@ -52,6 +52,11 @@ _PAD_PROBE = "guardstream.shape.pad"
 # Shapes kept per stream, and shapes learned without a single repeat before learning stops.
 MAX_SHAPES = 4
 MAX_FRUITLESS = 4
+# Events read into one run at most. An event that cannot join a run (binary data, bytes that are
+# not UTF-8, a pad a rule finds something in) is found only after the run is read, and the next
+# run is read from the event after it: without a bound, a read of such events every other event
+# would be read again and again to its end (2,000 events took 3 s).
+MAX_RUN = 32
 
 
 @dataclass(slots=True)
@@ -171,7 +176,7 @@ class Shapes:
             mid, close = shape.mid_bytes, shape.close
             skip = len(lead)
             at = pos
-            while data.startswith(lead, at):
+            while len(sizes) < MAX_RUN and data.startswith(lead, at):
                 begin = at + skip
                 end = first_end = _STRING_BYTES.match(data, begin).end()  # type: ignore[union-attr]
                 if end == begin:

@@ -447,3 +447,33 @@ def test_a_run_whose_text_the_rules_read_normalised_is_redacted_as_one_event_at_
     assert out == reference
     assert b"[REDACTED:" in out and b"mple.com" not in out
     assert runs
+
+
+class _CountedMatches:
+    """A compiled pattern that counts its `match` calls."""
+
+    def __init__(self, pattern: Any) -> None:
+        self.pattern, self.calls = pattern, 0
+
+    def match(self, *args: Any) -> Any:
+        self.calls += 1
+        return self.pattern.match(*args)
+
+
+def test_events_that_end_runs_do_not_make_a_read_cost_more_per_event_the_longer_it_is(monkeypatch: Any) -> None:
+    # Every other event cannot join a run (binary data; a pad to redact): each ends a run, and
+    # the next run is read from the event after it. Work per event must not grow with the read.
+    import guardstream.shapes
+
+    counted = _CountedMatches(guardstream.shapes._STRING_BYTES)
+    monkeypatch.setattr(guardstream.shapes, "_STRING_BYTES", counted)
+    spoilers = [chat("data:image/png;base64,AAAA"), chat("pad ", extra={"obfuscation": "jo@ex.com"})]
+    for spoiler in spoilers:
+        per_event = []
+        for events in (200, 2000):
+            counted.calls = 0
+            moderator = StreamModerator(OpenAIChatStream(), RULES)
+            moderator.feed(chat("first "))
+            moderator.feed(b"".join(chat("word ") if i % 2 else spoiler for i in range(events)))
+            per_event.append(counted.calls / events)
+        assert per_event[1] < 1.5 * per_event[0], (spoiler, per_event)
