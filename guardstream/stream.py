@@ -12,6 +12,10 @@ Sans-I/O: the proxy, the middleware and the Python API feed it bytes and send wh
                    bytes out; on a block: the released head, then one terminal event, then nothing
 ```
 
+Events that repeat a shape already parsed skip `codec.parse` (`shapes.py`); several of them in a
+row in one read skip the decoder too and go through as one run: one text part, their bytes sent
+as they came as far as their text is released (`_read`, `_release_run`).
+
 Fail closed on anything it cannot read: a block without data (comments, ids) is never relayed
 (a keep-alive of our own stands in for it where the format allows one); a malformed event, or a
 stream that ends without the format's terminator, ends with the terminal error event and drops
