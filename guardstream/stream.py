@@ -329,14 +329,9 @@ class StreamModerator:
             if known is not None:
                 shape, text, pad = known
                 state = self.channels.add_text(shape.part_with(text))
-                unchanged = shape.others_unchanged
-                pad_state = None
-                if pad is not None:
-                    pad_state = self.channels.add_pad(shape.pad_with(pad))
-                    unchanged = unchanged and pad_state.is_unchanged()
                 if self.first_text_at is None:
                     self.first_text_at = now
-                self._queue.append(_Pending(event, _SHAPED, now, [], shape, [state], unchanged, pad_state))
+                self._queue.append(self._shaped(event, shape, state, pad, now))
                 return
         try:
             parsed = self.codec.parse(event)
@@ -451,6 +446,16 @@ class StreamModerator:
             self.is_done = True
         return b"".join(out)
 
+    def _shaped(self, event: Event, shape: Shape, state: PartState, pad: str | None, received_at: float) -> _Pending:
+        """An event read by its shape, its text part taken in as `state`: its pad (if the shape
+        has one) is decided now, and it may leave as it came if that and the others are unchanged."""
+        unchanged = shape.others_unchanged
+        pad_state = None
+        if pad is not None:
+            pad_state = self.channels.add_pad(shape.pad_with(pad))
+            unchanged = unchanged and pad_state.is_unchanged()
+        return _Pending(event, _SHAPED, received_at, [], shape, [state], unchanged, pad_state)
+
     def _release_run(self, run: _Run, out: list[bytes]) -> tuple[int, int] | None:
         """Send the events of `run` whose text is released, as they came: (characters, events).
         None if one of them must be rewritten: the run is then events of their own."""
@@ -487,13 +492,9 @@ class StreamModerator:
             raw = run.raw[start:end]
             event = Event(raw, raw[shape.data_at : -2].decode(), shape.name, None, None, True, True)
             start = end
-            unchanged = shape.others_unchanged
-            pad_state = None
-            if run.pads is not None:
-                pad_state = channels.add_pad(shape.pad_with(run.pads[index]))
-                unchanged = unchanged and pad_state.is_unchanged()
+            pad = run.pads[index] if run.pads is not None else None
             channels.render(state)
-            pendings.append(_Pending(event, _SHAPED, run.received_at, [], shape, [state], unchanged, pad_state))
+            pendings.append(self._shaped(event, shape, state, pad, run.received_at))
         queue = self._queue
         assert queue[0] is run
         queue.popleft()
