@@ -245,17 +245,8 @@ class Window:
         """
         if not (self._base_public() <= start <= end <= self.released):
             raise ValueError(f"cannot render [{start}, {end}): window holds [{self._base_public()}, {self.released})")
-        found: list[tuple[int, int, str]] = []
+        found = self._overlapping(start, end) if self._spans else []
         inner_end = end if self._orig is None else self._to_norm(end)
-        for span in self._spans:
-            span_start, span_end = span.start, span.end
-            if self._orig is not None:
-                span_start, span_end = self._span_to_orig(span_start, span_end)
-            if span_end <= start:
-                continue
-            if span_start >= end:
-                break
-            found.append((span_start, span_end, span.replacement))
         forget_to = inner_end
         if keep_from is not None and keep_from < end:
             forget_to = keep_from if self._orig is None else self._to_norm(keep_from)
@@ -266,17 +257,21 @@ class Window:
 
     def has_redactions(self, start: int, end: int) -> bool:
         """Whether a redaction overlaps released `[start, end)`; unlike `redactions`, forgets nothing."""
-        if not self._spans:
-            return False
+        return bool(self._spans) and bool(self._overlapping(start, end))
+
+    def _overlapping(self, start: int, end: int) -> list[tuple[int, int, str]]:
+        """The redactions overlapping `[start, end)` of the pushed text."""
+        found: list[tuple[int, int, str]] = []
         for span in self._spans:
             span_start, span_end = span.start, span.end
             if self._orig is not None:
                 span_start, span_end = self._span_to_orig(span_start, span_end)
-            if span_end > start and span_start < end:
-                return True
+            if span_end <= start:
+                continue
             if span_start >= end:
                 break
-        return False
+            found.append((span_start, span_end, span.replacement))
+        return found
 
     def render(self, start: int, end: int, *, keep_from: int | None = None) -> str:
         """The text to send for `[start, end)` of released text, redactions applied.
