@@ -169,7 +169,7 @@ class TextChannels:
             return len(pads)
         # One of them needs more than a glance: which.
         for count, pad in enumerate(pads):
-            if (self.normalize and needs_mapping(pad)) or not finds_nothing(rules, pad):
+            if not self._is_clean_as_is(pad):
                 return count
         return len(pads)
 
@@ -449,7 +449,7 @@ class TextChannels:
         decided = _decided_values(self.rules)
         known = decided.get((part.text, self.normalize))
         result: tuple[str, Violation | None]
-        if known is None and not (self.normalize and needs_mapping(part.text)) and finds_nothing(self.rules, part.text):
+        if known is None and self._is_clean_as_is(part.text):
             # The rules read it as it is, and none of them finds anything: released as it came,
             # with nothing to note. (Values that never repeat, such as OpenAI's per-event
             # `obfuscation` pad, are not remembered: they would only push the ones that do
@@ -462,6 +462,10 @@ class TextChannels:
         if remember and len(self._values) < MAX_STREAM_VALUES:
             self._values[key] = result
         return result
+
+    def _is_clean_as_is(self, text: str) -> bool:
+        """The rules read `text` as it is (normalising changes nothing) and none finds anything in it."""
+        return not (self.normalize and needs_mapping(text)) and finds_nothing(self.rules, text)
 
     def _decide_value(self, text: str, decided: dict[tuple[str, bool], tuple[str, Verdict]]) -> tuple[str, Verdict]:
         """A window's decision on a whole value, remembered per rule set unless a rule timed out."""
