@@ -97,13 +97,13 @@ class RuleGroup:
 
     def __post_init__(self) -> None:
         self.min_lengths = [getattr(r.matcher, "min_length", 0) for r in self.rules]
-        matchers = [r.matcher for r in self.rules]
-        if self.shared is None and all(isinstance(m, RegexMatcher) and m.contains_gate for m in matchers):
-            self.gates = [
-                (m.contains_gate, m.is_contains_folded)
-                for m in matchers
-                if isinstance(m, RegexMatcher) and m.contains_gate is not None
-            ]
+        gates = [
+            (m.contains_gate, m.is_contains_folded)
+            for m in (r.matcher for r in self.rules)
+            if isinstance(m, RegexMatcher) and m.contains_gate is not None
+        ]
+        if self.shared is None and len(gates) == len(self.rules):
+            self.gates = gates
         self.min_length = min(self.min_lengths, default=0)
         self.scans = [r.matcher.scan for r in self.rules]
         self.resume = [0] * len(self.rules)
@@ -151,14 +151,9 @@ class RuleGroup:
         if shared.search is not None:
             if shared.trigger is not None and shared.trigger.search(text, pos) is None:
                 return ()
-            search = shared.search
-            found = search.search(text, pos)
             # Hits right after a character that every member's lookbehind excludes (the digits
             # inside a word, an OpenAI pad's "Jg49Yi5") wake none of them: one search decides.
-            excluded = shared.excluded_by_all
-            while found is not None and found.start() > 0 and text[found.start() - 1] in excluded:
-                found = search.search(text, found.start() + 1)
-            if found is None:
+            if _unexcluded_hit(shared, text, pos) is None:
                 return ()
             if shared.member_searches is None:
                 return range(len(self.rules))
@@ -186,20 +181,15 @@ class RuleGroup:
                 return ()
             if _SEPARATOR in shared.excluded_by_all:
                 return None  # a text's first character would look excluded
-            search, excluded = shared.search, shared.excluded_by_all
             suspects: list[int] = []
-            found = search.search(joined)
-            while found is not None:
-                at = found.start()
-                if at > 0 and joined[at - 1] in excluded:
-                    found = search.search(joined, at + 1)
-                    continue
+            at = _unexcluded_hit(shared, joined, 0)
+            while at is not None:
                 # Its text is a suspect: go on from the next text.
                 index = bisect_right(starts, at) - 1
                 suspects.append(index)
                 if index + 1 >= len(starts):
                     break
-                found = search.search(joined, starts[index + 1])
+                at = _unexcluded_hit(shared, joined, starts[index + 1])
             return suspects
         else:
             assert shared.literals is not None
@@ -267,6 +257,20 @@ class RuleGroup:
             self.resume[k] = old_resume[k]
             self.hold[k] = old_hold[k]
         return woken
+
+
+def _unexcluded_hit(shared: SharedLiterals, text: str, pos: int) -> int | None:
+    """Where the first hit of a class search in `text[pos:]` begins that does not follow a
+    character every member's lookbehind excludes; None if there is none."""
+    search, excluded = shared.search, shared.excluded_by_all
+    assert search is not None
+    found = search.search(text, pos)
+    while found is not None:
+        at = found.start()
+        if at == 0 or text[at - 1] not in excluded:
+            return at
+        found = search.search(text, at + 1)
+    return None
 
 
 def _literal_members(shared: SharedLiterals, folded: str) -> set[int]:
