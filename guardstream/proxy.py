@@ -111,9 +111,15 @@ class Runtime:
         self.credentials = Credentials.from_settings(config.auth, keys)
         timeouts = config.timeouts
         # Reads wait at most as long as the longer of the two silences allowed; the pump enforces each exactly.
+        self.read_timeout = max(timeouts.first_byte, timeouts.idle)
         self.timeout = httpx.Timeout(
-            connect=timeouts.connect, read=max(timeouts.first_byte, timeouts.idle), write=60.0, pool=timeouts.connect
+            connect=timeouts.connect, read=self.read_timeout, write=60.0, pool=timeouts.connect
         )
+        # Moderated answers time their own silences: the first byte and the whole body under a
+        # deadline, a stream's reads by its relay's watchdog, an answer read whole read by read
+        # (`_read_answer`). A read timeout in httpx would arm and cancel a timer on every read of
+        # every stream: a sixth of the server's time on paced streams, for a silence already timed.
+        self.moderated_timeout = httpx.Timeout(connect=timeouts.connect, read=None, write=60.0, pool=timeouts.connect)
 
     async def aclose(self) -> None:
         for guard in {id(g): g for g in [self.guard, *self.policies.values()]}.values():
@@ -510,10 +516,11 @@ class _Exchange:
             headers.append(("accept-encoding", "identity"))
         headers = outgoing_headers(headers, self.route.upstream, injected)
         # A client passed to create_app keeps its own timeouts; ours follow the (reloadable) config.
-        timeout = self.runtime.timeout if self.proxy.owns_client else httpx.USE_CLIENT_DEFAULT
-        return self.proxy.client.build_request(
-            self.scope["method"], url, headers=headers, content=body, timeout=timeout
-        )
+        client = self.proxy.client
+        if not self.proxy.owns_client:
+            return client.build_request(self.scope["method"], url, headers=headers, content=body)
+        timeout = self.runtime.moderated_timeout if moderated else self.runtime.timeout
+        return client.build_request(self.scope["method"], url, headers=headers, content=body, timeout=timeout)
 
     async def _forward(self, body: bytes, *, moderated: bool) -> None:
         timeouts = self.config.timeouts
@@ -602,10 +609,18 @@ class _Exchange:
 
     async def _read_answer(self, response: httpx.Response) -> bytes | None:
         """The whole (decoded) body, or None if it broke off or took longer than the total allowed."""
+        chunks: list[bytes] = []
         with anyio.move_on_after(self._time_left()):
             try:
-                return await response.aread()
-            except httpx.HTTPError:
+                body = response.aiter_bytes()
+                while True:
+                    # Each read waits as long as httpx's own read timeout would (see `Runtime`).
+                    with anyio.fail_after(self.runtime.read_timeout):
+                        chunk = await anext(body, None)
+                    if chunk is None:
+                        return b"".join(chunks)
+                    chunks.append(chunk)
+            except (httpx.HTTPError, TimeoutError):
                 return None
         return None
 

@@ -143,6 +143,23 @@ def test_first_byte_and_idle_timeouts_are_settable(tmp_path: Path) -> None:
     assert stalled.status_code == 200 and b"sent nothing for 0.5 s" in stalled.content
 
 
+def test_an_answer_read_whole_that_stalls_mid_body_is_a_502_after_the_longer_silence(tmp_path: Path) -> None:
+    # Headers, then nothing: a read of the body waits max(first byte, idle), then the answer counts as broken.
+    with serving(
+        "--upstream", "mock", "--timeouts-first-byte", "0.5", "--timeouts-idle", "0.8", cwd=tmp_path
+    ) as server:
+        started = time.monotonic()
+        answer = httpx.post(
+            f"{server.url}/v1/chat/completions",
+            json={**CHAT, "stream": False},
+            headers=mock_headers({"reply": "hi", "hold_after": 0, "hold_key": "never"}),
+            timeout=30,
+        )
+        waited = time.monotonic() - started
+    assert answer.status_code == 502 and "cannot read" in answer.json()["error"]["message"]
+    assert 0.8 <= waited < 10
+
+
 # -- 3. credentials -----------------------------------------------------------------------------------
 
 
