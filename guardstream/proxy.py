@@ -428,6 +428,19 @@ class _Exchange:
         if self.provider is None:
             await self._forward(body, moderated=False)
             return
+        checked = await self._checked_request(body)
+        if checked is not None:
+            await self._forward(checked, moderated=True)
+
+    async def _checked_request(self, body: bytes) -> bytes | None:
+        """The body to send upstream once the request has passed its checks; None once it was
+        refused (answered here).
+
+        A frame of its own on purpose: the parsed request (a long conversation is many times the
+        size of its JSON as Python objects) is let go before the answer streams, not kept for as
+        long as the stream lasts.
+        """
+        assert self.provider is not None
         try:
             body = self._decoded_request_body(body)
             payload = loads_strict(body)
@@ -436,14 +449,14 @@ class _Exchange:
         except GuardstreamError as exc:
             message = f"guardstream could not read the request body: {exc}."
             await self._reply_error(400, message, "invalid_request_body", outcome="bad_request")
-            return
+            return None
         verdict = self.guard.check_request(self.provider, payload)
         self.input_violations = tuple(verdict.violations)
         self.violations += verdict.violations
         if verdict.blocked is not None:
             message = block_message(verdict.blocked, "the request")
             await self._reply_error(400, message, "content_filter", outcome="blocked_input")
-            return
+            return None
         flagged = await self.guard.classify_request(self.provider, payload)
         if flagged is not None:
             self.violations.append(flagged)
@@ -451,10 +464,8 @@ class _Exchange:
             await self._reply_error(
                 400, block_message(flagged, "the request"), "content_filter", outcome="blocked_input"
             )
-            return
-        if verdict.is_changed:
-            body = dumps(verdict.payload).encode()
-        await self._forward(body, moderated=True)
+            return None
+        return dumps(verdict.payload).encode() if verdict.is_changed else body
 
     async def _read_body(self) -> bytes:
         limit = self.config.server.max_body_bytes

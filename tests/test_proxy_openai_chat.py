@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -13,6 +15,7 @@ import openai
 import pytest
 
 from guardstream import Config, ConfigError, ModerationSettings, create_app
+from guardstream.bench.processes import free_port, server_process
 from tests.conftest import MockModel, ProxyFactory, RunningProxy, mock_headers
 
 pytestmark = pytest.mark.anyio
@@ -446,3 +449,52 @@ def test_answers_carry_one_date_header(proxy: RunningProxy) -> None:
 def test_a_holdback_cap_below_a_rules_own_matches_is_refused() -> None:
     with pytest.raises(ConfigError, match="max_holdback_chars = 10 is shorter than matches of rule pii.email"):
         create_app(Config(moderation=ModerationSettings(max_holdback_chars=10)))
+
+
+def _messages_holding(text: str) -> int:
+    """Lists of messages (as a parsed request holds them) with a message of `text`. The messages
+    themselves, dicts of strings, are not tracked by the garbage collector; their lists are."""
+    gc.collect()
+    return sum(
+        1
+        for o in gc.get_objects()
+        if isinstance(o, list) and any(isinstance(m, dict) and m.get("content") == text for m in o)
+    )
+
+
+def test_the_parsed_request_is_let_go_while_the_answer_streams(start_proxy: ProxyFactory) -> None:
+    # A long conversation is many times its JSON's size as Python objects: a stream that lasts
+    # minutes must not keep it. The mock runs in a process of its own, so every parsed copy of
+    # the request in this process is guardstream's.
+    port = free_port()
+    marker = "a question asked once, " + "x" * 50
+    with server_process(["-m", "guardstream", "mock", "--port", str(port)], port, "tcp"):
+        upstream = f"http://127.0.0.1:{port}"
+        with start_proxy(upstream=upstream) as proxy:
+            first = threading.Event()
+            seen: list[str] = []
+
+            # Sent as bytes: the client holds no parsed copy of its own.
+            body = json.dumps({"model": "m", "stream": True, "messages": [{"role": "user", "content": marker}]})
+            script = {"reply": "one two three four", "hold_after": 3, "hold_key": "parsed"}
+
+            def consume() -> None:
+                url = f"{proxy.url}/v1/chat/completions"
+                headers = {"content-type": "application/json", **mock_headers(script)}
+                with httpx.stream("POST", url, content=body.encode(), headers=headers, timeout=10) as answer:
+                    for line in answer.iter_lines():
+                        if line.startswith("data: {"):
+                            delta = json.loads(line[6:])["choices"][0]["delta"]
+                            seen.append(delta.get("content") or "")
+                            first.set()
+
+            thread = threading.Thread(target=consume)
+            thread.start()
+            try:
+                assert first.wait(timeout=10)
+                during = _messages_holding(marker)
+            finally:
+                httpx.post(f"{upstream}/_mock/release/parsed")
+                thread.join(timeout=10)
+    assert "".join(seen) == "one two three four"
+    assert during == 0
