@@ -326,6 +326,9 @@ class _Exchange:
         self.request_id = new_request_id()
         self.status = 0
         self.ttfb: float | None = None
+        # The upstream request went out without httpx's read timeout (`Runtime.moderated_timeout`):
+        # an answer read whole times its reads here.
+        self.times_own_reads = False
         self.held_chars = 0
         self.violations: list[Violation] = []
         # Set on shutdown: a stream still going then ends with the terminal event.
@@ -531,6 +534,7 @@ class _Exchange:
         if not self.proxy.owns_client:
             return client.build_request(self.scope["method"], url, headers=headers, content=body)
         timeout = self.runtime.moderated_timeout if moderated else self.runtime.timeout
+        self.times_own_reads = moderated
         return client.build_request(self.scope["method"], url, headers=headers, content=body, timeout=timeout)
 
     async def _forward(self, body: bytes, *, moderated: bool) -> None:
@@ -621,12 +625,16 @@ class _Exchange:
     async def _read_answer(self, response: httpx.Response) -> bytes | None:
         """The whole (decoded) body, or None if it broke off or took longer than the total allowed."""
         chunks: list[bytes] = []
+        # Each read waits as long as httpx's own read timeout would have (see `Runtime`); a client
+        # passed to create_app, and unmoderated requests, keep the read timeout they went out with.
+        # (A compressed body is timed per decoded piece: reads that decode to nothing yet count
+        # as one wait. Moderated requests ask for identity, so it seldom matters.)
+        read_timeout = self.runtime.read_timeout if self.times_own_reads else None
         with anyio.move_on_after(self._time_left()):
             try:
                 body = response.aiter_bytes()
                 while True:
-                    # Each read waits as long as httpx's own read timeout would (see `Runtime`).
-                    with anyio.fail_after(self.runtime.read_timeout):
+                    with anyio.fail_after(read_timeout):
                         chunk = await anext(body, None)
                     if chunk is None:
                         return b"".join(chunks)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import threading
@@ -16,6 +17,8 @@ import pytest
 
 from guardstream import Config, ConfigError, ModerationSettings, create_app
 from guardstream.bench.processes import free_port, server_process
+from guardstream.config import Upstreams
+from guardstream.servers import serve_in_thread
 from tests.conftest import MockModel, ProxyFactory, RunningProxy, mock_headers
 
 pytestmark = pytest.mark.anyio
@@ -494,7 +497,24 @@ def test_the_parsed_request_is_let_go_while_the_answer_streams(start_proxy: Prox
                 assert first.wait(timeout=10)
                 during = _messages_holding(marker)
             finally:
-                httpx.post(f"{upstream}/_mock/release/parsed")
+                with contextlib.suppress(httpx.HTTPError):  # never hide the failure that got us here
+                    httpx.post(f"{upstream}/_mock/release/parsed")
                 thread.join(timeout=10)
     assert "".join(seen) == "one two three four"
     assert during == 0
+
+
+def test_moderated_requests_go_out_without_an_httpx_read_timeout(mock_model: MockModel) -> None:
+    # Their silences are timed by guardstream (the relay's watchdog, `_read_answer`): a read
+    # timeout in httpx would arm and cancel a timer on every read of every stream.
+    app = create_app(Config(upstreams=Upstreams(mock_model.url, mock_model.url, mock_model.url)))
+    timeouts: list[dict[str, Any]] = []
+
+    async def record(request: httpx.Request) -> None:
+        timeouts.append(dict(request.extensions["timeout"]))
+
+    app.client.event_hooks["request"].append(record)
+    with serve_in_thread(app) as url:
+        text, _ = stream_text(RunningProxy(url, app.registry), {"reply": "Fine."})
+    assert text == "Fine."
+    assert timeouts and timeouts[0]["read"] is None and timeouts[0]["connect"] is not None
