@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from guardstream.checks import CheckPlan, CheckRequest, Checks, FailureLike, VerdictLike
 from guardstream.normalize import needs_mapping
@@ -267,6 +267,38 @@ class TextChannels:
         """The text is complete: decide everything still held (classifiers get their last checks)."""
         self.settle()
         for window in {id(w): w for w in self._views.values()}.values():
+            self._note(window.flush())
+            if self.checks is not None:
+                self.checks.arrived(window, final=True)
+
+    def close(self, prefixes: Sequence[tuple[Any, ...]]) -> None:
+        """The views whose keys begin with one of `prefixes` have all their text (an Anthropic
+        block stopped; a block of another kind began after a run of blocks joined on one view):
+        their windows decide what they hold now, as `flush` does at the end of the stream. Views
+        that share a window with them go on with a copy; text that comes on a closed view later
+        starts a window of its own."""
+        closing = {view for view in self._views if any(view[: len(p)] == p for p in prefixes)}
+        if not closing:
+            return
+        self.settle()
+        finished: dict[int, Window] = {}
+        for view in closing:
+            window = self._views[view]
+            if id(window) in finished:
+                continue
+            readers = self._readers[id(window)]
+            others = readers - closing
+            if others:
+                twin = self._fork(window)
+                self._readers[id(twin)] = others
+                for other in others:
+                    self._views[other] = twin
+                readers -= others
+            finished[id(window)] = window
+        for view in closing:
+            del self._views[view]
+        self._routes.clear()
+        for window in finished.values():
             self._note(window.flush())
             if self.checks is not None:
                 self.checks.arrived(window, final=True)

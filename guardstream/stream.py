@@ -345,6 +345,9 @@ class StreamModerator:
             self._settle()
             self.channels.flush()
             self._ended = True
+        elif parsed.closes and self.channels.blocked is None:
+            self._settle()
+            self.channels.close(parsed.closes)
         if self.first_text_at is None and any(not p.part.is_value for p in pending.parts):
             self.first_text_at = now
         self._queue.append(pending)

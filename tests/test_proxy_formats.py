@@ -10,6 +10,7 @@ format that never reaches the model, and whole JSON answers are moderated the sa
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -402,3 +403,42 @@ def test_each_formats_routes_are_moderated_under_path_variants(
     answer = httpx.post(proxy.url + path, json=body)
     assert answer.status_code == 400 and "AKIA" not in answer.text
     assert mock_model.requests() == []
+
+
+def test_claudes_answer_after_its_thinking_streams_while_the_upstream_is_still_writing(
+    proxy: RunningProxy, mock_model: MockModel
+) -> None:
+    # The thinking block ends in a word that could still grow into an address; the answer after
+    # it must reach the client as it is written, not when the message ends.
+    client = anthropic.Anthropic(base_url=proxy.url, api_key="sk-ant-test", max_retries=0)
+    script = {
+        "thinking": "The user wants the weather.",
+        "reply": "Sunny and warm today, all afternoon.",
+        "chunk_chars": 8,
+        "hold_after": 12,
+        "hold_key": "thinking-then-answer",
+    }
+    seen: list[str] = []
+    answer_started = threading.Event()
+
+    def consume() -> None:
+        with client.messages.stream(
+            model="m",
+            max_tokens=50,
+            messages=[{"role": "user", "content": "weather?"}],
+            extra_headers=mock_headers(script),
+        ) as stream:
+            for event in stream:
+                if event.type == "content_block_delta" and event.delta.type == "text_delta":
+                    seen.append(event.delta.text)
+                    answer_started.set()
+
+    thread = threading.Thread(target=consume)
+    thread.start()
+    try:
+        assert answer_started.wait(timeout=10)  # the upstream is holding the rest back
+    finally:
+        mock_model.release("thinking-then-answer")
+        thread.join(timeout=10)
+        client.close()
+    assert "".join(seen) == "Sunny and warm today, all afternoon."

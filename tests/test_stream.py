@@ -206,13 +206,7 @@ def test_events_read_together_leave_as_they_would_one_read_at_a_time(text: str, 
     events += [chunk(finish="stop"), b"data: [DONE]\n\n"]
     one_by_one = StreamModerator(OpenAIChatStream(), RULES)
     expected = b"".join(one_by_one.feed(e) for e in events) + one_by_one.finish()
-    together = StreamModerator(OpenAIChatStream(), RULES)
-    out, at = [], 0
-    for size_of_read in [*groups, len(events)]:
-        out.append(together.feed(b"".join(events[at : at + size_of_read])))
-        at += size_of_read
-    out.append(together.finish())
-    assert b"".join(out) == expected
+    assert fed_in_reads(StreamModerator(OpenAIChatStream(), RULES), events, groups) == expected
 
 
 def test_a_value_redacted_mid_string_is_counted_as_a_redaction() -> None:
@@ -231,26 +225,79 @@ def test_every_answer_counts_the_violations_of_a_value_decided_before() -> None:
         assert moderator.is_redacted and len(moderator.violations) == 1
 
 
+def fed_in_reads(moderator: StreamModerator, events: list[bytes], reads: Sequence[int]) -> bytes:
+    """What `moderator` gives out for `events` arriving `reads[i]` at a time (the rest in one
+    read), then at the end of the stream."""
+    out, at = [], 0
+    for size in [*reads, len(events)]:
+        out.append(moderator.feed(b"".join(events[at : at + size])))
+        at += size
+    out.append(moderator.finish())
+    return b"".join(out)
+
+
 def anthropic_event(kind: str, **fields: Any) -> bytes:
     return f"event: {kind}\ndata: {json.dumps({'type': kind, **fields})}\n\n".encode()
 
 
-def anthropic_blocks(*blocks: list[str]) -> list[bytes]:
+ANTHROPIC_BLOCKS = {
+    "text": ({"type": "text", "text": ""}, "text_delta", "text"),
+    "thinking": ({"type": "thinking", "thinking": "", "signature": ""}, "thinking_delta", "thinking"),
+    "tool_use": (
+        {"type": "tool_use", "id": "toolu_1", "name": "lookup", "input": {}},
+        "input_json_delta",
+        "partial_json",
+    ),
+}
+
+
+def anthropic_blocks(*blocks: list[str], kinds: Sequence[str] = ()) -> list[bytes]:
+    """A message of these blocks (text blocks unless `kinds` names each one's type), each
+    streamed in the deltas given, then `message_stop`."""
     events = [
         anthropic_event("message_start", message={"id": "m", "type": "message", "role": "assistant", "content": []})
     ]
     for index, deltas in enumerate(blocks):
-        events.append(anthropic_event("content_block_start", index=index, content_block={"type": "text", "text": ""}))
+        block, delta_type, key = ANTHROPIC_BLOCKS[kinds[index] if kinds else "text"]
+        events.append(anthropic_event("content_block_start", index=index, content_block=block))
         events += [
-            anthropic_event("content_block_delta", index=index, delta={"type": "text_delta", "text": d}) for d in deltas
+            anthropic_event("content_block_delta", index=index, delta={"type": delta_type, key: d}) for d in deltas
         ]
         events.append(anthropic_event("content_block_stop", index=index))
     return [*events, anthropic_event("message_stop")]
 
 
-def anthropic_text(out: bytes) -> str:
+def anthropic_text(out: bytes, key: str = "text") -> str:
     payloads = [json.loads(e.data) for e in SSEDecoder().decode(out) if e.has_data]
-    return "".join(p["delta"]["text"] for p in payloads if p["type"] == "content_block_delta")
+    return "".join(p["delta"].get(key, "") for p in payloads if p["type"] == "content_block_delta")
+
+
+def test_the_answer_after_a_thinking_block_streams_before_the_message_ends() -> None:
+    # The thinking ends inside a word that could still become an address: once the text block
+    # begins, the thinking can grow no more, and the answer must not wait for message_stop.
+    moderator = StreamModerator(AnthropicStream(), RULES)
+    events = anthropic_blocks(
+        ["The user wants the weather."], ["Sunny ", "today. ", "Warm."], kinds=["thinking", "text"]
+    )
+    out = b"".join(moderator.feed(e) for e in events[:-1])
+    assert anthropic_text(out, "thinking") == "The user wants the weather."
+    assert anthropic_text(out).startswith("Sunny today. ")
+
+
+def test_a_tool_call_after_text_streams_before_the_message_ends() -> None:
+    moderator = StreamModerator(AnthropicStream(), RULES)
+    events = anthropic_blocks(["Let me look that up."], ['{"city": ', '"Paris"}'], kinds=["text", "tool_use"])
+    out = b"".join(moderator.feed(e) for e in events[:-1])
+    assert anthropic_text(out) == "Let me look that up."
+    assert anthropic_text(out, "partial_json") == '{"city": "Paris"}'
+
+
+def test_a_delta_for_a_stopped_block_is_still_moderated() -> None:
+    moderator = StreamModerator(AnthropicStream(), RULES)
+    events = anthropic_blocks(["Fine."])
+    late = anthropic_event("content_block_delta", index=0, delta={"type": "text_delta", "text": f"key {SECRET} "})
+    out = b"".join(moderator.feed(e) for e in [*events[:-1], late, events[-1]]) + moderator.finish()
+    assert SECRET not in out.decode() and SECRET[:4] not in anthropic_text(out)
 
 
 def test_an_address_split_across_two_text_blocks_is_redacted_on_the_view_that_joins_them() -> None:
@@ -308,13 +355,38 @@ def test_no_match_leaks_however_an_answer_is_split_into_text_blocks(
         points = sorted({lo, hi} | {c for c in cuts if lo < c < hi})
         blocks.append([text[a:b] for a, b in zip(points, points[1:], strict=False)])
     events = anthropic_blocks(*blocks)
-    moderator = StreamModerator(AnthropicStream(), RULES)
-    out, at = [], 0
-    for size in [*reads, len(events)]:
-        out.append(moderator.feed(b"".join(events[at : at + size])))
-        at += size
-    out.append(moderator.finish())
-    seen = anthropic_text(b"".join(out))
+    out = fed_in_reads(StreamModerator(AnthropicStream(), RULES), events, reads)
+    seen = anthropic_text(out)
+    assert "jane.doe" not in seen and "@example.com" not in seen and "555-2671" not in seen
+    assert SECRET[:4] not in seen
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    blocks=st.lists(
+        st.tuples(
+            st.sampled_from(sorted(ANTHROPIC_BLOCKS)),
+            st.lists(st.sampled_from(SPACED), min_size=1, max_size=4).map("".join),
+            st.lists(st.integers(0, 120), max_size=6),
+        ),
+        min_size=1,
+        max_size=5,
+    ),
+    reads=st.lists(st.integers(1, 4), max_size=30),
+)
+def test_no_match_leaks_from_blocks_of_any_kind_decided_as_they_end(
+    blocks: list[tuple[str, str, list[int]]], reads: list[int]
+) -> None:
+    # Blocks of mixed types, each decided when it stops (and its joined view when a block of
+    # another type begins): a match inside any block never leaves, however its deltas are cut.
+    kinds = [kind for kind, _, _ in blocks]
+    deltas = []
+    for _, text, cuts in blocks:
+        points = sorted({0, len(text)} | {c % (len(text) + 1) for c in cuts})
+        deltas.append([text[a:b] for a, b in zip(points, points[1:], strict=False) if b > a])
+    events = anthropic_blocks(*deltas, kinds=kinds)
+    out = fed_in_reads(StreamModerator(AnthropicStream(), RULES), events, reads)
+    seen = "".join(anthropic_text(out, key) for key in ("text", "thinking", "partial_json"))
     assert "jane.doe" not in seen and "@example.com" not in seen and "555-2671" not in seen
     assert SECRET[:4] not in seen
 

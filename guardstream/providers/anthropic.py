@@ -116,6 +116,12 @@ WALKER = TextWalker(STRUCTURAL, KNOWN_KEYS, OPAQUE)
 DELTA_TEXT = {"text_delta": "text", "input_json_delta": "partial_json", "thinking_delta": "thinking"}
 # Where a block's initial text sits in content_block_start, by block type.
 BLOCK_TEXT = {"text": "text", "thinking": "thinking"}
+# The joined view (`("flat", kind)`) a block of each type streams on: blocks of one type in a row
+# are one more view, so text split across them is still one text. A block of another type (a
+# tool call after text, the answer after thinking) ends the row: the joined view decides its tail
+# then, not at the end of the message, which would hold every event in between back with it.
+FLAT_KIND = {"text": "text", "thinking": "thinking", "tool_use": "partial_json", "server_tool_use": "partial_json"}
+FLAT_KINDS = frozenset(DELTA_TEXT.values())
 EVENTS = frozenset(
     {
         "message_start",
@@ -205,7 +211,13 @@ class AnthropicStream:
             raise ProviderError("the upstream sent an event whose name is not its type")
         parsed = ParsedEvent(payload=payload)
         extract_event(payload, parsed.parts)
-        if kind == "message_stop":
+        if kind == "content_block_stop" and isinstance(payload.get("index"), int):
+            # The block's own views are complete; a later delta for it would start anew, moderated.
+            parsed.closes = (("block", payload["index"]),)
+        elif kind == "content_block_start" and isinstance(payload.get("content_block"), dict):
+            streams_on = FLAT_KIND.get(str(payload["content_block"].get("type")))
+            parsed.closes = tuple(("flat", k) for k in sorted(FLAT_KINDS) if k != streams_on)
+        elif kind == "message_stop":
             parsed.is_end = True
             self._done = True
         elif kind == "error":

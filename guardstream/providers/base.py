@@ -28,7 +28,10 @@ class ParsedEvent:
     window is decided before it leaves, and nothing after it is read. `is_error`: an error the
     upstream reported in the stream (its text is moderated like any answer). `needs_rewrite`:
     the raw bytes must not be relayed even if no text changed (copies that disagree with the
-    text, say), so the codec re-encodes the event.
+    text, say), so the codec re-encodes the event. `closes`: views whose text is complete with
+    this event, each named by the first elements of its key (`("block", 0)`): their windows decide
+    what they hold now, as at the end of the stream, instead of holding it, and every event after
+    it, until the stream ends.
     """
 
     parts: list[TextPart] = field(default_factory=list)
@@ -36,6 +39,7 @@ class ParsedEvent:
     is_end: bool = False
     is_error: bool = False
     needs_rewrite: bool = False
+    closes: tuple[tuple[Any, ...], ...] = ()
 
 
 class StreamCodec(Protocol):
