@@ -238,6 +238,16 @@ STREAMED = {
     "response.reasoning_summary_text.done": ("text", "summary", "summary_index", True),
 }
 ENVELOPES = frozenset({"response.created", "response.in_progress", "response.queued", *TERMINAL})
+# The joined views (`("flat", kind)`) an output item of each type streams on. An item of another
+# type (the answer after a reasoning summary, a function call after text) ends their row: they
+# decide their tail then, not at `response.completed`, which would hold every event in between
+# back with it. An item's own views are complete at its `response.output_item.done`.
+ITEM_KINDS = {
+    "message": frozenset({"output_text", "refusal"}),
+    "reasoning": frozenset({"summary", "reasoning_text"}),
+    "function_call": frozenset({"arguments"}),
+}
+FLAT_KINDS = frozenset(kind for _, kind, _, _ in STREAMED.values())
 
 
 def extract_event(payload: dict[str, Any], out: list[TextPart]) -> bool:
@@ -335,6 +345,12 @@ class OpenAIResponsesStream:
             raise ProviderError("the upstream sent an event whose name is not its type")
         parsed = ParsedEvent(payload=payload)
         parsed.needs_rewrite = extract_event(payload, parsed.parts)
+        oi = payload.get("output_index")
+        if kind == "response.output_item.done" and isinstance(oi, int) and not isinstance(oi, bool):
+            parsed.closes = (("item", oi),)
+        elif kind == "response.output_item.added" and isinstance(payload.get("item"), dict):
+            streams_on = ITEM_KINDS.get(str(payload["item"].get("type")), frozenset())
+            parsed.closes = tuple(("flat", k) for k in sorted(FLAT_KINDS - streams_on))
         if kind in TERMINAL:
             parsed.is_end = True
             parsed.is_error = kind in ("error", "response.failed")

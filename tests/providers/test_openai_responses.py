@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -112,3 +113,50 @@ def test_alternatives_in_top_logprobs_are_moderated() -> None:
     out = run(text_delta("Hi", [entry]), completed([]))
     assert SECRET.encode() not in out
     assert blocked(out)
+
+
+def message_events(output_index: int, text: str) -> list[bytes]:
+    item = {"id": "msg_1", "type": "message", "status": "in_progress", "role": "assistant", "content": []}
+    where = {"item_id": "msg_1", "output_index": output_index, "content_index": 0}
+    done = {**item, "status": "completed", "content": [{"type": "output_text", "text": text, "annotations": []}]}
+    return [
+        event("response.output_item.added", output_index=output_index, item=item),
+        event("response.content_part.added", **where, part={"type": "output_text", "text": "", "annotations": []}),
+        *[event("response.output_text.delta", **where, delta=word) for word in re.findall(r"\S+\s*", text)],
+        event("response.output_text.done", **where, text=text),
+        event("response.output_item.done", output_index=output_index, item=done),
+    ]
+
+
+def test_the_answer_after_a_reasoning_summary_streams_before_the_response_completes() -> None:
+    # The summary ends inside a word that could still become an address: once the message item
+    # begins, the summary can grow no more, and the answer must not wait for response.completed.
+    reasoning = {"id": "rs_1", "type": "reasoning", "summary": []}
+    chunks = [
+        event("response.created", response={"id": "resp_1", "object": "response", "output": []}),
+        event("response.output_item.added", output_index=0, item=reasoning),
+        summary_part("added", ""),
+        summary_delta("Checking the weather."),
+        event("response.output_item.done", output_index=0, item=reasoning_item("Checking the weather.")),
+        *message_events(1, "Sunny today. Warm. "),
+    ]
+    moderator = StreamModerator(OpenAIResponsesStream(), RULES)
+    out = b"".join(moderator.feed(c) for c in chunks)
+    deltas = [p["delta"] for p in payloads(out) if p["type"] == "response.output_text.delta"]
+    assert "".join(deltas).startswith("Sunny today. ")
+    assert any(p["type"] == "response.reasoning_summary_text.delta" for p in payloads(out))
+
+
+def test_a_function_call_after_text_streams_before_the_response_completes() -> None:
+    call = {"id": "fc_1", "type": "function_call", "call_id": "c1", "name": "get_weather", "arguments": ""}
+    chunks = [
+        event("response.created", response={"id": "resp_1", "object": "response", "output": []}),
+        *message_events(0, "Let me check the weather."),
+        event("response.output_item.added", output_index=1, item=call),
+        event("response.function_call_arguments.delta", item_id="fc_1", output_index=1, delta='{"city": '),
+    ]
+    moderator = StreamModerator(OpenAIResponsesStream(), RULES)
+    out = b"".join(moderator.feed(c) for c in chunks)
+    # The message, its last word included, is out while the call is still being written.
+    deltas = [p["delta"] for p in payloads(out) if p["type"] == "response.output_text.delta"]
+    assert "".join(deltas) == "Let me check the weather."
