@@ -118,6 +118,8 @@ class TextChannels:
         self._routes: dict[tuple[Channel, ...], list[Window]] = {}
         # Windows with text appended and not yet decided (see `settle`).
         self._unsettled: dict[int, Window] = {}
+        # Views closed as complete (`close`): no text may be added to them.
+        self._sealed: set[Channel] = set()
 
     def _window(self) -> Window:
         window = Window(
@@ -259,6 +261,10 @@ class TextChannels:
         if not part.text.startswith(original):
             return self.add(TextPart((("snapshot", *part.path),), part.text, part.path))
         if len(part.text) > len(original):
+            if part.copy_of in self._sealed or any(view in self._sealed for view in part.views):
+                # Its window decided the channel's text as complete: text added to it now would
+                # be read without the tail before it. The snapshot is checked as a whole instead.
+                return self.add(TextPart((("snapshot", *part.path),), part.text, part.path))
             extra = TextPart(part.views, part.text[len(original) :], part.path, tracked=True)
             self.add(extra)
         return PartState(part, copies=list(states))
@@ -271,13 +277,16 @@ class TextChannels:
             if self.checks is not None:
                 self.checks.arrived(window, final=True)
 
-    def close(self, prefixes: Sequence[tuple[Any, ...]]) -> None:
+    def close(self, prefixes: Sequence[tuple[Any, ...]], *, sealed: bool = True) -> None:
         """The views whose keys begin with one of `prefixes` have all their text (an Anthropic
-        block stopped; a block of another kind began after a run of blocks joined on one view):
-        their windows decide what they hold now, as `flush` does at the end of the stream. Views
-        that share a window with them go on with a copy; text that comes on a closed view later
-        starts a window of its own."""
+        block stopped; with `sealed=False`, a row of blocks joined on one view was interrupted by
+        a block of another type): their windows decide what they hold now, as `flush` does at the
+        end of the stream. Views that share a window with them go on with a copy. A sealed view
+        takes no more text (its codec refuses it; a snapshot that adds to it is checked whole);
+        text on an unsealed one later starts a window of its own."""
         closing = {view for view in self._views if any(view[: len(p)] == p for p in prefixes)}
+        if sealed:
+            self._sealed |= closing
         if not closing:
             return
         self.settle()

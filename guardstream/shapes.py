@@ -121,6 +121,12 @@ class Shapes:
         # on every read, so kept rather than computed (a shape evicted since only costs a look).
         self.has_runs = False
 
+    def forget(self) -> None:
+        """Drop every shape learned (a view one names may have closed): events are parsed, and
+        shapes learned, afresh."""
+        self._known.clear()
+        self._fruitless = 0
+
     @property
     def is_learning(self) -> bool:
         return self._fruitless < MAX_FRUITLESS

@@ -345,9 +345,16 @@ class StreamModerator:
             self._settle()
             self.channels.flush()
             self._ended = True
-        elif parsed.closes and self.channels.blocked is None:
+        elif (parsed.closes or parsed.ends_rows) and self.channels.blocked is None:
             self._settle()
-            self.channels.close(parsed.closes)
+            if parsed.closes:
+                self.channels.close(parsed.closes)
+                if self._shapes is not None:
+                    # A shape may name a closed view: events that repeat it must reach the codec
+                    # again, which refuses text for a view that is complete.
+                    self._shapes.forget()
+            if parsed.ends_rows:
+                self.channels.close(parsed.ends_rows, sealed=False)
         if self.first_text_at is None and any(not p.part.is_value for p in pending.parts):
             self.first_text_at = now
         self._queue.append(pending)

@@ -14,7 +14,7 @@ from guardstream.providers.anthropic import AnthropicStream
 from guardstream.providers.openai_chat import OpenAIChatStream
 from guardstream.rules import find_matches, redact_text
 from guardstream.sse import SSEDecoder
-from guardstream.stream import StreamModerator
+from guardstream.stream import MALFORMED_MESSAGE, StreamModerator
 
 RULES = load_rules(["secrets", "pii"]).for_direction("output")
 SECRET = "AKIA4HJQ7XRZ2PLWKD5N"
@@ -284,20 +284,33 @@ def test_the_answer_after_a_thinking_block_streams_before_the_message_ends() -> 
     assert anthropic_text(out).startswith("Sunny today. ")
 
 
-def test_a_tool_call_after_text_streams_before_the_message_ends() -> None:
+def test_a_tool_call_after_thinking_streams_before_the_message_ends() -> None:
     moderator = StreamModerator(AnthropicStream(), RULES)
-    events = anthropic_blocks(["Let me look that up."], ['{"city": ', '"Paris"}'], kinds=["text", "tool_use"])
+    events = anthropic_blocks(["I should look that up."], ['{"city": ', '"Paris"}'], kinds=["thinking", "tool_use"])
     out = b"".join(moderator.feed(e) for e in events[:-1])
-    assert anthropic_text(out) == "Let me look that up."
-    assert anthropic_text(out, "partial_json") == '{"city": "Paris"}'
+    assert anthropic_text(out, "thinking") == "I should look that up."
+    assert anthropic_text(out, "partial_json").startswith('{"city": ')
 
 
-def test_a_delta_for_a_stopped_block_is_still_moderated() -> None:
+def test_a_key_split_across_text_blocks_with_a_tool_call_between_is_still_caught() -> None:
+    # `text_stream` prints the text of every text block as one: the row of text blocks is never
+    # ended by a block of another type.
     moderator = StreamModerator(AnthropicStream(), RULES)
-    events = anthropic_blocks(["Fine."])
-    late = anthropic_event("content_block_delta", index=0, delta={"type": "text_delta", "text": f"key {SECRET} "})
-    out = b"".join(moderator.feed(e) for e in [*events[:-1], late, events[-1]]) + moderator.finish()
-    assert SECRET not in out.decode() and SECRET[:4] not in anthropic_text(out)
+    events = anthropic_blocks(
+        [f"key {SECRET[:10]}"], ['{"q": 1}'], [f"{SECRET[10:]} ok"], kinds=["text", "tool_use", "text"]
+    )
+    out = b"".join(moderator.feed(e) for e in events) + moderator.finish()
+    assert SECRET[:4] not in anthropic_text(out) and moderator.blocked is not None
+
+
+def test_an_event_for_a_stopped_block_ends_the_stream_as_malformed() -> None:
+    # The block's text was decided as complete when it stopped: a delta after that would be read
+    # without the tail before it (and the SDK would add it to the block all the same).
+    moderator = StreamModerator(AnthropicStream(), RULES)
+    events = anthropic_blocks([f"key {SECRET[:10]}"], ["hi "])
+    late = anthropic_event("content_block_delta", index=0, delta={"type": "text_delta", "text": f"{SECRET[10:]} "})
+    out = b"".join(moderator.feed(e) for e in [*events[:-2], late, *events[-2:]]) + moderator.finish()
+    assert moderator.failure == MALFORMED_MESSAGE and SECRET not in out.decode()
 
 
 def test_an_address_split_across_two_text_blocks_is_redacted_on_the_view_that_joins_them() -> None:

@@ -18,7 +18,14 @@ from typing import Any
 
 from guardstream.errors import ProviderError
 from guardstream.payload import Channel, TextPart, TextWalker, dumps, loads_strict, read_as_one
-from guardstream.providers.base import ParsedEvent, Provider, ReleasedText, rewrite_payload
+from guardstream.providers.base import (
+    ParsedEvent,
+    Provider,
+    ReleasedText,
+    note_finished,
+    rewrite_payload,
+    rows_ended_by,
+)
 from guardstream.providers.errors import anthropic_error
 from guardstream.sse import Event, encode_event
 
@@ -116,12 +123,14 @@ WALKER = TextWalker(STRUCTURAL, KNOWN_KEYS, OPAQUE)
 DELTA_TEXT = {"text_delta": "text", "input_json_delta": "partial_json", "thinking_delta": "thinking"}
 # Where a block's initial text sits in content_block_start, by block type.
 BLOCK_TEXT = {"text": "text", "thinking": "thinking"}
-# The joined view (`("flat", kind)`) a block of each type streams on: blocks of one type in a row
-# are one more view, so text split across them is still one text. A block of another type (a
-# tool call after text, the answer after thinking) ends the row: the joined view decides its tail
-# then, not at the end of the message, which would hold every event in between back with it.
+# The joined view (`("flat", kind)`) a block of each type streams on: blocks of one type are one
+# more view, so text split across them is still one text. A block of another known type ends the
+# row of thinking or of tool input (the answer after thinking, a tool call after thinking): the
+# joined view decides its tail then, not at the end of the message, which would hold every event
+# in between back with it. Text rows are never ended: `text_stream`, and any code that prints
+# every text delta, shows the text of all text blocks as one.
 FLAT_KIND = {"text": "text", "thinking": "thinking", "tool_use": "partial_json", "server_tool_use": "partial_json"}
-FLAT_KINDS = frozenset(DELTA_TEXT.values())
+ENDABLE_ROWS = frozenset(DELTA_TEXT.values()) - {"text"}
 EVENTS = frozenset(
     {
         "message_start",
@@ -194,6 +203,8 @@ class AnthropicStream:
     def __init__(self) -> None:
         self._done = False
         self._open_blocks: set[int] = set()
+        # Blocks stopped so far, as parsed (`delivered` sees them only once they are sent).
+        self._stopped: set[int] = set()
         self._started = False
         self._output_tokens = 0
 
@@ -211,12 +222,15 @@ class AnthropicStream:
             raise ProviderError("the upstream sent an event whose name is not its type")
         parsed = ParsedEvent(payload=payload)
         extract_event(payload, parsed.parts)
-        if kind == "content_block_stop" and isinstance(payload.get("index"), int):
-            # The block's own views are complete; a later delta for it would start anew, moderated.
-            parsed.closes = (("block", payload["index"]),)
-        elif kind == "content_block_start" and isinstance(payload.get("content_block"), dict):
-            streams_on = FLAT_KIND.get(str(payload["content_block"].get("type")))
-            parsed.closes = tuple(("flat", k) for k in sorted(FLAT_KINDS) if k != streams_on)
+        if kind in ("content_block_start", "content_block_delta", "content_block_stop"):
+            index = _index(payload)
+            stops = kind == "content_block_stop"
+            note_finished(index, self._stopped, ends=stops, what="a content block")
+            if stops:
+                parsed.closes = (("block", index),)
+            elif kind == "content_block_start" and isinstance(payload.get("content_block"), dict):
+                streams_on = FLAT_KIND.get(str(payload["content_block"].get("type")))
+                parsed.ends_rows = rows_ended_by(None if streams_on is None else frozenset({streams_on}), ENDABLE_ROWS)
         elif kind == "message_stop":
             parsed.is_end = True
             self._done = True

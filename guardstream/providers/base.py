@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from guardstream.errors import ProviderError
 from guardstream.payload import Channel, TextPart, dumps, set_text
 from guardstream.rules import CLASSIFIER_PACK
 from guardstream.sse import Event, encode_event
@@ -31,7 +32,10 @@ class ParsedEvent:
     text, say), so the codec re-encodes the event. `closes`: views whose text is complete with
     this event, each named by the first elements of its key (`("block", 0)`): their windows decide
     what they hold now, as at the end of the stream, instead of holding it, and every event after
-    it, until the stream ends.
+    it, until the stream ends; nothing more may come on them (the codec refuses events that would
+    add any, and a snapshot that adds to them is checked whole). `ends_rows`: joined views (a
+    row of blocks of one type) that a block of another type interrupts: decided now too, and
+    text that comes on them later begins a new row.
     """
 
     parts: list[TextPart] = field(default_factory=list)
@@ -40,6 +44,25 @@ class ParsedEvent:
     is_error: bool = False
     needs_rewrite: bool = False
     closes: tuple[tuple[Any, ...], ...] = ()
+    ends_rows: tuple[tuple[Any, ...], ...] = ()
+
+
+def note_finished(index: int, finished: set[int], *, ends: bool, what: str) -> None:
+    """Refuse an event for block (item) `index` once it is in `finished`, and add it there when
+    `ends` (the event that finishes it, whose codec closes its views): its text was decided as
+    complete, and more would be read without the tail before it."""
+    if index in finished:
+        raise ProviderError(f"the upstream sent an event for {what} it had finished")
+    if ends:
+        finished.add(index)
+
+
+def rows_ended_by(streams_on: frozenset[str] | None, endable: frozenset[str]) -> tuple[tuple[str, str], ...]:
+    """The joined views (`("flat", kind)`) that a block streaming on `streams_on` interrupts:
+    every endable row of another kind; none for a block type the codec does not know."""
+    if streams_on is None:
+        return ()
+    return tuple(("flat", kind) for kind in sorted(endable - streams_on))
 
 
 class StreamCodec(Protocol):

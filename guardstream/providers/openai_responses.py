@@ -22,7 +22,14 @@ from typing import Any
 
 from guardstream.errors import ProviderError
 from guardstream.payload import Channel, TextPart, TextWalker, dumps, loads_strict, read_as_one
-from guardstream.providers.base import ParsedEvent, Provider, ReleasedText, rewrite_payload
+from guardstream.providers.base import (
+    ParsedEvent,
+    Provider,
+    ReleasedText,
+    note_finished,
+    rewrite_payload,
+    rows_ended_by,
+)
 from guardstream.providers.errors import openai_error
 from guardstream.sse import Event, encode_event
 
@@ -239,15 +246,26 @@ STREAMED = {
 }
 ENVELOPES = frozenset({"response.created", "response.in_progress", "response.queued", *TERMINAL})
 # The joined views (`("flat", kind)`) an output item of each type streams on. An item of another
-# type (the answer after a reasoning summary, a function call after text) ends their row: they
-# decide their tail then, not at `response.completed`, which would hold every event in between
-# back with it. An item's own views are complete at its `response.output_item.done`.
+# known type ends the row of reasoning or of call arguments (the answer after a reasoning
+# summary): they decide their tail then, not at `response.completed`, which would hold every
+# event in between back with it. Rows of answer text are never ended (code that prints every
+# `.delta` shows them as one). An item's own views are complete at its `output_item.done`.
 ITEM_KINDS = {
     "message": frozenset({"output_text", "refusal"}),
     "reasoning": frozenset({"summary", "reasoning_text"}),
     "function_call": frozenset({"arguments"}),
 }
-FLAT_KINDS = frozenset(kind for _, kind, _, _ in STREAMED.values())
+ENDABLE_ROWS = frozenset(kind for _, kind, _, _ in STREAMED.values()) - ITEM_KINDS["message"]
+# Events that add to an item: none may come once the item is done.
+ADDS_TO_ITEM = frozenset(
+    {
+        *STREAMED,
+        "response.output_item.added",
+        "response.content_part.added",
+        "response.reasoning_summary_part.added",
+        "response.output_item.done",
+    }
+)
 
 
 def extract_event(payload: dict[str, Any], out: list[TextPart]) -> bool:
@@ -329,6 +347,8 @@ class OpenAIResponsesStream:
         self._envelope: dict[str, Any] | None = None
         # What the client has seen: items by output_index, and which are still open.
         self._items: dict[int, dict[str, Any]] = {}
+        # Output items finished so far, as parsed (`delivered` sees them only once they are sent).
+        self._done_items: set[int] = set()
         self._open_items: set[int] = set()
         self._open_parts: dict[int, set[int]] = {}
 
@@ -346,11 +366,13 @@ class OpenAIResponsesStream:
         parsed = ParsedEvent(payload=payload)
         parsed.needs_rewrite = extract_event(payload, parsed.parts)
         oi = payload.get("output_index")
-        if kind == "response.output_item.done" and isinstance(oi, int) and not isinstance(oi, bool):
-            parsed.closes = (("item", oi),)
-        elif kind == "response.output_item.added" and isinstance(payload.get("item"), dict):
-            streams_on = ITEM_KINDS.get(str(payload["item"].get("type")), frozenset())
-            parsed.closes = tuple(("flat", k) for k in sorted(FLAT_KINDS - streams_on))
+        if isinstance(oi, int) and not isinstance(oi, bool) and kind in ADDS_TO_ITEM:
+            done = kind == "response.output_item.done"
+            note_finished(oi, self._done_items, ends=done, what="an output item")
+            if done:
+                parsed.closes = (("item", oi),)
+            elif kind == "response.output_item.added" and isinstance(payload.get("item"), dict):
+                parsed.ends_rows = rows_ended_by(ITEM_KINDS.get(str(payload["item"].get("type"))), ENDABLE_ROWS)
         if kind in TERMINAL:
             parsed.is_end = True
             parsed.is_error = kind in ("error", "response.failed")

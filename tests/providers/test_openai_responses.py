@@ -11,7 +11,7 @@ import pytest
 from guardstream.packs import load_rules
 from guardstream.providers.openai_responses import OpenAIResponsesStream
 from guardstream.sse import SSEDecoder
-from guardstream.stream import StreamModerator
+from guardstream.stream import MALFORMED_MESSAGE, StreamModerator
 
 RULES = load_rules(["secrets", "pii"]).for_direction("output")
 SECRET = "AKIA4HJQ7XRZ2PLWKD5N"
@@ -147,16 +147,42 @@ def test_the_answer_after_a_reasoning_summary_streams_before_the_response_comple
     assert any(p["type"] == "response.reasoning_summary_text.delta" for p in payloads(out))
 
 
-def test_a_function_call_after_text_streams_before_the_response_completes() -> None:
-    call = {"id": "fc_1", "type": "function_call", "call_id": "c1", "name": "get_weather", "arguments": ""}
+def test_a_message_before_a_function_call_waits_on_the_row_of_answer_text() -> None:
+    # Code that prints every `.delta` shows the answer text of all messages as one: that row is
+    # not ended by an item of another type, so a key split around a call is still one key.
+    call = {"id": "fc_1", "type": "function_call", "call_id": "c1", "name": "lookup", "arguments": ""}
     chunks = [
         event("response.created", response={"id": "resp_1", "object": "response", "output": []}),
-        *message_events(0, "Let me check the weather."),
+        *message_events(0, f"key {SECRET[:10]}"),
         event("response.output_item.added", output_index=1, item=call),
-        event("response.function_call_arguments.delta", item_id="fc_1", output_index=1, delta='{"city": '),
+        event("response.output_item.done", output_index=1, item={**call, "arguments": "{}"}),
+        *[c.replace(b'"msg_1"', b'"msg_2"') for c in message_events(2, f"{SECRET[10:]} ok")],
+    ]
+    out = run(*chunks)
+    deltas = "".join(p.get("delta", "") for p in payloads(out) if p["type"] == "response.output_text.delta")
+    assert SECRET[:4] not in deltas and blocked(out)
+
+
+def test_an_event_for_a_finished_item_ends_the_stream_as_malformed() -> None:
+    chunks = [
+        event("response.created", response={"id": "resp_1", "object": "response", "output": []}),
+        *message_events(0, f"key {SECRET[:10]}"),
+        event("response.output_text.delta", item_id="msg_1", output_index=0, content_index=0, delta=SECRET[10:]),
     ]
     moderator = StreamModerator(OpenAIResponsesStream(), RULES)
-    out = b"".join(moderator.feed(c) for c in chunks)
-    # The message, its last word included, is out while the call is still being written.
-    deltas = [p["delta"] for p in payloads(out) if p["type"] == "response.output_text.delta"]
-    assert "".join(deltas) == "Let me check the weather."
+    out = b"".join(moderator.feed(c) for c in chunks) + moderator.finish()
+    assert moderator.failure == MALFORMED_MESSAGE and SECRET not in out.decode()
+
+
+def test_a_snapshot_that_adds_to_a_finished_item_is_checked_whole() -> None:
+    call = {"id": "fc_1", "type": "function_call", "call_id": "c1", "name": "lookup", "arguments": ""}
+    content = [{"type": "output_text", "text": f"key {SECRET}", "annotations": []}]
+    message: dict[str, Any] = {"id": "msg_1", "type": "message", "role": "assistant", "content": content}
+    chunks = [
+        event("response.created", response={"id": "resp_1", "object": "response", "output": []}),
+        *message_events(0, f"key {SECRET[:10]}"),
+        event("response.output_item.added", output_index=1, item=call),
+        completed([message, {**call, "arguments": "{}"}]),
+    ]
+    out = run(*chunks)
+    assert SECRET not in out.decode() and blocked(out)
