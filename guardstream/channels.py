@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from guardstream.checks import CheckPlan, CheckRequest, Checks, FailureLike, VerdictLike
+from guardstream.errors import ProviderError
 from guardstream.normalize import needs_mapping
 from guardstream.payload import Channel, TextPart
 from guardstream.prefilter import finds_nothing, finds_nothing_in_any
@@ -261,11 +262,14 @@ class TextChannels:
         if not part.text.startswith(original):
             return self.add(TextPart((("snapshot", *part.path),), part.text, part.path))
         if len(part.text) > len(original):
+            if original:
+                # A repeat says more than was streamed: the client's deltas never carry the
+                # difference, and moderating it on the channel would put it between them.
+                raise ProviderError("the upstream repeated a text with more than it had streamed")
             if part.copy_of in self._sealed or any(view in self._sealed for view in part.views):
-                # Its window decided the channel's text as complete: text added to it now would
-                # be read without the tail before it. The snapshot is checked as a whole instead.
+                # Nothing streamed, and the channel is complete: the snapshot is a text of its own.
                 return self.add(TextPart((("snapshot", *part.path),), part.text, part.path))
-            extra = TextPart(part.views, part.text[len(original) :], part.path, tracked=True)
+            extra = TextPart(part.views, part.text, part.path, tracked=True)
             self.add(extra)
         return PartState(part, copies=list(states))
 

@@ -34,6 +34,7 @@ from typing import Literal, Protocol
 
 from guardstream.channels import ChannelObserver, PartState, TextChannels
 from guardstream.checks import CheckPlan, CheckRequest, FailureLike, VerdictLike
+from guardstream.errors import ProviderError
 from guardstream.payload import loads_strict
 from guardstream.providers.base import ParsedEvent, StreamCodec, block_message
 from guardstream.rules import Rule
@@ -340,7 +341,12 @@ class StreamModerator:
             return
         if parsed.is_error:
             self.is_upstream_error = True
-        pending = _Pending.parsed_from(event, parsed, now, [self.channels.add(part) for part in parsed.parts])
+        try:
+            states = [self.channels.add(part) for part in parsed.parts]
+        except ProviderError:  # a repeat that says more than was streamed
+            self.failure = MALFORMED_MESSAGE
+            return
+        pending = _Pending.parsed_from(event, parsed, now, states)
         if parsed.is_end and self.channels.blocked is None:
             self._settle()
             self.channels.flush()

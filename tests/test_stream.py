@@ -303,6 +303,40 @@ def test_a_key_split_across_text_blocks_with_a_tool_call_between_is_still_caught
     assert SECRET[:4] not in anthropic_text(out) and moderator.blocked is not None
 
 
+def test_text_of_another_type_than_its_block_ends_the_stream_as_malformed() -> None:
+    # Thinking on a text block would go on the row of thinking, which the text block just ended.
+    moderator = StreamModerator(AnthropicStream(), RULES)
+    events = anthropic_blocks([f"x {SECRET[:10]}"], ["ok "], kinds=["thinking", "text"])
+    wrong = anthropic_event("content_block_delta", index=1, delta={"type": "thinking_delta", "thinking": SECRET[10:]})
+    out = b"".join(moderator.feed(e) for e in [*events[:-2], wrong, *events[-2:]]) + moderator.finish()
+    assert moderator.failure == MALFORMED_MESSAGE and SECRET not in out.decode()
+
+
+def test_a_row_of_thinking_stays_open_while_a_thinking_block_is() -> None:
+    # Two thinking blocks open at once, then a text block: the row of thinking cannot end while
+    # the second one may still add to it.
+    thinking = ANTHROPIC_BLOCKS["thinking"][0]
+    events = [
+        anthropic_event("message_start", message={"id": "m", "type": "message", "role": "assistant", "content": []}),
+        anthropic_event("content_block_start", index=0, content_block=thinking),
+        anthropic_event("content_block_start", index=1, content_block=thinking),
+        anthropic_event(
+            "content_block_delta", index=0, delta={"type": "thinking_delta", "thinking": f"x {SECRET[:10]}"}
+        ),
+        anthropic_event("content_block_stop", index=0),
+        anthropic_event("content_block_start", index=2, content_block=ANTHROPIC_BLOCKS["text"][0]),
+        anthropic_event(
+            "content_block_delta", index=1, delta={"type": "thinking_delta", "thinking": f"{SECRET[10:]} y"}
+        ),
+        anthropic_event("content_block_stop", index=1),
+        anthropic_event("content_block_stop", index=2),
+        anthropic_event("message_stop"),
+    ]
+    moderator = StreamModerator(AnthropicStream(), RULES)
+    out = b"".join(moderator.feed(e) for e in events) + moderator.finish()
+    assert SECRET[:4] not in anthropic_text(out, "thinking") and moderator.blocked is not None
+
+
 def test_an_event_for_a_stopped_block_ends_the_stream_as_malformed() -> None:
     # The block's text was decided as complete when it stopped: a delta after that would be read
     # without the tail before it (and the SDK would add it to the block all the same).

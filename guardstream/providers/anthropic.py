@@ -19,12 +19,11 @@ from typing import Any
 from guardstream.errors import ProviderError
 from guardstream.payload import Channel, TextPart, TextWalker, dumps, loads_strict, read_as_one
 from guardstream.providers.base import (
+    BlockKinds,
     ParsedEvent,
     Provider,
     ReleasedText,
-    note_finished,
     rewrite_payload,
-    rows_ended_by,
 )
 from guardstream.providers.errors import anthropic_error
 from guardstream.sse import Event, encode_event
@@ -129,7 +128,13 @@ BLOCK_TEXT = {"text": "text", "thinking": "thinking"}
 # joined view decides its tail then, not at the end of the message, which would hold every event
 # in between back with it. Text rows are never ended: `text_stream`, and any code that prints
 # every text delta, shows the text of all text blocks as one.
-FLAT_KIND = {"text": "text", "thinking": "thinking", "tool_use": "partial_json", "server_tool_use": "partial_json"}
+FLAT_KIND = {
+    "text": "text",
+    "thinking": "thinking",
+    "tool_use": "partial_json",
+    "server_tool_use": "partial_json",
+    "mcp_tool_use": "partial_json",
+}
 ENDABLE_ROWS = frozenset(DELTA_TEXT.values()) - {"text"}
 EVENTS = frozenset(
     {
@@ -203,8 +208,8 @@ class AnthropicStream:
     def __init__(self) -> None:
         self._done = False
         self._open_blocks: set[int] = set()
-        # Blocks stopped so far, as parsed (`delivered` sees them only once they are sent).
-        self._stopped: set[int] = set()
+        # Blocks as parsed (`delivered` sees them only once they are sent).
+        self._blocks = BlockKinds("a content block")
         self._started = False
         self._output_tokens = 0
 
@@ -222,15 +227,20 @@ class AnthropicStream:
             raise ProviderError("the upstream sent an event whose name is not its type")
         parsed = ParsedEvent(payload=payload)
         extract_event(payload, parsed.parts)
-        if kind in ("content_block_start", "content_block_delta", "content_block_stop"):
+        if kind == "content_block_start":
+            block = payload.get("content_block")
+            streams_on = FLAT_KIND.get(str(block.get("type"))) if isinstance(block, dict) else None
+            kinds = None if streams_on is None else frozenset({streams_on})
+            parsed.ends_rows = self._blocks.begin(_index(payload), kinds, ENDABLE_ROWS)
+        elif kind == "content_block_delta":
+            delta = payload.get("delta")
+            self._blocks.check(
+                _index(payload), DELTA_TEXT.get(str(delta.get("type"))) if isinstance(delta, dict) else None
+            )
+        elif kind == "content_block_stop":
             index = _index(payload)
-            stops = kind == "content_block_stop"
-            note_finished(index, self._stopped, ends=stops, what="a content block")
-            if stops:
-                parsed.closes = (("block", index),)
-            elif kind == "content_block_start" and isinstance(payload.get("content_block"), dict):
-                streams_on = FLAT_KIND.get(str(payload["content_block"].get("type")))
-                parsed.ends_rows = rows_ended_by(None if streams_on is None else frozenset({streams_on}), ENDABLE_ROWS)
+            self._blocks.finish(index)
+            parsed.closes = (("block", index),)
         elif kind == "message_stop":
             parsed.is_end = True
             self._done = True

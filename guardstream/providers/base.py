@@ -47,22 +47,50 @@ class ParsedEvent:
     ends_rows: tuple[tuple[Any, ...], ...] = ()
 
 
-def note_finished(index: int, finished: set[int], *, ends: bool, what: str) -> None:
-    """Refuse an event for block (item) `index` once it is in `finished`, and add it there when
-    `ends` (the event that finishes it, whose codec closes its views): its text was decided as
-    complete, and more would be read without the tail before it."""
-    if index in finished:
-        raise ProviderError(f"the upstream sent an event for {what} it had finished")
-    if ends:
-        finished.add(index)
+class BlockKinds:
+    """A stream's blocks (Anthropic content blocks, Responses output items) as parsed: what each
+    streams on, which are open, which are finished.
 
+    Views close when a block finishes, and a row of blocks joined on one view ends when a block
+    of another type begins: text after that is read without the tail before it. So a block's text
+    must be of the kind it began with, nothing may come for a finished block (or, once blocks are
+    announced, for one never begun), and a row stays open while a block of its kind is.
+    """
 
-def rows_ended_by(streams_on: frozenset[str] | None, endable: frozenset[str]) -> tuple[tuple[str, str], ...]:
-    """The joined views (`("flat", kind)`) that a block streaming on `streams_on` interrupts:
-    every endable row of another kind; none for a block type the codec does not know."""
-    if streams_on is None:
-        return ()
-    return tuple(("flat", kind) for kind in sorted(endable - streams_on))
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self._started: dict[int, frozenset[str] | None] = {}
+        self._open: dict[int, frozenset[str] | None] = {}
+        self._finished: set[int] = set()
+
+    def begin(self, index: int, kinds: frozenset[str] | None, endable: frozenset[str]) -> tuple[tuple[str, str], ...]:
+        """Block `index` begins, streaming on joined views of `kinds` (None: a type the codec
+        does not know, which streams on none); the joined views its beginning ends."""
+        self.check(index, None)
+        if index in self._started:
+            raise ProviderError(f"the upstream began {self.what} it had already begun")
+        self._started[index] = self._open[index] = kinds
+        if kinds is None:
+            return ()
+        busy = {kind for open_kinds in self._open.values() if open_kinds for kind in open_kinds}
+        return tuple(("flat", kind) for kind in sorted(endable - kinds - busy))
+
+    def check(self, index: int, kind: str | None) -> None:
+        """An event adds to block `index` (text on joined views of `kind`, if not None)."""
+        if index in self._finished:
+            raise ProviderError(f"the upstream sent an event for {self.what} it had finished")
+        if index not in self._started:
+            if self._started and kind is not None:
+                raise ProviderError(f"the upstream sent text for {self.what} it had not begun")
+            return
+        kinds = self._started[index]
+        if kind is not None and (kinds is None or kind not in kinds):
+            raise ProviderError(f"the upstream sent text of another type than its {self.what}'s")
+
+    def finish(self, index: int) -> None:
+        self.check(index, None)
+        self._finished.add(index)
+        self._open.pop(index, None)
 
 
 class StreamCodec(Protocol):

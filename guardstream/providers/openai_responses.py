@@ -23,12 +23,11 @@ from typing import Any
 from guardstream.errors import ProviderError
 from guardstream.payload import Channel, TextPart, TextWalker, dumps, loads_strict, read_as_one
 from guardstream.providers.base import (
+    BlockKinds,
     ParsedEvent,
     Provider,
     ReleasedText,
-    note_finished,
     rewrite_payload,
-    rows_ended_by,
 )
 from guardstream.providers.errors import openai_error
 from guardstream.sse import Event, encode_event
@@ -347,8 +346,8 @@ class OpenAIResponsesStream:
         self._envelope: dict[str, Any] | None = None
         # What the client has seen: items by output_index, and which are still open.
         self._items: dict[int, dict[str, Any]] = {}
-        # Output items finished so far, as parsed (`delivered` sees them only once they are sent).
-        self._done_items: set[int] = set()
+        # Output items as parsed (`delivered` sees them only once they are sent).
+        self._items_parsed = BlockKinds("an output item")
         self._open_items: set[int] = set()
         self._open_parts: dict[int, set[int]] = {}
 
@@ -367,12 +366,16 @@ class OpenAIResponsesStream:
         parsed.needs_rewrite = extract_event(payload, parsed.parts)
         oi = payload.get("output_index")
         if isinstance(oi, int) and not isinstance(oi, bool) and kind in ADDS_TO_ITEM:
-            done = kind == "response.output_item.done"
-            note_finished(oi, self._done_items, ends=done, what="an output item")
-            if done:
+            if kind == "response.output_item.done":
+                self._items_parsed.finish(oi)
                 parsed.closes = (("item", oi),)
-            elif kind == "response.output_item.added" and isinstance(payload.get("item"), dict):
-                parsed.ends_rows = rows_ended_by(ITEM_KINDS.get(str(payload["item"].get("type"))), ENDABLE_ROWS)
+            elif kind == "response.output_item.added":
+                item = payload.get("item")
+                kinds = ITEM_KINDS.get(str(item.get("type"))) if isinstance(item, dict) else None
+                parsed.ends_rows = self._items_parsed.begin(oi, kinds, ENDABLE_ROWS)
+            else:
+                streamed = STREAMED.get(str(kind))
+                self._items_parsed.check(oi, None if streamed is None else streamed[1])
         if kind in TERMINAL:
             parsed.is_end = True
             parsed.is_error = kind in ("error", "response.failed")

@@ -174,7 +174,7 @@ def test_an_event_for_a_finished_item_ends_the_stream_as_malformed() -> None:
     assert moderator.failure == MALFORMED_MESSAGE and SECRET not in out.decode()
 
 
-def test_a_snapshot_that_adds_to_a_finished_item_is_checked_whole() -> None:
+def test_a_snapshot_that_says_more_than_was_streamed_ends_the_stream_as_malformed() -> None:
     call = {"id": "fc_1", "type": "function_call", "call_id": "c1", "name": "lookup", "arguments": ""}
     content = [{"type": "output_text", "text": f"key {SECRET}", "annotations": []}]
     message: dict[str, Any] = {"id": "msg_1", "type": "message", "role": "assistant", "content": content}
@@ -184,5 +184,24 @@ def test_a_snapshot_that_adds_to_a_finished_item_is_checked_whole() -> None:
         event("response.output_item.added", output_index=1, item=call),
         completed([message, {**call, "arguments": "{}"}]),
     ]
-    out = run(*chunks)
-    assert SECRET not in out.decode() and blocked(out)
+    moderator = StreamModerator(OpenAIResponsesStream(), RULES)
+    out = b"".join(moderator.feed(c) for c in chunks) + moderator.finish()
+    assert moderator.failure == MALFORMED_MESSAGE and SECRET not in out.decode()
+
+
+def test_text_of_another_type_than_its_item_ends_the_stream_as_malformed() -> None:
+    # A summary delta on a message item would go on the row of summaries the message just ended.
+    reasoning = {"id": "rs_1", "type": "reasoning", "summary": []}
+    chunks = [
+        event("response.created", response={"id": "resp_1", "object": "response", "output": []}),
+        event("response.output_item.added", output_index=0, item=reasoning),
+        summary_delta(f"x {SECRET[:10]}"),
+        event("response.output_item.done", output_index=0, item=reasoning_item(f"x {SECRET[:10]}")),
+        *message_events(1, "ok ")[:2],
+        event(
+            "response.reasoning_summary_text.delta", output_index=1, summary_index=0, item_id="msg_1", delta=SECRET[10:]
+        ),
+    ]
+    moderator = StreamModerator(OpenAIResponsesStream(), RULES)
+    out = b"".join(moderator.feed(c) for c in chunks) + moderator.finish()
+    assert moderator.failure == MALFORMED_MESSAGE and SECRET not in out.decode()
