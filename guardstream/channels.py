@@ -259,13 +259,12 @@ class TextChannels:
         assert part.copy_of is not None
         states = self._view_parts.setdefault(part.copy_of, [])
         original = "".join(state.part.text for state in states)
-        if not part.text.startswith(original):
-            return self.add(TextPart((("snapshot", *part.path),), part.text, part.path))
+        if original and part.text != original:
+            # A repeat says other than was streamed: the client's deltas never carry the
+            # difference, moderating it on the channel would put it between them, and on its own
+            # it could join another item's text in the SDK's `output_text` unseen.
+            raise ProviderError("the upstream repeated a text other than it had streamed")
         if len(part.text) > len(original):
-            if original:
-                # A repeat says more than was streamed: the client's deltas never carry the
-                # difference, and moderating it on the channel would put it between them.
-                raise ProviderError("the upstream repeated a text with more than it had streamed")
             if part.copy_of in self._sealed or any(view in self._sealed for view in part.views):
                 # Nothing streamed, and the channel is complete: the snapshot is a text of its own.
                 return self.add(TextPart((("snapshot", *part.path),), part.text, part.path))

@@ -253,7 +253,11 @@ ITEM_KINDS = {
     "message": frozenset({"output_text", "refusal"}),
     "reasoning": frozenset({"summary", "reasoning_text"}),
     "function_call": frozenset({"arguments"}),
+    "custom_tool_call": frozenset({"arguments"}),
+    "mcp_call": frozenset({"arguments"}),
 }
+# The channel a content part's text goes on, by the part's type (see `Extractor.part`).
+PART_KINDS = {"output_text": "output_text", "refusal": "refusal", "reasoning_text": "reasoning_text"}
 ENDABLE_ROWS = frozenset(kind for _, kind, _, _ in STREAMED.values()) - ITEM_KINDS["message"]
 # Events that add to an item: none may come once the item is done.
 ADDS_TO_ITEM = frozenset(
@@ -261,10 +265,39 @@ ADDS_TO_ITEM = frozenset(
         *STREAMED,
         "response.output_item.added",
         "response.content_part.added",
+        "response.content_part.done",
         "response.reasoning_summary_part.added",
+        "response.reasoning_summary_part.done",
         "response.output_item.done",
     }
 )
+
+
+def _text_kinds(kind: str, payload: dict[str, Any]) -> set[str]:
+    """The channels an event that adds to an item puts text on (as `extract_event` places it)."""
+    streamed = STREAMED.get(kind)
+    if streamed is not None:
+        return {streamed[1]}
+    if kind.startswith("response.reasoning_summary_part."):
+        return {"summary"}
+    if kind.startswith("response.content_part."):
+        part = payload.get("part")
+        found = PART_KINDS.get(str(part.get("type"))) if isinstance(part, dict) else None
+        return set() if found is None else {found}
+    item = payload.get("item")
+    if not isinstance(item, dict):
+        return set()
+    kinds: set[str] = set()
+    item_type = item.get("type")
+    if item_type == "message" and isinstance(item.get("content"), list):
+        kinds |= {PART_KINDS[p["type"]] for p in item["content"] if isinstance(p, dict) and p.get("type") in PART_KINDS}
+    elif item_type in ("function_call", "custom_tool_call", "mcp_call") and "arguments" in item:
+        kinds.add("arguments")
+    elif item_type == "reasoning":
+        kinds |= {
+            k for key, k in (("summary", "summary"), ("content", "reasoning_text")) if isinstance(item.get(key), list)
+        }
+    return kinds
 
 
 def extract_event(payload: dict[str, Any], out: list[TextPart]) -> bool:
@@ -366,16 +399,18 @@ class OpenAIResponsesStream:
         parsed.needs_rewrite = extract_event(payload, parsed.parts)
         oi = payload.get("output_index")
         if isinstance(oi, int) and not isinstance(oi, bool) and kind in ADDS_TO_ITEM:
+            items = self._items_parsed
+            item = payload.get("item")
+            if kind == "response.output_item.added" and isinstance(item, dict):
+                # (An added event without an item, as some compatible servers send, begins nothing.)
+                parsed.ends_rows = items.begin(oi, ITEM_KINDS.get(str(item.get("type"))), ENDABLE_ROWS)
+            # Every text it carries must be of a kind its item streams on.
+            items.check(oi, None)
+            for text_kind in sorted(_text_kinds(str(kind), payload)):
+                items.check(oi, text_kind)
             if kind == "response.output_item.done":
-                self._items_parsed.finish(oi)
+                items.finish(oi)
                 parsed.closes = (("item", oi),)
-            elif kind == "response.output_item.added":
-                item = payload.get("item")
-                kinds = ITEM_KINDS.get(str(item.get("type"))) if isinstance(item, dict) else None
-                parsed.ends_rows = self._items_parsed.begin(oi, kinds, ENDABLE_ROWS)
-            else:
-                streamed = STREAMED.get(str(kind))
-                self._items_parsed.check(oi, None if streamed is None else streamed[1])
         if kind in TERMINAL:
             parsed.is_end = True
             parsed.is_error = kind in ("error", "response.failed")

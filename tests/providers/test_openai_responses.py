@@ -205,3 +205,48 @@ def test_text_of_another_type_than_its_item_ends_the_stream_as_malformed() -> No
     moderator = StreamModerator(OpenAIResponsesStream(), RULES)
     out = b"".join(moderator.feed(c) for c in chunks) + moderator.finish()
     assert moderator.failure == MALFORMED_MESSAGE and SECRET not in out.decode()
+
+
+def test_a_summary_part_on_a_message_item_ends_the_stream_as_malformed() -> None:
+    reasoning = {"id": "rs_1", "type": "reasoning", "summary": []}
+    chunks = [
+        event("response.created", response={"id": "resp_1", "object": "response", "output": []}),
+        event("response.output_item.added", output_index=0, item=reasoning),
+        summary_delta(f"x {SECRET[:10]}"),
+        event("response.output_item.done", output_index=0, item=reasoning_item(f"x {SECRET[:10]}")),
+        *message_events(1, "ok ")[:2],
+        event(
+            "response.reasoning_summary_part.added",
+            output_index=1,
+            summary_index=0,
+            item_id="msg_1",
+            part={"type": "summary_text", "text": SECRET[10:]},
+        ),
+    ]
+    moderator = StreamModerator(OpenAIResponsesStream(), RULES)
+    out = b"".join(moderator.feed(c) for c in chunks) + moderator.finish()
+    assert moderator.failure == MALFORMED_MESSAGE and SECRET not in out.decode()
+
+
+def test_a_repeat_other_than_what_was_streamed_ends_the_stream_as_malformed() -> None:
+    # Each repeat alone passes, but the SDK's `output_text` joins them: the repeats must be
+    # exactly what the client's deltas carried.
+    first, second = message_events(0, "Hello. "), message_events(1, "Bye. ")
+    content = [{"type": "output_text", "text": f"key {SECRET[:10]}", "annotations": []}]
+    message = {"id": "msg_1", "type": "message", "role": "assistant", "content": content}
+    moderator = StreamModerator(OpenAIResponsesStream(), RULES)
+    out = b"".join(moderator.feed(c) for c in [*first[:3], *second[:3], completed([message])]) + moderator.finish()
+    assert moderator.failure == MALFORMED_MESSAGE and SECRET[:10] not in out.decode()
+
+
+def test_an_added_event_without_an_item_begins_nothing() -> None:
+    # Some compatible servers announce an item as null, then send it at the same index.
+    chunks = [
+        event("response.created", response={"id": "resp_1", "object": "response", "output": []}),
+        event("response.output_item.added", output_index=0, item=None),
+        *message_events(0, "Fine. "),
+    ]
+    moderator = StreamModerator(OpenAIResponsesStream(), RULES)
+    for chunk in chunks:
+        moderator.feed(chunk)
+    assert moderator.failure is None
