@@ -191,23 +191,21 @@ def test_a_snapshot_that_says_more_than_was_streamed_ends_the_stream_as_malforme
 
 def test_text_of_another_type_than_its_item_ends_the_stream_as_malformed() -> None:
     # A summary delta on a message item would go on the row of summaries the message just ended.
-    reasoning = {"id": "rs_1", "type": "reasoning", "summary": []}
-    chunks = [
-        event("response.created", response={"id": "resp_1", "object": "response", "output": []}),
-        event("response.output_item.added", output_index=0, item=reasoning),
-        summary_delta(f"x {SECRET[:10]}"),
-        event("response.output_item.done", output_index=0, item=reasoning_item(f"x {SECRET[:10]}")),
-        *message_events(1, "ok ")[:2],
-        event(
-            "response.reasoning_summary_text.delta", output_index=1, summary_index=0, item_id="msg_1", delta=SECRET[10:]
-        ),
-    ]
-    moderator = StreamModerator(OpenAIResponsesStream(), RULES)
-    out = b"".join(moderator.feed(c) for c in chunks) + moderator.finish()
-    assert moderator.failure == MALFORMED_MESSAGE and SECRET not in out.decode()
+    delta = event(
+        "response.reasoning_summary_text.delta", output_index=1, summary_index=0, item_id="msg_1", delta=SECRET[10:]
+    )
+    assert_malformed_after_a_summary_and_a_message_begins(delta)
 
 
 def test_a_summary_part_on_a_message_item_ends_the_stream_as_malformed() -> None:
+    part = {"type": "summary_text", "text": SECRET[10:]}
+    added = event("response.reasoning_summary_part.added", output_index=1, summary_index=0, item_id="msg_1", part=part)
+    assert_malformed_after_a_summary_and_a_message_begins(added)
+
+
+def assert_malformed_after_a_summary_and_a_message_begins(wrong: bytes) -> None:
+    """A key's head in a reasoning summary, a message begins (ending the row of summaries), then
+    `wrong` adds the key's tail: the stream must end as malformed, the key nowhere in it."""
     reasoning = {"id": "rs_1", "type": "reasoning", "summary": []}
     chunks = [
         event("response.created", response={"id": "resp_1", "object": "response", "output": []}),
@@ -215,13 +213,7 @@ def test_a_summary_part_on_a_message_item_ends_the_stream_as_malformed() -> None
         summary_delta(f"x {SECRET[:10]}"),
         event("response.output_item.done", output_index=0, item=reasoning_item(f"x {SECRET[:10]}")),
         *message_events(1, "ok ")[:2],
-        event(
-            "response.reasoning_summary_part.added",
-            output_index=1,
-            summary_index=0,
-            item_id="msg_1",
-            part={"type": "summary_text", "text": SECRET[10:]},
-        ),
+        wrong,
     ]
     moderator = StreamModerator(OpenAIResponsesStream(), RULES)
     out = b"".join(moderator.feed(c) for c in chunks) + moderator.finish()
