@@ -265,7 +265,7 @@ class TextChannels:
             # it could join another item's text in the SDK's `output_text` unseen.
             raise ProviderError("the upstream repeated a text other than it had streamed")
         if len(part.text) > len(original):
-            if part.copy_of in self._sealed or any(view in self._sealed for view in part.views):
+            if any(view in self._sealed for view in part.views):  # `copy_of` is one of them
                 # Nothing streamed, and the channel is complete: the snapshot is a text of its own.
                 return self.add(TextPart((("snapshot", *part.path),), part.text, part.path))
             extra = TextPart(part.views, part.text, part.path, tracked=True)

@@ -343,7 +343,7 @@ class StreamModerator:
             self.is_upstream_error = True
         try:
             states = [self.channels.add(part) for part in parsed.parts]
-        except ProviderError:  # a repeat that says more than was streamed
+        except ProviderError:  # a repeat that says other than was streamed
             self.failure = MALFORMED_MESSAGE
             return
         pending = _Pending.parsed_from(event, parsed, now, states)

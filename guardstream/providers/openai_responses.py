@@ -145,6 +145,15 @@ def _int(value: Any, name: str) -> int:
     return value
 
 
+# Where an item's texts go (see `Extractor.item` and `.part`), shared with the check that an
+# event's texts are of its item's kinds (`_text_kinds`): a content part's text field by the part's
+# type (its channel is named for the type); the item types whose `arguments` stream; a reasoning
+# item's lists of texts and their channels.
+PART_FIELDS = {"output_text": "text", "refusal": "refusal", "reasoning_text": "text"}
+ARGUMENT_ITEMS = ("function_call", "custom_tool_call", "mcp_call")
+REASONING_LISTS = (("summary", "summary"), ("content", "reasoning_text"))
+
+
 class Extractor:
     """Every string of one event (or a whole response), as text, copies and values."""
 
@@ -184,11 +193,11 @@ class Extractor:
             skip.add("content")
             for ci, part in enumerate(item["content"]):
                 self.part(part, (*path, "content", ci), output_index, ci, snapshot=snapshot)
-        elif kind in ("function_call", "custom_tool_call", "mcp_call") and "arguments" in item:
+        elif kind in ARGUMENT_ITEMS and "arguments" in item:
             skip.add("arguments")
             place((*path, "arguments"), item["arguments"], channel_views(output_index, None, "arguments"))
         elif kind == "reasoning":
-            for key, sub_kind in (("summary", "summary"), ("content", "reasoning_text")):
+            for key, sub_kind in REASONING_LISTS:
                 entries = item.get(key)
                 if isinstance(entries, list):
                     skip.add(key)
@@ -205,12 +214,11 @@ class Extractor:
             return
         place = self.copy if snapshot else self.text
         kind = part.get("type")
-        field = {"output_text": "text", "refusal": "refusal", "reasoning_text": "text"}.get(str(kind))
+        field = PART_FIELDS.get(str(kind))
         if field is None:
             self.rest(part, path, "part", set())
             return
-        channel_kind = "output_text" if kind == "output_text" else str(kind)
-        place((*path, field), part.get(field), channel_views(output_index, ci, channel_kind))
+        place((*path, field), part.get(field), channel_views(output_index, ci, str(kind)))
         self.rest(part, path, "part", {field})
 
     def response(self, response: Any, path: tuple[str | int, ...]) -> None:
@@ -252,12 +260,8 @@ ENVELOPES = frozenset({"response.created", "response.in_progress", "response.que
 ITEM_KINDS = {
     "message": frozenset({"output_text", "refusal"}),
     "reasoning": frozenset({"summary", "reasoning_text"}),
-    "function_call": frozenset({"arguments"}),
-    "custom_tool_call": frozenset({"arguments"}),
-    "mcp_call": frozenset({"arguments"}),
+    **{item_type: frozenset({"arguments"}) for item_type in ARGUMENT_ITEMS},
 }
-# The channel a content part's text goes on, by the part's type (see `Extractor.part`).
-PART_KINDS = {"output_text": "output_text", "refusal": "refusal", "reasoning_text": "reasoning_text"}
 ENDABLE_ROWS = frozenset(kind for _, kind, _, _ in STREAMED.values()) - ITEM_KINDS["message"]
 # Events that add to an item: none may come once the item is done.
 ADDS_TO_ITEM = frozenset(
@@ -282,21 +286,19 @@ def _text_kinds(kind: str, payload: dict[str, Any]) -> set[str]:
         return {"summary"}
     if kind.startswith("response.content_part."):
         part = payload.get("part")
-        found = PART_KINDS.get(str(part.get("type"))) if isinstance(part, dict) else None
-        return set() if found is None else {found}
+        part_type = part.get("type") if isinstance(part, dict) else None
+        return {part_type} if part_type in PART_FIELDS else set()
     item = payload.get("item")
     if not isinstance(item, dict):
         return set()
     kinds: set[str] = set()
     item_type = item.get("type")
     if item_type == "message" and isinstance(item.get("content"), list):
-        kinds |= {PART_KINDS[p["type"]] for p in item["content"] if isinstance(p, dict) and p.get("type") in PART_KINDS}
-    elif item_type in ("function_call", "custom_tool_call", "mcp_call") and "arguments" in item:
+        kinds |= {p["type"] for p in item["content"] if isinstance(p, dict) and p.get("type") in PART_FIELDS}
+    elif item_type in ARGUMENT_ITEMS and "arguments" in item:
         kinds.add("arguments")
     elif item_type == "reasoning":
-        kinds |= {
-            k for key, k in (("summary", "summary"), ("content", "reasoning_text")) if isinstance(item.get(key), list)
-        }
+        kinds |= {sub_kind for key, sub_kind in REASONING_LISTS if isinstance(item.get(key), list)}
     return kinds
 
 
