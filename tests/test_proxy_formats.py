@@ -442,3 +442,36 @@ def test_claudes_answer_after_its_thinking_streams_while_the_upstream_is_still_w
         thread.join(timeout=10)
         client.close()
     assert "".join(seen) == "Sunny and warm today, all afternoon."
+
+
+def test_a_responses_stream_with_obfuscation_pads_streams_while_the_upstream_is_still_writing(
+    proxy: RunningProxy, mock_model: MockModel
+) -> None:
+    # OpenAI pads every delta by default; the pads must not hold the answer back.
+    client = openai.OpenAI(base_url=proxy.url + "/v1", api_key="sk-test", max_retries=0)
+    script = {"reply": "Sunny and warm today, all afternoon.", "chunk_chars": 6, "hold_after": 6, "hold_key": "pads"}
+    seen: list[str] = []
+    first_text = threading.Event()
+
+    def consume() -> None:
+        stream = client.responses.create(
+            model="m",
+            input="weather?",
+            stream=True,
+            extra_body={"stream_options": {"include_obfuscation": True}},
+            extra_headers=mock_headers(script),
+        )
+        for event in stream:
+            if event.type == "response.output_text.delta":
+                seen.append(event.delta)
+                first_text.set()
+
+    thread = threading.Thread(target=consume)
+    thread.start()
+    try:
+        assert first_text.wait(timeout=10)  # the upstream is holding the rest back
+    finally:
+        mock_model.release("pads")
+        thread.join(timeout=10)
+        client.close()
+    assert "".join(seen) == "Sunny and warm today, all afternoon."

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import itertools
-from collections.abc import Iterator
 from dataclasses import replace
 
 from starlette.requests import Request
@@ -20,6 +16,7 @@ from guardstream.mock.turn import (
     choice_count,
     interleave,
     make_turn,
+    obfuscation_pads,
     pieces,
     wants_obfuscation,
     wants_usage_chunk,
@@ -74,7 +71,7 @@ def chat_chunks(
     """The stream; with `top` (logprobs asked), each text piece carries its token's logprob entry;
     with `obfuscation`, each chunk with choices carries a pad of letters and digits that differs
     from chunk to chunk (deterministic here, random in the real API)."""
-    pads = iter(_pads(turn.digest)) if obfuscation else None
+    pads = iter(obfuscation_pads(turn.digest)) if obfuscation else None
     script = turn.script
     envelope: JSONObject = {
         "id": f"chatcmpl-mock-{turn.digest}",
@@ -126,13 +123,6 @@ def chat_chunks(
         merged.append(Event(dumps({**envelope, "choices": [], "usage": usage})))
     merged.append(Event("[DONE]"))
     return merged
-
-
-def _pads(seed: str) -> Iterator[str]:
-    """Pads of 2 to 12 letters and digits, a new one for every chunk."""
-    for count in itertools.count():
-        digest = hashlib.sha256(f"{seed}:{count}".encode()).digest()
-        yield base64.b64encode(digest).decode().replace("+", "").replace("/", "")[: 2 + digest[0] % 11]
 
 
 def chat_completion(turn: Turn, n: int, top: int | None = None) -> JSONObject:

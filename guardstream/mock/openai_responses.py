@@ -9,14 +9,14 @@ from starlette.requests import Request
 from guardstream.mock.framing import NAMED_SSE, Answer, Event, JSONObject, dumps, json_answer
 from guardstream.mock.logprobs import responses_top_logprobs, text_logprobs
 from guardstream.mock.script import MockScript
-from guardstream.mock.turn import CREATED, Turn, make_turn, pieces
+from guardstream.mock.turn import CREATED, Turn, make_turn, obfuscation_pads, pieces, wants_obfuscation
 
 
 def answer(request: Request, body: JSONObject, script: MockScript) -> Answer:
     model = str(body.get("model") or "gpt-4o-mini")
     turn = make_turn(request, body, script, model, [body.get("instructions"), body.get("input")])
     headers = {"x-request-id": f"req_mock_{turn.digest}"}
-    events = responses_events(turn, responses_top_logprobs(body))
+    events = responses_events(turn, responses_top_logprobs(body), obfuscation=wants_obfuscation(body))
     if body.get("stream"):
         return Answer(events, NAMED_SSE, headers)
     return json_answer(json.loads(events[-1].data)["response"], headers)
@@ -51,17 +51,20 @@ def response_object(turn: Turn, status: str, output: list[JSONObject], usage: JS
     }
 
 
-def responses_events(turn: Turn, top: int | None = None) -> list[Event]:
+def responses_events(turn: Turn, top: int | None = None, *, obfuscation: bool = False) -> list[Event]:
     """The whole Responses stream; its last event (`response.completed`) also holds the non-streaming answer.
 
     With `top` (logprobs asked), each text delta carries its token's logprob entry, and the finished
-    text all of them.
+    text all of them. With `obfuscation`, every delta event carries a pad of letters and digits
+    that differs from event to event, as the real API sends by default.
     """
     script = turn.script
     payloads: list[JSONObject] = []
+    pads = iter(obfuscation_pads(turn.digest)) if obfuscation else None
 
     def emit(type_: str, **fields: object) -> None:
-        payloads.append({"type": type_, "sequence_number": len(payloads), **fields})
+        pad = {"obfuscation": next(pads)} if pads is not None and type_.endswith(".delta") else {}
+        payloads.append({"type": type_, "sequence_number": len(payloads), **fields, **pad})
 
     in_progress = response_object(turn, "in_progress", [], None)
     emit("response.created", response=in_progress)

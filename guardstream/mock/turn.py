@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import itertools
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -61,6 +64,13 @@ def wants_obfuscation(body: JSONObject) -> bool:
     when `stream_options.include_obfuscation` is true, so its streams stay byte-stable for tests."""
     options = body.get("stream_options")
     return isinstance(options, dict) and options.get("include_obfuscation") is True
+
+
+def obfuscation_pads(seed: str) -> Iterator[str]:
+    """Pads of 2 to 12 letters and digits, a new one for every chunk."""
+    for count in itertools.count():
+        digest = hashlib.sha256(f"{seed}:{count}".encode()).digest()
+        yield base64.b64encode(digest).decode().replace("+", "").replace("/", "")[: 2 + digest[0] % 11]
 
 
 def interleave(per_choice: list[list[T]]) -> list[T]:

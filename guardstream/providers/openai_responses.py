@@ -56,6 +56,10 @@ STRUCTURAL = frozenset(
         "tool_choice",
         "truncation",
         "service_tier",
+        # Random padding on every delta (`stream_options.include_obfuscation`, on by default): a
+        # value of its own in each event. On a channel, the pads would be one endless word whose
+        # tail could still become an address, and every event would wait for the pads after it.
+        "obfuscation",
         "previous_response_id",
         "include",
         "effort",

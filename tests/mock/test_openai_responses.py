@@ -49,3 +49,12 @@ def test_openai_responses_refusal_streams_a_refusal_part(openai_client: openai.O
     deltas = [event.delta for event in events if event.type == "response.refusal.delta"]
     assert "".join(deltas) == "I can't help."
     assert not [event for event in events if event.type == "response.output_text.delta"]
+
+
+def test_openai_responses_deltas_carry_a_new_obfuscation_pad_each_when_asked(openai_client: openai.OpenAI) -> None:
+    mock = {"reply": "Hi there.", "tool_calls": [{"name": "lookup", "arguments": '{"q": "x"}'}], "chunk_chars": 3}
+    options = {"stream_options": {"include_obfuscation": True}, "mock": mock}
+    events = list(openai_client.responses.create(model="gpt-4o-mini", input="hi", stream=True, extra_body=options))
+    pads = [getattr(event, "obfuscation", None) for event in events if event.type.endswith(".delta")]
+    assert len(pads) > 3 and all(pad and pad.isalnum() for pad in pads) and len(set(pads)) == len(pads)
+    assert not any(hasattr(event, "obfuscation") for event in events if not event.type.endswith(".delta"))

@@ -242,3 +242,25 @@ def test_an_added_event_without_an_item_begins_nothing() -> None:
     for chunk in chunks:
         moderator.feed(chunk)
     assert moderator.failure is None
+
+
+def padded_delta(text: str, pad: str) -> bytes:
+    where = {"item_id": "msg_1", "output_index": 0, "content_index": 0}
+    return event("response.output_text.delta", **where, delta=text, obfuscation=pad)
+
+
+def test_a_delta_with_an_obfuscation_pad_leaves_as_soon_as_its_text_is_decided() -> None:
+    # OpenAI pads every delta with random letters and digits by default. Read as one text, the
+    # pads would be a word that never ends, and each event would wait for the pads of the next.
+    moderator = StreamModerator(OpenAIResponsesStream(), RULES)
+    for chunk in message_events(0, "")[:2]:
+        moderator.feed(chunk)
+    pads = ["Zq8fK2", "m4PxR7tY", "b3", "Hw9LcVn0Qe", "u6Td"]
+    for word, pad in zip(["Sunny ", "and ", "warm ", "all ", "day. "], pads, strict=True):
+        out = moderator.feed(padded_delta(word, pad))
+        assert [p["delta"] for p in payloads(out)] == [word]
+
+
+def test_a_key_in_an_obfuscation_pad_is_caught() -> None:
+    out = run(*message_events(0, "")[:2], padded_delta("Hello ", SECRET), padded_delta("there ", "k2"))
+    assert SECRET not in out.decode() and blocked(out)
