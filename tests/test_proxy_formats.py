@@ -405,6 +405,46 @@ def test_each_formats_routes_are_moderated_under_path_variants(
     assert mock_model.requests() == []
 
 
+def received_while_the_upstream_holds(
+    mock_model: MockModel, script: dict[str, Any], consume: Callable[[Callable[[str], None]], None]
+) -> list[str]:
+    """Run `consume` (an SDK client reading a stream, handing each piece of interest to the
+    callback) while the mock holds the rest of the stream back (`script`'s `hold_after` and
+    `hold_key`); the first piece must arrive before the hold is released. Returns every piece."""
+    seen: list[str] = []
+    first = threading.Event()
+
+    def receive(piece: str) -> None:
+        seen.append(piece)
+        first.set()
+
+    thread = threading.Thread(target=consume, args=(receive,))
+    thread.start()
+    try:
+        assert first.wait(timeout=10)  # the upstream is holding the rest back
+    finally:
+        mock_model.release(script["hold_key"])
+        thread.join(timeout=10)
+    return seen
+
+
+def claude_deltas(
+    client: anthropic.Anthropic, script: dict[str, Any], delta_type: str, field: str
+) -> Callable[[Callable[[str], None]], None]:
+    """A consumer for `received_while_the_upstream_holds`: the `field` of each delta of `delta_type`."""
+
+    def consume(receive: Callable[[str], None]) -> None:
+        messages: list[anthropic.types.MessageParam] = [{"role": "user", "content": "weather?"}]
+        with client.messages.stream(
+            model="m", max_tokens=50, messages=messages, extra_headers=mock_headers(script)
+        ) as stream:
+            for event in stream:
+                if event.type == "content_block_delta" and event.delta.type == delta_type:
+                    receive(getattr(event.delta, field))
+
+    return consume
+
+
 def test_claudes_answer_after_its_thinking_streams_while_the_upstream_is_still_writing(
     proxy: RunningProxy, mock_model: MockModel
 ) -> None:
@@ -418,29 +458,11 @@ def test_claudes_answer_after_its_thinking_streams_while_the_upstream_is_still_w
         "hold_after": 12,
         "hold_key": "thinking-then-answer",
     }
-    seen: list[str] = []
-    answer_started = threading.Event()
 
-    def consume() -> None:
-        with client.messages.stream(
-            model="m",
-            max_tokens=50,
-            messages=[{"role": "user", "content": "weather?"}],
-            extra_headers=mock_headers(script),
-        ) as stream:
-            for event in stream:
-                if event.type == "content_block_delta" and event.delta.type == "text_delta":
-                    seen.append(event.delta.text)
-                    answer_started.set()
-
-    thread = threading.Thread(target=consume)
-    thread.start()
-    try:
-        assert answer_started.wait(timeout=10)  # the upstream is holding the rest back
-    finally:
-        mock_model.release("thinking-then-answer")
-        thread.join(timeout=10)
-        client.close()
+    with client:
+        seen = received_while_the_upstream_holds(
+            mock_model, script, claude_deltas(client, script, "text_delta", "text")
+        )
     assert "".join(seen) == "Sunny and warm today, all afternoon."
 
 
@@ -450,10 +472,8 @@ def test_a_responses_stream_with_obfuscation_pads_streams_while_the_upstream_is_
     # OpenAI pads every delta by default; the pads must not hold the answer back.
     client = openai.OpenAI(base_url=proxy.url + "/v1", api_key="sk-test", max_retries=0)
     script = {"reply": "Sunny and warm today, all afternoon.", "chunk_chars": 6, "hold_after": 6, "hold_key": "pads"}
-    seen: list[str] = []
-    first_text = threading.Event()
 
-    def consume() -> None:
+    def consume(receive: Callable[[str], None]) -> None:
         stream = client.responses.create(
             model="m",
             input="weather?",
@@ -463,15 +483,49 @@ def test_a_responses_stream_with_obfuscation_pads_streams_while_the_upstream_is_
         )
         for event in stream:
             if event.type == "response.output_text.delta":
-                seen.append(event.delta)
-                first_text.set()
+                receive(event.delta)
 
-    thread = threading.Thread(target=consume)
-    thread.start()
-    try:
-        assert first_text.wait(timeout=10)  # the upstream is holding the rest back
-    finally:
-        mock_model.release("pads")
-        thread.join(timeout=10)
-        client.close()
+    with client:
+        seen = received_while_the_upstream_holds(mock_model, script, consume)
     assert "".join(seen) == "Sunny and warm today, all afternoon."
+
+
+def test_a_responses_function_calls_arguments_stream_while_the_upstream_is_still_writing(
+    proxy: RunningProxy, mock_model: MockModel
+) -> None:
+    # The call's name comes whole in output_item.added; the arguments after it must reach the
+    # client as they are written, not when the item is done.
+    client = openai.OpenAI(base_url=proxy.url + "/v1", api_key="sk-test", max_retries=0)
+    arguments = '{"city": "Paris", "unit": "celsius"}'
+    call = {"name": "get_weather", "arguments": arguments}
+    script = {"reply": "", "tool_calls": [call], "chunk_chars": 6, "hold_after": 6, "hold_key": "call"}
+
+    def consume(receive: Callable[[str], None]) -> None:
+        stream = client.responses.create(model="m", input="weather?", stream=True, extra_headers=mock_headers(script))
+        for event in stream:
+            if event.type == "response.function_call_arguments.delta":
+                receive(event.delta)
+
+    with client:
+        seen = received_while_the_upstream_holds(mock_model, script, consume)
+    assert "".join(seen) == arguments
+
+
+def test_claudes_tool_input_streams_while_the_upstream_is_still_writing(
+    proxy: RunningProxy, mock_model: MockModel
+) -> None:
+    client = anthropic.Anthropic(base_url=proxy.url, api_key="sk-ant-test", max_retries=0)
+    arguments = '{"city": "Paris", "unit": "celsius"}'
+    script = {
+        "reply": "",
+        "tool_calls": [{"name": "get_weather", "arguments": arguments}],
+        "chunk_chars": 6,
+        "hold_after": 5,
+        "hold_key": "tool",
+    }
+
+    with client:
+        seen = received_while_the_upstream_holds(
+            mock_model, script, claude_deltas(client, script, "input_json_delta", "partial_json")
+        )
+    assert "".join(seen) == arguments

@@ -514,3 +514,52 @@ def test_pads_read_by_a_shape_are_not_remembered() -> None:
     _, moderator = run(raw + b"data: [DONE]\n\n", [])
     remembered = [text for text, _ in [*moderator.channels._values, *moderator.channels._value_states]]
     assert sum(text.startswith("p") and text.endswith("x") for text in remembered) <= 10
+
+
+def test_a_tool_calls_input_streams_before_its_block_ends() -> None:
+    # The tool's name and id come whole in content_block_start: they are values, not the start
+    # of a text that could grow, and the input after them must not wait for content_block_stop.
+    moderator = StreamModerator(AnthropicStream(), RULES)
+    events = anthropic_blocks(['{"city": ', '"Paris", ', '"unit": "c"}'], kinds=["tool_use"])
+    out = b"".join(moderator.feed(e) for e in events[:-2])
+    assert anthropic_text(out, "partial_json").startswith('{"city": "Paris", ')
+
+
+def citation(cited_text: str) -> dict[str, Any]:
+    return {
+        "type": "char_location",
+        "cited_text": cited_text,
+        "document_index": 0,
+        "document_title": "Nature Guide",
+        "start_char_index": 0,
+        "end_char_index": len(cited_text),
+    }
+
+
+def test_the_text_after_a_citation_streams_before_its_block_ends() -> None:
+    # A citation comes whole (the SDK keeps it in a list): its quoted text ending inside a word
+    # must not hold the rest of the block back.
+    moderator = StreamModerator(AnthropicStream(), RULES)
+    events = anthropic_blocks(["The grass ", "is green. ", "It grows."])
+    cite = anthropic_event(
+        "content_block_delta", index=0, delta={"type": "citations_delta", "citation": citation("grass is green")}
+    )
+    out = b"".join(moderator.feed(e) for e in [*events[:2], cite, *events[2:-3]])
+    assert anthropic_text(out) == "The grass is green. "
+
+
+def test_a_key_in_a_citation_is_still_caught() -> None:
+    moderator = StreamModerator(AnthropicStream(), RULES)
+    events = anthropic_blocks(["Sure. "])
+    delta = {"type": "citations_delta", "citation": citation(f"the key {SECRET} is")}
+    cite = anthropic_event("content_block_delta", index=0, delta=delta)
+    out = b"".join(moderator.feed(e) for e in [*events[:2], cite, *events[2:]]) + moderator.finish()
+    assert SECRET not in out.decode() and moderator.blocked is not None
+
+
+def test_a_key_in_a_tools_name_is_still_caught() -> None:
+    moderator = StreamModerator(AnthropicStream(), RULES)
+    events = anthropic_blocks(['{"q": 1}'], kinds=["tool_use"])
+    events[1] = events[1].replace(b'"name": "lookup"', f'"name": "{SECRET}"'.encode())
+    out = b"".join(moderator.feed(e) for e in events) + moderator.finish()
+    assert SECRET not in out.decode() and moderator.blocked is not None

@@ -120,6 +120,8 @@ OPAQUE = frozenset(
 WALKER = TextWalker(STRUCTURAL, KNOWN_KEYS, OPAQUE)
 # Which string of a delta is the block's streamed text, by delta type.
 DELTA_TEXT = {"text_delta": "text", "input_json_delta": "partial_json", "thinking_delta": "thinking"}
+# Deltas that carry a whole object (a citation, a thinking block's signature), not a piece of text.
+WHOLE_DELTAS = frozenset({"citations_delta", "signature_delta"})
 # Where a block's initial text sits in content_block_start, by block type.
 BLOCK_TEXT = {"text": "text", "thinking": "thinking"}
 # The joined view (`("flat", kind)`) a block of each type streams on: blocks of one type are one
@@ -158,6 +160,11 @@ def _own_views(field: str) -> tuple[Channel, ...]:
     return (("field", field),)
 
 
+def _whole(field: str) -> tuple[Channel, ...]:
+    """No views: a value, checked on its own, as the SDK keeps it (a tool's name, a citation)."""
+    return ()
+
+
 def _block_views(index: int) -> Callable[[str], tuple[Channel, ...]]:
     """A block's other strings (a tool's name and input, citations), each field on its own channel."""
     return lambda field: (("block", index, field),)
@@ -182,7 +189,10 @@ def extract_event(payload: dict[str, Any], out: list[TextPart]) -> None:
                 channel = "text" if key == "text" else key
                 out.append(TextPart(block_views(index, channel), delta[key], ("delta", key)))
             rest = {k: v for k, v in delta.items() if k != key}
-            WALKER.walk(rest, ("delta",), "delta", _block_views(index), out)
+            # A citation comes whole in its delta and is kept whole, in a list; a delta type not
+            # known here may stream, so its strings are read in a row per block and field.
+            views = _whole if delta.get("type") in WHOLE_DELTAS else _block_views(index)
+            WALKER.walk(rest, ("delta",), "delta", views, out)
             skip.add("delta")
     elif kind == "content_block_start":
         index = _index(payload)
@@ -192,14 +202,20 @@ def extract_event(payload: dict[str, Any], out: list[TextPart]) -> None:
             if key is not None and isinstance(block.get(key), str) and block[key]:
                 out.append(TextPart(block_views(index, key), block[key], ("content_block", key)))
             rest = {k: v for k, v in block.items() if k != key}
-            WALKER.walk(rest, ("content_block",), "content_block", _block_views(index), out)
+            # Everything else a block starts with is whole (a tool's name and id, a search
+            # result): held on a channel, it would wait for the block's end, and every later
+            # event (the tool's input, the rest of the answer) with it.
+            WALKER.walk(rest, ("content_block",), "content_block", _whole, out)
             skip.add("content_block")
+    # The fields of a known event are whole; an event type not known here may stream, so each
+    # of its fields is read in a row across events.
+    views = _whole if kind in EVENTS else _own_views
     for key, value in payload.items():
         if key in skip:
             continue
         if key not in KNOWN_KEYS:
             out.append(TextPart((), key, (key,), is_key=True))
-        WALKER.walk(value, (key,), key, _own_views, out)
+        WALKER.walk(value, (key,), key, views, out)
 
 
 class AnthropicStream:

@@ -172,8 +172,13 @@ class Extractor:
         if isinstance(text, str):
             self.out.append(TextPart(views, text, path, copy_of=views[0]))
 
-    def rest(self, node: Any, path: tuple[str | int, ...], field: str, skip: set[str]) -> None:
-        """Default deny for whatever a known shape does not place: each field on a channel of its own."""
+    def rest(self, node: Any, path: tuple[str | int, ...], field: str, skip: set[str], *, whole: bool = True) -> None:
+        """Default deny for whatever a known shape does not place. In an object that comes whole
+        (an item, a part, an annotation, a known event) each string is a value, checked on its
+        own, as the SDK keeps it: held on a channel, a function's name or a citation's title
+        would wait for the end of the stream, and every later event with it. In an event of a
+        type not known here (`whole=False`), which may stream, each field is read in a row."""
+        views = _whole if whole else _own_views
         if isinstance(node, dict):
             for key, value in node.items():
                 if key in skip:
@@ -181,9 +186,9 @@ class Extractor:
                 if key not in KNOWN_KEYS:
                     self.out.append(TextPart((), key, (*path, key), is_key=True))
                 name = f"{field}.{key}" if field else key
-                WALKER.walk(value, (*path, key), name, _own_views, self.out)
+                WALKER.walk(value, (*path, key), name, views, self.out)
         else:
-            WALKER.walk(node, path, field, _own_views, self.out)
+            WALKER.walk(node, path, field, views, self.out)
 
     def item(self, item: Any, path: tuple[str | int, ...], output_index: int, *, snapshot: bool) -> None:
         """An output item: its texts are copies of their channels when `snapshot`, else new text."""
@@ -239,6 +244,21 @@ class Extractor:
 
 def _own_views(field: str) -> tuple[Channel, ...]:
     return (("field", field),)
+
+
+def _whole(field: str) -> tuple[Channel, ...]:
+    return ()
+
+
+def _is_whole_event(kind: str) -> bool:
+    """Event types whose fields come whole: the known ones, and (by OpenAI's naming) any
+    `response.*` event that is not a `.delta` (progress events such as `*.searching`)."""
+    return (
+        kind in STREAMED
+        or kind in ADDS_TO_ITEM
+        or kind in ENVELOPES
+        or (kind.startswith("response.") and not kind.endswith(".delta"))
+    )
 
 
 # Events that stream or repeat one channel's text: (the key holding it, the channel's kind,
@@ -342,7 +362,7 @@ def extract_event(payload: dict[str, Any], out: list[TextPart]) -> bool:
     opaque = OPAQUE_EVENTS.get(str(kind))
     if opaque is not None:
         done.add(opaque)
-    ex.rest(payload, (), str(kind or "event"), done | {"type"})
+    ex.rest(payload, (), str(kind or "event"), done | {"type"}, whole=isinstance(kind, str) and _is_whole_event(kind))
     # The event type names what the SDK does with the event: a value, checked whole.
     if isinstance(kind, str):
         out.append(TextPart((), kind, ("type",)))

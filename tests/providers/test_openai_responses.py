@@ -264,3 +264,56 @@ def test_a_delta_with_an_obfuscation_pad_leaves_as_soon_as_its_text_is_decided()
 def test_a_key_in_an_obfuscation_pad_is_caught() -> None:
     out = run(*message_events(0, "")[:2], padded_delta("Hello ", SECRET), padded_delta("there ", "k2"))
     assert SECRET not in out.decode() and blocked(out)
+
+
+def function_call_events(arguments: list[str], name: str = "get_weather") -> list[bytes]:
+    call = {"id": "fc_1", "type": "function_call", "call_id": "c1", "name": name, "arguments": ""}
+    where = {"item_id": "fc_1", "output_index": 0}
+    return [
+        event("response.created", response={"id": "resp_1", "object": "response", "output": []}),
+        event("response.output_item.added", output_index=0, item=call),
+        *[event("response.function_call_arguments.delta", **where, delta=piece) for piece in arguments],
+        event("response.function_call_arguments.done", **where, arguments="".join(arguments)),
+        event("response.output_item.done", output_index=0, item={**call, "arguments": "".join(arguments)}),
+    ]
+
+
+def test_a_function_calls_arguments_stream_before_its_item_is_done() -> None:
+    # The call's name comes whole in output_item.added: a value, not the start of a text that
+    # could grow, so the arguments after it must not wait for output_item.done.
+    moderator = StreamModerator(OpenAIResponsesStream(), RULES)
+    chunks = function_call_events(['{"city": ', '"Paris", ', '"unit": "c"}'])
+    out = b"".join(moderator.feed(c) for c in chunks[:-2])
+    deltas = [p["delta"] for p in payloads(out) if p["type"] == "response.function_call_arguments.delta"]
+    assert "".join(deltas).startswith('{"city": "Paris", ')
+
+
+def annotation_added(title: str) -> bytes:
+    annotation = {
+        "type": "url_citation",
+        "url": "https://example.com/a",
+        "title": title,
+        "start_index": 0,
+        "end_index": 4,
+    }
+    where = {"item_id": "msg_1", "output_index": 0, "content_index": 0, "annotation_index": 0}
+    return event("response.output_text.annotation.added", **where, annotation=annotation)
+
+
+def test_the_answer_after_an_annotation_streams_before_the_response_completes() -> None:
+    moderator = StreamModerator(OpenAIResponsesStream(), RULES)
+    chunks = message_events(0, "Per the docs it works. Really.")
+    out = b"".join(moderator.feed(c) for c in [*chunks[:3], annotation_added("Example Domain"), *chunks[3:7]])
+    deltas = [p["delta"] for p in payloads(out) if p["type"] == "response.output_text.delta"]
+    assert "".join(deltas) == "Per the docs it works. "
+
+
+@pytest.mark.parametrize("where", ["annotation", "name"])
+def test_a_key_in_an_annotation_or_a_functions_name_is_still_caught(where: str) -> None:
+    if where == "annotation":
+        chunks = message_events(0, "Per the docs. ")
+        chunks.insert(3, annotation_added(f"key {SECRET}"))
+    else:
+        chunks = function_call_events(['{"q": 1}'], name=SECRET)
+    out = run(*chunks)
+    assert SECRET not in out.decode() and blocked(out)
