@@ -529,3 +529,26 @@ def test_claudes_tool_input_streams_while_the_upstream_is_still_writing(
             mock_model, script, claude_deltas(client, script, "input_json_delta", "partial_json")
         )
     assert "".join(seen) == arguments
+
+
+def test_a_chat_tool_calls_arguments_stream_while_the_upstream_is_still_writing(
+    proxy: RunningProxy, mock_model: MockModel
+) -> None:
+    client = openai.OpenAI(base_url=proxy.url + "/v1", api_key="sk-test", max_retries=0)
+    arguments = '{"city": "Paris", "unit": "celsius"}'
+    calls = [{"name": "get_weather", "arguments": arguments}]
+    script = {"reply": "", "tool_calls": calls, "chunk_chars": 6, "hold_after": 4, "hold_key": "chat-call"}
+
+    def consume(receive: Callable[[str], None]) -> None:
+        messages: list[Any] = [{"role": "user", "content": "weather?"}]
+        stream = client.chat.completions.create(
+            model="m", messages=messages, stream=True, extra_headers=mock_headers(script)
+        )
+        for chunk in stream:
+            for call in (chunk.choices[0].delta.tool_calls or []) if chunk.choices else []:
+                if call.function and call.function.arguments:
+                    receive(call.function.arguments)
+
+    with client:
+        seen = received_while_the_upstream_holds(mock_model, script, consume)
+    assert "".join(seen) == arguments

@@ -282,6 +282,8 @@ class OpenAIChatStream:
         self._template: dict[str, Any] = {}
         self._indices: set[int] = set()
         self._done = False
+        # Tool calls (choice index, tool index) whose arguments have begun: their names are whole.
+        self._named: set[tuple[int, int]] = set()
 
     @property
     def is_complete(self) -> bool:
@@ -315,7 +317,36 @@ class OpenAIChatStream:
         for key in ("id", "object", "created", "model", "system_fingerprint"):
             if key in payload:
                 self._template[key] = payload[key]
+        if isinstance(choices, list):
+            self._name_tool_calls(choices, parsed)
         return parsed
+
+    def _name_tool_calls(self, choices: list[Any], parsed: ParsedEvent) -> None:
+        """A tool call's name is complete once its arguments begin (OpenAI sends the name whole,
+        first): its views decide it now, not at `finish_reason`, which would hold the arguments
+        back with it until the call is over. More name after that ends the stream as malformed."""
+        closes: list[Channel] = []
+        rows: list[Channel] = []
+        for pos, choice in enumerate(choices):
+            delta = choice.get("delta") if isinstance(choice, dict) else None
+            calls = delta.get("tool_calls") if isinstance(delta, dict) else None
+            if not isinstance(calls, list):
+                continue
+            idx = _index(choice, pos)
+            for tool_pos, call in enumerate(calls):
+                function = call.get("function") if isinstance(call, dict) else None
+                if not isinstance(function, dict):
+                    continue
+                key = (idx, _index(call, tool_pos))
+                if key in self._named and function.get("name"):
+                    raise ProviderError("the upstream sent more of a tool call's name after its arguments")
+                arguments = function.get("arguments")
+                if key not in self._named and isinstance(arguments, str) and arguments:
+                    self._named.add(key)
+                    closes.append(("i", idx, "tool", key[1], "function.name"))
+                    # Views by position join the names of every call at that position: a row.
+                    rows += [("p", pos, "tool", tool_pos, "function.name"), ("a", "tool", "function.name")]
+        parsed.closes, parsed.ends_rows = tuple(closes), tuple(dict.fromkeys(rows))
 
     def render(self, event: Event, parsed: ParsedEvent, texts: Sequence[str], *, partial: bool) -> bytes:
         if parsed.payload is None:  # [DONE]

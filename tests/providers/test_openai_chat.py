@@ -10,7 +10,7 @@ import pytest
 from guardstream.packs import load_rules
 from guardstream.providers.openai_chat import OPENAI_CHAT, OpenAIChatStream
 from guardstream.sse import SSEDecoder
-from guardstream.stream import StreamModerator
+from guardstream.stream import MALFORMED_MESSAGE, StreamModerator
 
 RULES = load_rules(["secrets", "pii"]).for_direction("output")
 SECRET = "AKIA4HJQ7XRZ2PLWKD5N"
@@ -213,3 +213,48 @@ def test_every_string_of_a_request_is_input_text(extra: dict[str, Any]) -> None:
     body = {"model": "gpt", "messages": [{"role": "user", "content": "hi"}], **extra}
     parts = OPENAI_CHAT.payload.request_parts(body)
     assert any(SECRET in p.text for p in parts)
+
+
+def tool_call_delta(index: int, arguments: str, name: str | None = None) -> bytes:
+    function: dict[str, Any] = {"arguments": arguments}
+    call: dict[str, Any] = {"index": index, "function": function}
+    if name is not None:
+        function["name"] = name
+        call.update(id=f"call_{index}", type="function")
+    return event({"delta": {"tool_calls": [call]}})
+
+
+def test_a_tool_calls_arguments_stream_before_the_choice_finishes() -> None:
+    # The name comes whole, first; once the arguments begin it can grow no more, and the
+    # arguments must not wait for finish_reason behind its undecided tail.
+    moderator = StreamModerator(OpenAIChatStream(), RULES)
+    chunks = [
+        tool_call_delta(0, "", "get_weather"),
+        *(tool_call_delta(0, a) for a in ['{"city": ', '"Paris", ', '"u": 1}']),
+    ]
+    out = b"".join(moderator.feed(c) for c in chunks)
+    calls = [c for p in payloads(out) for c in p["choices"][0]["delta"].get("tool_calls", [])]
+    assert calls[0]["function"]["name"] == "get_weather"
+    assert "".join(c["function"]["arguments"] for c in calls).startswith('{"city": "Paris", ')
+
+
+def test_a_second_tool_calls_name_is_read_after_the_first_calls_arguments() -> None:
+    out = run(
+        tool_call_delta(0, "", "lookup"),
+        tool_call_delta(0, '{"q": 1}'),
+        tool_call_delta(1, "", SECRET),
+        tool_call_delta(1, '{"q": 2}'),
+        DONE,
+    )
+    assert SECRET not in out.decode()
+
+
+def test_more_of_a_tool_calls_name_after_its_arguments_ends_the_stream_as_malformed() -> None:
+    moderator = StreamModerator(OpenAIChatStream(), RULES)
+    chunks = [
+        tool_call_delta(0, "", f"k_{SECRET[:10]}"),
+        tool_call_delta(0, '{"q": 1}'),
+        tool_call_delta(0, "", SECRET[10:]),
+    ]
+    out = b"".join(moderator.feed(c) for c in chunks) + moderator.finish()
+    assert moderator.failure == MALFORMED_MESSAGE and SECRET not in out.decode()
