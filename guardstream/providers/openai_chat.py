@@ -161,6 +161,10 @@ def _index(item: dict[str, Any], default: int) -> int:
     index = item.get("index", default)
     if not isinstance(index, int) or isinstance(index, bool):
         raise ProviderError(f"the upstream sent an index that is not an integer: {type(index).__name__}")
+    if index < 0:
+        # The SDK's accumulator indexes a list with it: -1 is the last choice or tool call, so
+        # the text would join one that guardstream reads apart.
+        raise ProviderError("the upstream sent a negative index")
     return index
 
 
@@ -214,6 +218,18 @@ def _extract_tool_calls(calls: list[Any], idx: int, pos: int, base: tuple[str | 
             return (("i", idx, "tool", tool_idx, field), ("p", pos, "tool", tool_pos, field), ("a", "tool", field))
 
         WALKER.walk(call, (*base, tool_pos), "", views, out)
+
+
+def _names_a_tool_call(choice: dict[str, Any]) -> bool:
+    """Whether a choice's delta gives a tool call an id or a name: such an event changes what the
+    codec knows of the call (`_name_tool_calls`), so it is always parsed, never read by shape."""
+    delta = choice.get("delta")
+    calls = delta.get("tool_calls") if isinstance(delta, dict) else None
+    return isinstance(calls, list) and any(
+        isinstance(call, dict)
+        and ("id" in call or (isinstance(call.get("function"), dict) and "name" in call["function"]))
+        for call in calls
+    )
 
 
 def _top_logprobs_only(logprobs: Any) -> Any:
@@ -282,8 +298,11 @@ class OpenAIChatStream:
         self._template: dict[str, Any] = {}
         self._indices: set[int] = set()
         self._done = False
-        # Tool calls (choice index, tool index) whose arguments have begun: their names are whole.
-        self._named: set[tuple[int, int]] = set()
+        # Tool calls (choice index, tool index) whose arguments have begun: their id, and the
+        # names a repeat may bring (the whole name, and its last piece).
+        self._named: dict[tuple[int, int], tuple[Any, frozenset[str]]] = {}
+        # The name so far, its last piece, and the id, of each call whose arguments have not begun.
+        self._naming: dict[tuple[int, int], tuple[str, str, Any]] = {}
 
     @property
     def is_complete(self) -> bool:
@@ -322,11 +341,14 @@ class OpenAIChatStream:
         return parsed
 
     def _name_tool_calls(self, choices: list[Any], parsed: ParsedEvent) -> None:
-        """A tool call's name is complete once its arguments begin (OpenAI sends the name whole,
-        first): its views decide it now, not at `finish_reason`, which would hold the arguments
-        back with it until the call is over. More name after that ends the stream as malformed."""
-        closes: list[Channel] = []
+        """A tool call's name is complete once its arguments begin (OpenAI sends it whole, first):
+        its rows are decided then, not at `finish_reason`, which would hold the arguments back
+        with it until the call is over. Some servers send the name again with every piece of
+        the arguments (llama-cpp-python, NIM, older vLLM): a repeat of the same name is checked
+        as a value. A new `id` at the same index is a new call (lmdeploy, SGLang): its name
+        starts new rows. Any other name after the arguments began ends the stream as malformed."""
         rows: list[Channel] = []
+        name_parts = {part.path: part for part in parsed.parts if part.path[-2:] == ("function", "name")}
         for pos, choice in enumerate(choices):
             delta = choice.get("delta") if isinstance(choice, dict) else None
             calls = delta.get("tool_calls") if isinstance(delta, dict) else None
@@ -338,15 +360,33 @@ class OpenAIChatStream:
                 if not isinstance(function, dict):
                     continue
                 key = (idx, _index(call, tool_pos))
-                if key in self._named and function.get("name"):
-                    raise ProviderError("the upstream sent more of a tool call's name after its arguments")
+                name, call_id = function.get("name"), call.get("id")
+                known = self._named.get(key)
+                if known is not None and name:
+                    if call_id is not None and call_id != known[0]:
+                        del self._named[key]  # a new call at this index
+                    elif name in known[1]:
+                        part = name_parts.get(("choices", pos, "delta", "tool_calls", tool_pos, "function", "name"))
+                        if part is not None:
+                            part.views = ()  # the same name again: checked on its own
+                    else:
+                        raise ProviderError("the upstream sent another name for a tool call after its arguments")
+                if key not in self._named:
+                    so_far, last, first_id = self._naming.get(key, ("", "", None))
+                    if isinstance(name, str) and name:
+                        so_far, last = so_far + name, name
+                    self._naming[key] = (so_far, last, first_id if first_id is not None else call_id)
                 arguments = function.get("arguments")
                 if key not in self._named and isinstance(arguments, str) and arguments:
-                    self._named.add(key)
-                    closes.append(("i", idx, "tool", key[1], "function.name"))
-                    # Views by position join the names of every call at that position: a row.
-                    rows += [("p", pos, "tool", tool_pos, "function.name"), ("a", "tool", "function.name")]
-        parsed.closes, parsed.ends_rows = tuple(closes), tuple(dict.fromkeys(rows))
+                    so_far, last, first_id = self._naming.pop(key)
+                    self._named[key] = (first_id, frozenset({so_far, last}))
+                    rows += [
+                        ("i", idx, "tool", key[1], "function.name"),
+                        # Views by position join the names of every call at that position.
+                        ("p", pos, "tool", tool_pos, "function.name"),
+                        ("a", "tool", "function.name"),
+                    ]
+        parsed.ends_rows = tuple(dict.fromkeys(rows))
 
     def render(self, event: Event, parsed: ParsedEvent, texts: Sequence[str], *, partial: bool) -> bytes:
         if parsed.payload is None:  # [DONE]
@@ -389,7 +429,8 @@ class OpenAIChatStream:
             return False
         choices = parsed.payload.get("choices")
         return isinstance(choices, list) and all(
-            isinstance(choice, dict) and choice.get("logprobs") is None for choice in choices
+            isinstance(choice, dict) and choice.get("logprobs") is None and not _names_a_tool_call(choice)
+            for choice in choices
         )
 
     def logprobs_agree(self, choice: dict[str, Any]) -> bool:

@@ -249,7 +249,7 @@ def test_a_second_tool_calls_name_is_read_after_the_first_calls_arguments() -> N
     assert SECRET not in out.decode()
 
 
-def test_more_of_a_tool_calls_name_after_its_arguments_ends_the_stream_as_malformed() -> None:
+def test_another_name_for_a_tool_call_after_its_arguments_ends_the_stream_as_malformed() -> None:
     moderator = StreamModerator(OpenAIChatStream(), RULES)
     chunks = [
         tool_call_delta(0, "", f"k_{SECRET[:10]}"),
@@ -258,3 +258,51 @@ def test_more_of_a_tool_calls_name_after_its_arguments_ends_the_stream_as_malfor
     ]
     out = b"".join(moderator.feed(c) for c in chunks) + moderator.finish()
     assert moderator.failure == MALFORMED_MESSAGE and SECRET not in out.decode()
+
+
+def repeating_name_delta(arguments: str) -> bytes:
+    # llama-cpp-python, NVIDIA NIM and older vLLM send the name again with every piece.
+    return event({"delta": {"tool_calls": [{"index": 0, "function": {"name": "get_weather", "arguments": arguments}}]}})
+
+
+def test_a_name_sent_again_with_every_piece_of_the_arguments_streams() -> None:
+    moderator = StreamModerator(OpenAIChatStream(), RULES)
+    outs = [moderator.feed(repeating_name_delta(a)) for a in ['{"city": ', '"Paris", ', '"u": 1}']]
+    outs.append(moderator.feed(DONE))
+    assert moderator.failure is None and all(outs[1:])
+
+
+def test_a_new_call_at_an_index_already_used_is_a_call_of_its_own() -> None:
+    # lmdeploy and SGLang number a second call 0 again, with a new id.
+    chunks = [tool_call_delta(0, "", "lookup"), tool_call_delta(0, '{"q": 1}')]
+    second = event(
+        {"delta": {"tool_calls": [{"index": 0, "id": "call_9", "function": {"name": SECRET, "arguments": ""}}]}}
+    )
+    moderator = StreamModerator(OpenAIChatStream(), RULES)
+    out = b"".join(moderator.feed(c) for c in [*chunks, second, tool_call_delta(0, '{"q": 2}'), DONE])
+    assert moderator.failure is None and moderator.blocked is not None and SECRET not in out.decode()
+
+
+@pytest.mark.parametrize("where", ["choice", "tool call"])
+def test_a_negative_index_ends_the_stream_as_malformed(where: str) -> None:
+    # The SDK indexes a list with it: -1 would join the text to the last choice or call.
+    call = {"index": -1 if where == "tool call" else 0, "function": {"name": "f", "arguments": "{}"}}
+    chunk = (
+        b"data: "
+        + json.dumps(
+            {
+                "id": "c",
+                "object": "chat.completion.chunk",
+                "created": 1,
+                "model": "m",
+                "choices": [
+                    {"index": -1 if where == "choice" else 0, "delta": {"tool_calls": [call]}, "finish_reason": None}
+                ],
+            }
+        ).encode()
+        + b"\n\n"
+    )
+    moderator = StreamModerator(OpenAIChatStream(), RULES)
+    moderator.feed(chunk)
+    moderator.finish()
+    assert moderator.failure == MALFORMED_MESSAGE
