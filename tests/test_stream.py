@@ -563,3 +563,12 @@ def test_a_key_in_a_tools_name_is_still_caught() -> None:
     events[1] = events[1].replace(b'"name": "lookup"', f'"name": "{SECRET}"'.encode())
     out = b"".join(moderator.feed(e) for e in events) + moderator.finish()
     assert SECRET not in out.decode() and moderator.blocked is not None
+
+
+def test_a_text_slot_that_holds_a_list_is_still_moderated() -> None:
+    # Default deny: a text field of the wrong type is not skipped as "not text".
+    moderator = StreamModerator(AnthropicStream(), RULES)
+    events = anthropic_blocks(["Sure. "])
+    odd = anthropic_event("content_block_delta", index=0, delta={"type": "text_delta", "text": [SECRET]})
+    out = b"".join(moderator.feed(e) for e in [*events[:2], odd, *events[2:]]) + moderator.finish()
+    assert SECRET not in out.decode()

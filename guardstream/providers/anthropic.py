@@ -188,7 +188,8 @@ def extract_event(payload: dict[str, Any], out: list[TextPart]) -> None:
             if key is not None and isinstance(delta.get(key), str) and delta[key]:
                 channel = "text" if key == "text" else key
                 out.append(TextPart(block_views(index, channel), delta[key], ("delta", key)))
-            rest = {k: v for k, v in delta.items() if k != key}
+            # (A text slot that holds something else than a string is read with the rest.)
+            rest = {k: v for k, v in delta.items() if k != key or not isinstance(v, str)}
             # A citation comes whole in its delta and is kept whole, in a list; a delta type not
             # known here may stream, so its strings are read in a row per block and field.
             views = _whole if delta.get("type") in WHOLE_DELTAS else _block_views(index)
@@ -201,7 +202,7 @@ def extract_event(payload: dict[str, Any], out: list[TextPart]) -> None:
             key = BLOCK_TEXT.get(str(block.get("type")))
             if key is not None and isinstance(block.get(key), str) and block[key]:
                 out.append(TextPart(block_views(index, key), block[key], ("content_block", key)))
-            rest = {k: v for k, v in block.items() if k != key}
+            rest = {k: v for k, v in block.items() if k != key or not isinstance(v, str)}
             # Everything else a block starts with is whole (a tool's name and id, a search
             # result): held on a channel, it would wait for the block's end, and every later
             # event (the tool's input, the rest of the answer) with it.

@@ -202,7 +202,7 @@ class Extractor:
             skip.add("content")
             for ci, part in enumerate(item["content"]):
                 self.part(part, (*path, "content", ci), output_index, ci, snapshot=snapshot)
-        elif kind in ARGUMENT_ITEMS and "arguments" in item:
+        elif kind in ARGUMENT_ITEMS and isinstance(item.get("arguments"), str):
             skip.add("arguments")
             place((*path, "arguments"), item["arguments"], channel_views(output_index, None, "arguments"))
         elif kind == "reasoning":
@@ -214,7 +214,8 @@ class Extractor:
                         text = entry.get("text") if isinstance(entry, dict) else None
                         place((*path, key, si, "text"), text, channel_views(output_index, si, sub_kind))
                         if isinstance(entry, dict):
-                            self.rest({k: v for k, v in entry.items() if k != "text"}, (*path, key, si), key, set())
+                            rest = {k: v for k, v in entry.items() if k != "text" or not isinstance(v, str)}
+                            self.rest(rest, (*path, key, si), key, set())
         self.rest(item, path, "item", skip)
 
     def part(self, part: Any, path: tuple[str | int, ...], output_index: int, ci: int, *, snapshot: bool) -> None:
@@ -228,7 +229,7 @@ class Extractor:
             self.rest(part, path, "part", set())
             return
         place((*path, field), part.get(field), channel_views(output_index, ci, str(kind)))
-        self.rest(part, path, "part", {field})
+        self.rest(part, path, "part", {field} if isinstance(part.get(field), str) else set())
 
     def response(self, response: Any, path: tuple[str | int, ...]) -> None:
         """A response object: its output is a snapshot of every item; the rest is text."""
@@ -338,7 +339,8 @@ def extract_event(payload: dict[str, Any], out: list[TextPart]) -> bool:
         oi = _int(payload.get("output_index"), "output_index")
         sub = _int(payload.get(sub_key), sub_key) if sub_key else None
         (ex.copy if is_copy else ex.text)((key,), payload.get(key), channel_views(oi, sub, channel))
-        done = {key, "logprobs"}
+        # A text slot that holds something else than a string is read with the rest.
+        done = {key, "logprobs"} if isinstance(payload.get(key), str) else {"logprobs"}
         rewrite = _logprobs(payload, key, ex)
     elif kind in ("response.content_part.added", "response.content_part.done"):
         oi, ci = _int(payload.get("output_index"), "output_index"), _int(payload.get("content_index"), "content_index")
@@ -350,7 +352,7 @@ def extract_event(payload: dict[str, Any], out: list[TextPart]) -> bool:
         text = part.get("text") if isinstance(part, dict) else None
         (ex.copy if kind.endswith("done") else ex.text)(("part", "text"), text, channel_views(oi, si, "summary"))
         if isinstance(part, dict):
-            ex.rest({k: v for k, v in part.items() if k != "text"}, ("part",), "part", set())
+            ex.rest({k: v for k, v in part.items() if k != "text" or not isinstance(v, str)}, ("part",), "part", set())
         done = {"part"}
     elif kind in ("response.output_item.added", "response.output_item.done"):
         oi = _int(payload.get("output_index"), "output_index")

@@ -317,3 +317,11 @@ def test_a_key_in_an_annotation_or_a_functions_name_is_still_caught(where: str) 
         chunks = function_call_events(['{"q": 1}'], name=SECRET)
     out = run(*chunks)
     assert SECRET not in out.decode() and blocked(out)
+
+
+def test_a_delta_that_is_a_list_is_still_moderated() -> None:
+    # Default deny: a text field of the wrong type is not skipped as "not text".
+    where = {"item_id": "msg_1", "output_index": 0, "content_index": 0}
+    odd = event("response.output_text.delta", **where, delta=[SECRET])
+    out = run(*message_events(0, "")[:2], odd)
+    assert SECRET not in out.decode()
