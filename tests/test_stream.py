@@ -572,3 +572,22 @@ def test_a_text_slot_that_holds_a_list_is_still_moderated() -> None:
     odd = anthropic_event("content_block_delta", index=0, delta={"type": "text_delta", "text": [SECRET]})
     out = b"".join(moderator.feed(e) for e in [*events[:2], odd, *events[2:]]) + moderator.finish()
     assert SECRET not in out.decode()
+
+
+def test_a_block_begun_out_of_order_ends_the_stream_as_malformed() -> None:
+    # The SDK appends blocks as they begin and routes a delta by its index: with block 1 begun
+    # first, block 0's deltas would extend it, joining text read apart here.
+    events = anthropic_blocks([f"x {SECRET[:10]}"], [f"{SECRET[10:]} y"])
+    start_1 = next(e for e in events if b'"content_block_start"' in e and b'"index": 1' in e)
+    reordered = [events[0], start_1, *(e for e in events[1:] if e is not start_1)]
+    moderator = StreamModerator(AnthropicStream(), RULES)
+    out = b"".join(moderator.feed(e) for e in reordered) + moderator.finish()
+    assert moderator.failure == MALFORMED_MESSAGE and SECRET not in out.decode()
+
+
+def test_a_message_that_starts_with_content_ends_the_stream_as_malformed() -> None:
+    message = {"id": "m", "type": "message", "role": "assistant", "content": [{"type": "text", "text": SECRET[:10]}]}
+    events = [anthropic_event("message_start", message=message), *anthropic_blocks([SECRET[10:]])[1:]]
+    moderator = StreamModerator(AnthropicStream(), RULES)
+    out = b"".join(moderator.feed(e) for e in events) + moderator.finish()
+    assert moderator.failure == MALFORMED_MESSAGE and SECRET[10:] not in out.decode()

@@ -229,6 +229,7 @@ class AnthropicStream:
         self._blocks = BlockKinds("a content block")
         self._started = False
         self._output_tokens = 0
+        self._blocks_begun = 0
 
     @property
     def is_complete(self) -> bool:
@@ -244,7 +245,18 @@ class AnthropicStream:
             raise ProviderError("the upstream sent an event whose name is not its type")
         parsed = ParsedEvent(payload=payload)
         extract_event(payload, parsed.parts)
-        if kind == "content_block_start":
+        if kind == "message_start":
+            message = payload.get("message")
+            if isinstance(message, dict) and message.get("content"):
+                # The SDK's snapshot starts from this content and routes deltas by index into
+                # it: text there would join a block's deltas unread as one.
+                raise ProviderError("the upstream began the message with content already in it")
+        elif kind == "content_block_start":
+            if _index(payload) != self._blocks_begun:
+                # The SDK appends blocks as they begin and finds a delta's block by its index:
+                # out of order, a delta would extend another block than the one read here.
+                raise ProviderError("the upstream began a content block out of order")
+            self._blocks_begun += 1
             block = payload.get("content_block")
             streams_on = FLAT_KIND.get(str(block.get("type"))) if isinstance(block, dict) else None
             kinds = None if streams_on is None else frozenset({streams_on})

@@ -411,6 +411,8 @@ class OpenAIResponsesStream:
         self._items_parsed = BlockKinds("an output item")
         self._open_items: set[int] = set()
         self._open_parts: dict[int, set[int]] = {}
+        # How many output items, and parts of each list of an item, have been added (as parsed).
+        self._added: dict[tuple[int, str] | None, int] = {}
 
     @property
     def is_complete(self) -> bool:
@@ -426,6 +428,7 @@ class OpenAIResponsesStream:
         parsed = ParsedEvent(payload=payload)
         parsed.needs_rewrite = extract_event(payload, parsed.parts)
         oi = payload.get("output_index")
+        self._check_order(str(kind), payload)
         if isinstance(oi, int) and not isinstance(oi, bool) and kind in ADDS_TO_ITEM:
             items = self._items_parsed
             item = payload.get("item")
@@ -444,6 +447,25 @@ class OpenAIResponsesStream:
             parsed.is_error = kind in ("error", "response.failed")
             self._done = True
         return parsed
+
+    def _check_order(self, kind: str, payload: dict[str, Any]) -> None:
+        """Items, content parts and summary parts must be added in the order of their indices:
+        the SDK appends each as it comes and finds a delta's by its index, so out of order a
+        delta would extend another item or part than the one read here."""
+        where: tuple[int, str] | None
+        if kind == "response.output_item.added":
+            if not isinstance(payload.get("item"), dict):
+                return  # a null item, as some compatible servers announce first, begins nothing
+            where, key = None, "output_index"
+        elif kind == "response.content_part.added":
+            where, key = (_int(payload.get("output_index"), "output_index"), "content"), "content_index"
+        elif kind == "response.reasoning_summary_part.added":
+            where, key = (_int(payload.get("output_index"), "output_index"), "summary"), "summary_index"
+        else:
+            return
+        if _int(payload.get(key), key) != self._added.get(where, 0):
+            raise ProviderError(f"the upstream sent a {key} out of order")
+        self._added[where] = self._added.get(where, 0) + 1
 
     def render(self, event: Event, parsed: ParsedEvent, texts: Sequence[str], *, partial: bool) -> bytes:
         payload = parsed.payload

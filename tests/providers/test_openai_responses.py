@@ -325,3 +325,19 @@ def test_a_delta_that_is_a_list_is_still_moderated() -> None:
     odd = event("response.output_text.delta", **where, delta=[SECRET])
     out = run(*message_events(0, "")[:2], odd)
     assert SECRET not in out.decode()
+
+
+def test_a_content_part_added_out_of_order_ends_the_stream_as_malformed() -> None:
+    # The SDK appends parts as they come and routes a delta by content_index.
+    where = {"item_id": "msg_1", "output_index": 0}
+    part = {"type": "output_text", "text": "", "annotations": []}
+    chunks = [
+        *message_events(0, "")[:1],
+        event("response.content_part.added", **where, content_index=1, part=part),
+        event("response.content_part.added", **where, content_index=0, part=part),
+    ]
+    moderator = StreamModerator(OpenAIResponsesStream(), RULES)
+    for chunk in chunks:
+        moderator.feed(chunk)
+    moderator.finish()
+    assert moderator.failure == MALFORMED_MESSAGE
