@@ -153,6 +153,20 @@ class TextWalker:
                 self.walk(item, (*path, i), field, views, out)
 
 
+def whole(field: str) -> tuple[Channel, ...]:
+    """Views for strings that come whole in an object the client keeps whole (a tool's name, a
+    citation): none, so each is a value, checked on its own as it comes. On a channel it would be
+    the start of a text that may still grow, and its tail would hold every later event back."""
+    return ()
+
+
+def others(node: dict[str, Any], text_key: str | None) -> dict[str, Any]:
+    """The fields of `node` a codec has not taken as its text: all but `text_key`, and that one
+    too when it holds something other than a string (default deny: a list in a text slot is read,
+    not skipped as "not text")."""
+    return {k: v for k, v in node.items() if k != text_key or not isinstance(v, str)}
+
+
 def read_as_one(walker: TextWalker, body: Any, joined: Channel) -> list[TextPart]:
     """Every string of a body that is read as one text (a request, an error body).
 

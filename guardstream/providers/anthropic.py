@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from guardstream.errors import ProviderError
-from guardstream.payload import Channel, TextPart, TextWalker, dumps, loads_strict, read_as_one
+from guardstream.payload import Channel, TextPart, TextWalker, dumps, loads_strict, others, read_as_one, whole
 from guardstream.providers.base import (
     BlockKinds,
     ParsedEvent,
@@ -160,11 +160,6 @@ def _own_views(field: str) -> tuple[Channel, ...]:
     return (("field", field),)
 
 
-def _whole(field: str) -> tuple[Channel, ...]:
-    """No views: a value, checked on its own, as the SDK keeps it (a tool's name, a citation)."""
-    return ()
-
-
 def _block_views(index: int) -> Callable[[str], tuple[Channel, ...]]:
     """A block's other strings (a tool's name and input, citations), each field on its own channel."""
     return lambda field: (("block", index, field),)
@@ -188,11 +183,10 @@ def extract_event(payload: dict[str, Any], out: list[TextPart]) -> None:
             if key is not None and isinstance(delta.get(key), str) and delta[key]:
                 channel = "text" if key == "text" else key
                 out.append(TextPart(block_views(index, channel), delta[key], ("delta", key)))
-            # (A text slot that holds something else than a string is read with the rest.)
-            rest = {k: v for k, v in delta.items() if k != key or not isinstance(v, str)}
+            rest = others(delta, key)
             # A citation comes whole in its delta and is kept whole, in a list; a delta type not
             # known here may stream, so its strings are read in a row per block and field.
-            views = _whole if delta.get("type") in WHOLE_DELTAS else _block_views(index)
+            views = whole if delta.get("type") in WHOLE_DELTAS else _block_views(index)
             WALKER.walk(rest, ("delta",), "delta", views, out)
             skip.add("delta")
     elif kind == "content_block_start":
@@ -202,15 +196,15 @@ def extract_event(payload: dict[str, Any], out: list[TextPart]) -> None:
             key = BLOCK_TEXT.get(str(block.get("type")))
             if key is not None and isinstance(block.get(key), str) and block[key]:
                 out.append(TextPart(block_views(index, key), block[key], ("content_block", key)))
-            rest = {k: v for k, v in block.items() if k != key or not isinstance(v, str)}
+            rest = others(block, key)
             # Everything else a block starts with is whole (a tool's name and id, a search
             # result): held on a channel, it would wait for the block's end, and every later
             # event (the tool's input, the rest of the answer) with it.
-            WALKER.walk(rest, ("content_block",), "content_block", _whole, out)
+            WALKER.walk(rest, ("content_block",), "content_block", whole, out)
             skip.add("content_block")
     # The fields of a known event are whole; an event type not known here may stream, so each
     # of its fields is read in a row across events.
-    views = _whole if kind in EVENTS else _own_views
+    views = whole if kind in EVENTS else _own_views
     for key, value in payload.items():
         if key in skip:
             continue

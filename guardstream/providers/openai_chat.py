@@ -220,12 +220,18 @@ def _extract_tool_calls(calls: list[Any], idx: int, pos: int, base: tuple[str | 
         WALKER.walk(call, (*base, tool_pos), "", views, out)
 
 
+def _delta_tool_calls(choice: Any) -> list[Any] | None:
+    """The `tool_calls` list of a streamed choice's delta, if it has one."""
+    delta = choice.get("delta") if isinstance(choice, dict) else None
+    calls = delta.get("tool_calls") if isinstance(delta, dict) else None
+    return calls if isinstance(calls, list) else None
+
+
 def _names_a_tool_call(choice: dict[str, Any]) -> bool:
     """Whether a choice's delta gives a tool call an id or a name: such an event changes what the
     codec knows of the call (`_name_tool_calls`), so it is always parsed, never read by shape."""
-    delta = choice.get("delta")
-    calls = delta.get("tool_calls") if isinstance(delta, dict) else None
-    return isinstance(calls, list) and any(
+    calls = _delta_tool_calls(choice)
+    return calls is not None and any(
         isinstance(call, dict)
         and ("id" in call or (isinstance(call.get("function"), dict) and "name" in call["function"]))
         for call in calls
@@ -348,11 +354,9 @@ class OpenAIChatStream:
         as a value. A new `id` at the same index is a new call (lmdeploy, SGLang): its name
         starts new rows. Any other name after the arguments began ends the stream as malformed."""
         rows: list[Channel] = []
-        name_parts = {part.path: part for part in parsed.parts if part.path[-2:] == ("function", "name")}
         for pos, choice in enumerate(choices):
-            delta = choice.get("delta") if isinstance(choice, dict) else None
-            calls = delta.get("tool_calls") if isinstance(delta, dict) else None
-            if not isinstance(calls, list):
+            calls = _delta_tool_calls(choice)
+            if calls is None:
                 continue
             idx = _index(choice, pos)
             for tool_pos, call in enumerate(calls):
@@ -366,9 +370,10 @@ class OpenAIChatStream:
                     if call_id is not None and call_id != known[0]:
                         del self._named[key]  # a new call at this index
                     elif name in known[1]:
-                        part = name_parts.get(("choices", pos, "delta", "tool_calls", tool_pos, "function", "name"))
-                        if part is not None:
-                            part.views = ()  # the same name again: checked on its own
+                        path = ("choices", pos, "delta", "tool_calls", tool_pos, "function", "name")
+                        for part in parsed.parts:
+                            if part.path == path:
+                                part.views = ()  # the same name again: checked on its own
                     else:
                         raise ProviderError("the upstream sent another name for a tool call after its arguments")
                 if key not in self._named:

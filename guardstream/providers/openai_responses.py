@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from guardstream.errors import ProviderError
-from guardstream.payload import Channel, TextPart, TextWalker, dumps, loads_strict, read_as_one
+from guardstream.payload import Channel, TextPart, TextWalker, dumps, loads_strict, others, read_as_one, whole
 from guardstream.providers.base import (
     BlockKinds,
     ParsedEvent,
@@ -172,13 +172,15 @@ class Extractor:
         if isinstance(text, str):
             self.out.append(TextPart(views, text, path, copy_of=views[0]))
 
-    def rest(self, node: Any, path: tuple[str | int, ...], field: str, skip: set[str], *, whole: bool = True) -> None:
+    def rest(
+        self, node: Any, path: tuple[str | int, ...], field: str, skip: set[str], *, comes_whole: bool = True
+    ) -> None:
         """Default deny for whatever a known shape does not place. In an object that comes whole
         (an item, a part, an annotation, a known event) each string is a value, checked on its
         own, as the SDK keeps it: held on a channel, a function's name or a citation's title
         would wait for the end of the stream, and every later event with it. In an event of a
-        type not known here (`whole=False`), which may stream, each field is read in a row."""
-        views = _whole if whole else _own_views
+        type not known here (`comes_whole=False`), which may stream, each field is read in a row."""
+        views = whole if comes_whole else _own_views
         if isinstance(node, dict):
             for key, value in node.items():
                 if key in skip:
@@ -214,8 +216,7 @@ class Extractor:
                         text = entry.get("text") if isinstance(entry, dict) else None
                         place((*path, key, si, "text"), text, channel_views(output_index, si, sub_kind))
                         if isinstance(entry, dict):
-                            rest = {k: v for k, v in entry.items() if k != "text" or not isinstance(v, str)}
-                            self.rest(rest, (*path, key, si), key, set())
+                            self.rest(others(entry, "text"), (*path, key, si), key, set())
         self.rest(item, path, "item", skip)
 
     def part(self, part: Any, path: tuple[str | int, ...], output_index: int, ci: int, *, snapshot: bool) -> None:
@@ -229,7 +230,7 @@ class Extractor:
             self.rest(part, path, "part", set())
             return
         place((*path, field), part.get(field), channel_views(output_index, ci, str(kind)))
-        self.rest(part, path, "part", {field} if isinstance(part.get(field), str) else set())
+        self.rest(others(part, field), path, "part", set())
 
     def response(self, response: Any, path: tuple[str | int, ...]) -> None:
         """A response object: its output is a snapshot of every item; the rest is text."""
@@ -245,10 +246,6 @@ class Extractor:
 
 def _own_views(field: str) -> tuple[Channel, ...]:
     return (("field", field),)
-
-
-def _whole(field: str) -> tuple[Channel, ...]:
-    return ()
 
 
 def _is_whole_event(kind: str) -> bool:
@@ -352,7 +349,7 @@ def extract_event(payload: dict[str, Any], out: list[TextPart]) -> bool:
         text = part.get("text") if isinstance(part, dict) else None
         (ex.copy if kind.endswith("done") else ex.text)(("part", "text"), text, channel_views(oi, si, "summary"))
         if isinstance(part, dict):
-            ex.rest({k: v for k, v in part.items() if k != "text" or not isinstance(v, str)}, ("part",), "part", set())
+            ex.rest(others(part, "text"), ("part",), "part", set())
         done = {"part"}
     elif kind in ("response.output_item.added", "response.output_item.done"):
         oi = _int(payload.get("output_index"), "output_index")
@@ -364,7 +361,9 @@ def extract_event(payload: dict[str, Any], out: list[TextPart]) -> bool:
     opaque = OPAQUE_EVENTS.get(str(kind))
     if opaque is not None:
         done.add(opaque)
-    ex.rest(payload, (), str(kind or "event"), done | {"type"}, whole=isinstance(kind, str) and _is_whole_event(kind))
+    ex.rest(
+        payload, (), str(kind or "event"), done | {"type"}, comes_whole=isinstance(kind, str) and _is_whole_event(kind)
+    )
     # The event type names what the SDK does with the event: a value, checked whole.
     if isinstance(kind, str):
         out.append(TextPart((), kind, ("type",)))
