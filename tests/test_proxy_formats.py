@@ -428,10 +428,12 @@ def received_while_the_upstream_holds(
     return seen
 
 
-def claude_deltas(
-    client: anthropic.Anthropic, script: dict[str, Any], delta_type: str, field: str
-) -> Callable[[Callable[[str], None]], None]:
-    """A consumer for `received_while_the_upstream_holds`: the `field` of each delta of `delta_type`."""
+def claude_deltas_while_the_upstream_holds(
+    proxy: RunningProxy, mock_model: MockModel, script: dict[str, Any], delta_type: str, field: str
+) -> str:
+    """What the official anthropic SDK reads of the `field` of each delta of `delta_type`, the
+    first of them while the mock still holds the rest of the stream back."""
+    client = anthropic.Anthropic(base_url=proxy.url, api_key="sk-ant-test", max_retries=0)
 
     def consume(receive: Callable[[str], None]) -> None:
         messages: list[anthropic.types.MessageParam] = [{"role": "user", "content": "weather?"}]
@@ -442,7 +444,8 @@ def claude_deltas(
                 if event.type == "content_block_delta" and event.delta.type == delta_type:
                     receive(getattr(event.delta, field))
 
-    return consume
+    with client:
+        return "".join(received_while_the_upstream_holds(mock_model, script, consume))
 
 
 def test_claudes_answer_after_its_thinking_streams_while_the_upstream_is_still_writing(
@@ -450,7 +453,6 @@ def test_claudes_answer_after_its_thinking_streams_while_the_upstream_is_still_w
 ) -> None:
     # The thinking block ends in a word that could still grow into an address; the answer after
     # it must reach the client as it is written, not when the message ends.
-    client = anthropic.Anthropic(base_url=proxy.url, api_key="sk-ant-test", max_retries=0)
     script = {
         "thinking": "The user wants the weather.",
         "reply": "Sunny and warm today, all afternoon.",
@@ -458,12 +460,8 @@ def test_claudes_answer_after_its_thinking_streams_while_the_upstream_is_still_w
         "hold_after": 12,
         "hold_key": "thinking-then-answer",
     }
-
-    with client:
-        seen = received_while_the_upstream_holds(
-            mock_model, script, claude_deltas(client, script, "text_delta", "text")
-        )
-    assert "".join(seen) == "Sunny and warm today, all afternoon."
+    seen = claude_deltas_while_the_upstream_holds(proxy, mock_model, script, "text_delta", "text")
+    assert seen == "Sunny and warm today, all afternoon."
 
 
 def test_a_responses_stream_with_obfuscation_pads_streams_while_the_upstream_is_still_writing(
@@ -514,21 +512,11 @@ def test_a_responses_function_calls_arguments_stream_while_the_upstream_is_still
 def test_claudes_tool_input_streams_while_the_upstream_is_still_writing(
     proxy: RunningProxy, mock_model: MockModel
 ) -> None:
-    client = anthropic.Anthropic(base_url=proxy.url, api_key="sk-ant-test", max_retries=0)
     arguments = '{"city": "Paris", "unit": "celsius"}'
-    script = {
-        "reply": "",
-        "tool_calls": [{"name": "get_weather", "arguments": arguments}],
-        "chunk_chars": 6,
-        "hold_after": 5,
-        "hold_key": "tool",
-    }
-
-    with client:
-        seen = received_while_the_upstream_holds(
-            mock_model, script, claude_deltas(client, script, "input_json_delta", "partial_json")
-        )
-    assert "".join(seen) == arguments
+    calls = [{"name": "get_weather", "arguments": arguments}]
+    script = {"reply": "", "tool_calls": calls, "chunk_chars": 6, "hold_after": 5, "hold_key": "tool"}
+    seen = claude_deltas_while_the_upstream_holds(proxy, mock_model, script, "input_json_delta", "partial_json")
+    assert seen == arguments
 
 
 def test_a_chat_tool_calls_arguments_stream_while_the_upstream_is_still_writing(
