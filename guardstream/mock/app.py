@@ -57,6 +57,8 @@ class _MockServer:
                 "query": dict(request.query_params),
                 "headers": dict(request.headers),
                 "body": body,
+                # The client's address and port: requests that share a port came on one connection.
+                "peer": f"{request.client.host}:{request.client.port}" if request.client else None,
             }
         )
         return body
