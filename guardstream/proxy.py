@@ -59,11 +59,12 @@ HOP_BY_HOP = frozenset(
     }
 )
 # Idle pooled connections are dropped before common servers' keep-alive timeouts (uvicorn: 5 s), so
-# a request rarely lands on a connection the upstream is closing at that moment. At most 100 are
-# kept: httpcore's pool looks at every connection once per idle one whenever a request starts or
-# ends, so each idle connection kept makes every request dearer (100 idle: ~1.5 ms a request;
-# 1,000 would cost 0.15 s). Connections in use are not capped.
-DEFAULT_LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=100, keepalive_expiry=4.0)
+# a request rarely lands on a connection the upstream is closing at that moment. At most 20 are
+# kept, httpx's own default: httpcore 1.0's pool looks at every connection once per idle one
+# whenever a request starts or ends. With 100 kept, the tail of a burst of 200 paced streams made
+# 575,000 such calls; with 20, a few thousand. (It also drops idle connections while more than
+# that many are open at all: encode/httpcore#1000.) Connections in use are not capped.
+DEFAULT_LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=20, keepalive_expiry=4.0)
 # After a stream's end event an upstream sends the end of its chunked body and nothing else; what
 # guardstream waits for it, and the most it reads, before it closes the connection instead.
 REST_SECONDS = 0.5
