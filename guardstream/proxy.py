@@ -65,6 +65,8 @@ HOP_BY_HOP = frozenset(
 # 575,000 such calls; with 20, a few thousand. (It also drops idle connections while more than
 # that many are open at all: encode/httpcore#1000.) Connections in use are not capped.
 DEFAULT_LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=20, keepalive_expiry=4.0)
+# What a pooled connection that the upstream closed at the moment it was reused fails with.
+STALE_CONNECTION = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
 # After a stream's end event an upstream sends the end of its chunked body and nothing else; what
 # guardstream waits for it, and the most it reads, before it closes the connection instead.
 REST_SECONDS = 0.5
@@ -553,11 +555,11 @@ class _Exchange:
                 try:
                     request = self._upstream_request(body, moderated=moderated)
                     response = await self.proxy.client.send(request, stream=True)
-                except httpx.RemoteProtocolError:
-                    # "Server disconnected without sending a response" is almost always the keep-alive
-                    # race (a pooled connection the upstream closed as the request went out); one more
-                    # try on a fresh connection is what HTTP clients do for it. Nothing reached the
-                    # client yet, and a second failure is a 502.
+                except STALE_CONNECTION:
+                    # The keep-alive race: a pooled connection the upstream closed as the request went
+                    # out ("Server disconnected without sending a response", or a reset or broken pipe
+                    # when the close raced the write). One more try on a fresh connection is what HTTP
+                    # clients do for it. Nothing reached the client yet, and a second failure is a 502.
                     request = self._upstream_request(body, moderated=moderated)
                     response = await self.proxy.client.send(request, stream=True)
         except (TimeoutError, httpx.TimeoutException) as exc:
@@ -793,10 +795,12 @@ class _Exchange:
         if self.client_gone and not (moderator.is_done or moderator.has_delivered_end):
             self._count("client_closed")
             return
+        if moderator.has_delivered_end:
+            # Before the client's answer ends, as a pass-through proxy's would with the upstream's:
+            # a client that asks again at once then finds the connection back in the pool.
+            await _read_rest(chunks)
         await self.send({"type": "http.response.body", "body": b"", "more_body": False})
         self._count(_stream_outcome(moderator))
-        if moderator.has_delivered_end:
-            await _read_rest(chunks)
 
     async def _send_chunk(self, data: bytes) -> None:
         if data:
@@ -826,9 +830,10 @@ async def _read_rest(chunks: AsyncIterator[bytes]) -> None:
 
     httpx keeps a connection only once its body was read to the end. Closed right after `[DONE]`,
     every stream cost the next request a new connection: a TCP and a TLS handshake with the
-    provider, tens of milliseconds before its first byte. The client's answer is complete by now;
-    what the upstream still sends is dropped, and one that sends more than the end of its body,
-    or takes its time, has its connection closed.
+    provider, tens of milliseconds before its first byte. The client has every event by now
+    (its SDK reads on to the end of the body, which comes right after this); what the upstream
+    still sends is dropped, and one that sends more than the end of its body, or takes its time,
+    has its connection closed.
     """
     left = REST_BYTES
     with anyio.move_on_after(REST_SECONDS):

@@ -8,6 +8,10 @@ connection.
 from __future__ import annotations
 
 import json
+import re
+import socket
+import struct
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -17,7 +21,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import MockModel, RunningProxy, mock_headers
+from tests.conftest import MockModel, ProxyFactory, RunningProxy, mock_headers
 
 MESSAGES: list[Any] = [{"role": "user", "content": "Tell me something."}]
 SECRET = "AKIA4HJQ7XRZ2PLWKD5N"
@@ -44,9 +48,23 @@ def peers(mock_model: MockModel) -> list[str]:
     return [request["peer"] for request in mock_model.requests()]
 
 
-def test_streams_one_after_another_share_one_upstream_connection(sdk: openai.OpenAI, mock_model: MockModel) -> None:
-    for _ in range(3):
+def finished(proxy: RunningProxy, provider: str, count: int) -> None:
+    """Wait until guardstream has finished `count` streams. The SDKs stop reading at the end
+    event, so the next request can come while guardstream still reads the end of the body."""
+    deadline = time.monotonic() + 5
+    labels = {"provider": provider, "outcome": "passed"}
+    while (proxy.registry.get_sample_value("guardstream_requests_total", labels) or 0) < count:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"guardstream did not finish {count} streams")
+        time.sleep(0.005)
+
+
+def test_streams_one_after_another_share_one_upstream_connection(
+    sdk: openai.OpenAI, proxy: RunningProxy, mock_model: MockModel
+) -> None:
+    for done in range(1, 4):
         assert chat_stream(sdk, ANSWER) == "A calm, harmless answer."
+        finished(proxy, "openai-chat", done)
     first, *rest = peers(mock_model)
     assert rest == [first, first]
 
@@ -55,7 +73,7 @@ def test_claude_streams_one_after_another_share_one_upstream_connection(
     proxy: RunningProxy, mock_model: MockModel
 ) -> None:
     with anthropic.Anthropic(base_url=proxy.url, api_key="sk-ant-test", max_retries=0) as client:
-        for _ in range(2):
+        for done in range(1, 3):
             with client.messages.stream(
                 model="claude-sonnet-4-5",
                 max_tokens=64,
@@ -63,6 +81,7 @@ def test_claude_streams_one_after_another_share_one_upstream_connection(
                 extra_headers=mock_headers(ANSWER),
             ) as stream:
                 assert "".join(stream.text_stream) == "A calm, harmless answer."
+            finished(proxy, "anthropic", done)
     first, second = peers(mock_model)
     assert second == first
 
@@ -90,8 +109,74 @@ def test_an_upstream_that_goes_on_after_the_end_is_cut_off_without_the_client_wa
     time.sleep(1.0)  # guardstream gives up on the rest by now (after half a second)
     mock_model.release("after-the-end")
     assert received.count("[DONE]") == 1
-    assert took < 10.0  # the mock holds the rest for 30 s: the client did not wait for it
+    assert took < 10.0  # the mock holds the rest for 30 s: the client waited half a second, not that
     with httpx.Client() as client:
         client.post(f"{proxy.url}/v1/chat/completions", json=body, headers=mock_headers({"reply": "Hi."}))
     held, after = peers(mock_model)
     assert after != held
+
+
+class ResettingUpstream:
+    """An upstream that answers the first request on each connection with a short stream and
+    resets the connection when a second request comes on it: a server closing an idle connection
+    at the moment it is reused, made certain."""
+
+    BODY = (
+        b'data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"m",'
+        b'"choices":[{"index":0,"delta":{"content":"Fresh answer."},"finish_reason":null}]}\n\n'
+        b"data: [DONE]\n\n"
+    )
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.connections = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            for answered in (False, True):
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    piece = conn.recv(65536)
+                    if not piece:
+                        return
+                    data += piece
+                head, _, body = data.partition(b"\r\n\r\n")
+                length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
+                while len(body) < length:
+                    body += conn.recv(65536)
+                if answered:
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    return  # closed with a reset
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+                    + f"content-length: {len(self.BODY)}\r\n\r\n".encode()
+                    + self.BODY
+                )
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_a_pooled_connection_the_upstream_resets_is_retried_on_a_new_one(start_proxy: ProxyFactory) -> None:
+    upstream = ResettingUpstream()
+    try:
+        with start_proxy(upstream=upstream.url) as proxy:
+            client = openai.OpenAI(base_url=f"{proxy.url}/v1", api_key="sk-test", max_retries=0)
+            with client:
+                first = chat_stream(client, {})
+                second = chat_stream(client, {})
+    finally:
+        upstream.close()
+    assert first == second == "Fresh answer."
+    assert upstream.connections == 2

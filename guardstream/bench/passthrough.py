@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import uvicorn
 
-from guardstream.proxy import DEFAULT_LIMITS, HOP_BY_HOP
+from guardstream.proxy import DEFAULT_LIMITS, HOP_BY_HOP, STALE_CONNECTION
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -47,7 +47,7 @@ def passthrough_app(upstream: str) -> Callable[[Scope, Any, Any], Awaitable[None
         request = client.build_request(scope["method"], upstream + scope["path"], headers=headers, content=body)
         try:
             response = await client.send(request, stream=True)
-        except httpx.RemoteProtocolError:
+        except STALE_CONNECTION:
             # The keep-alive race (a pooled connection closed as the request went out): one more try,
             # as guardstream makes, so that both paths fail alike.
             response = await client.send(request, stream=True)
