@@ -39,7 +39,7 @@ from guardstream.payload import dumps, loads_strict
 from guardstream.providers.base import Provider, block_message
 from guardstream.providers.errors import Style, error_body
 from guardstream.providers.registry import PROVIDERS
-from guardstream.relay import SHUTTING_DOWN, StreamRelay
+from guardstream.relay import REST_SECONDS, SHUTTING_DOWN, StreamRelay
 from guardstream.routes import Route, Router
 from guardstream.stream import StreamModerator
 from guardstream.window import Violation
@@ -67,9 +67,9 @@ HOP_BY_HOP = frozenset(
 DEFAULT_LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=20, keepalive_expiry=4.0)
 # What a pooled connection that the upstream closed at the moment it was reused fails with.
 STALE_CONNECTION = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
-# After a stream's end event an upstream sends the end of its chunked body and nothing else; what
-# guardstream waits for it, and the most it reads, before it closes the connection instead.
-REST_SECONDS = 0.5
+# After a stream's end event an upstream sends the end of its chunked body and nothing else; the
+# most guardstream reads of it before it closes the connection instead (and, in relay.py, how
+# long it waits for it).
 REST_BYTES = 64 * 1024
 # What httpx can decode: anything else on a moderated answer is refused, never relayed unread.
 DECODABLE = {"identity", "gzip", "deflate", "x-gzip"}
@@ -810,8 +810,13 @@ class _Exchange:
         while True:
             message = await self.receive()
             if message["type"] == "http.disconnect":
-                # Stop reading the upstream at once: the `finally` in _forward closes it.
                 self.client_gone = True
+                relay = self._relay_of_stream
+                if relay is not None and relay.moderator.has_delivered_end:
+                    # The answer is complete (an SDK hangs up once it has read [DONE]): the relay
+                    # only waits, briefly, for the end of the body, so that the connection is pooled.
+                    return
+                # Stop reading the upstream at once: the `finally` in _forward closes it.
                 cancel_scope.cancel()
                 return
 

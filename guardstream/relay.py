@@ -44,6 +44,9 @@ SHUTTING_DOWN = "guardstream stopped the response: the server is shutting down"
 
 # What the upstream may run ahead of the moderator (and so of a slow client): one network read.
 MAX_INBOX_BYTES = 64 * 1024
+# After the format's end event, what the reader is given to see the end of the body (and the
+# proxy to read it), so that httpx can pool the connection: an upstream sends it at once.
+REST_SECONDS = 0.5
 # Chunks of one burst the reader moderates itself before it hands the rest over: a short burst
 # (a server catching up) costs no hand-over, a long one (a fast upstream) is moderated at once.
 INLINE_PER_BURST = 4
@@ -96,6 +99,7 @@ class StreamRelay:
         self._upstream_end: str | None = None
         # Chunks the reader has moderated itself since the event loop last went round.
         self._burst = 0
+        self._reader_done = anyio.Event()
 
     def end_by(self, deadline: float) -> None:
         """Shutdown: end the stream with the format's terminal event at `deadline` (monotonic)."""
@@ -124,6 +128,11 @@ class StreamRelay:
                 # Classifier answers are still due: their tasks (or the watchdog) end the stream.
                 await anyio.sleep_forever()
             await self._deliver(b"")  # what another task is still writing goes out first
+            if self.moderator.has_delivered_end and not self._reader_done.is_set():
+                # The end event came in a burst, from the inbox, and the reader waits for the end of
+                # the body: cancelling that read would close a connection httpx could pool.
+                with anyio.move_on_after(REST_SECONDS):
+                    await self._reader_done.wait()
             task_group.cancel_scope.cancel()
 
     async def _pull(self, chunks: AsyncIterator[bytes]) -> None:
@@ -168,6 +177,7 @@ class StreamRelay:
             self._upstream_end = "timeout" if isinstance(exc, httpx.TimeoutException) else "dropped"
         finally:
             self._reading_since = None
+            self._reader_done.set()
             self._wake_moderator()
 
     def _burst_over(self) -> None:

@@ -180,3 +180,23 @@ def test_a_pooled_connection_the_upstream_resets_is_retried_on_a_new_one(start_p
         upstream.close()
     assert first == second == "Fresh answer."
     assert upstream.connections == 2
+
+
+def test_a_stream_whose_end_event_comes_in_a_burst_still_leaves_its_connection(
+    proxy: RunningProxy, mock_model: MockModel
+) -> None:
+    chunk = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m"}
+    texts = [{**chunk, "choices": [{"index": 0, "delta": {"content": f"w{i} "}}]} for i in range(12)]
+    events = [f"data: {json.dumps(text)}\n\n" for text in texts] + ["data: [DONE]\n\n"]
+    body = {"model": "m", "messages": MESSAGES, "stream": True}
+    with httpx.Client() as client:
+        for done in range(1, 3):
+            # The events come at once (the end event among them, taken from the relay's inbox);
+            # the end of the body comes a moment later, in a read of its own.
+            script = {"raw_events": events, "hold_after": len(events), "hold_key": f"burst-{done}"}
+            threading.Timer(0.1, mock_model.release, [f"burst-{done}"]).start()
+            answer = client.post(f"{proxy.url}/v1/chat/completions", json=body, headers=mock_headers(script))
+            assert answer.text.count("[DONE]") == 1
+            finished(proxy, "openai-chat", done)
+    first, second = peers(mock_model)
+    assert second == first
