@@ -7,7 +7,6 @@ connection.
 
 from __future__ import annotations
 
-import json
 import re
 import socket
 import struct
@@ -22,6 +21,7 @@ import openai
 import pytest
 
 from tests.conftest import MockModel, ProxyFactory, RunningProxy, mock_headers
+from tests.test_proxy_leaks import DONE, chunk
 
 MESSAGES: list[Any] = [{"role": "user", "content": "Tell me something."}]
 SECRET = "AKIA4HJQ7XRZ2PLWKD5N"
@@ -97,9 +97,7 @@ def test_a_blocked_stream_closes_its_upstream_connection(sdk: openai.OpenAI, moc
 def test_an_upstream_that_goes_on_after_the_end_is_cut_off_without_the_client_waiting(
     proxy: RunningProxy, mock_model: MockModel
 ) -> None:
-    chunk = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m"}
-    text = {**chunk, "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Done."}}]}
-    events = [f"data: {json.dumps(text)}\n\n", "data: [DONE]\n\n", "data: [DONE]\n\n"]
+    events = [chunk({"role": "assistant", "content": "Done."}), DONE, DONE]
     body = {"model": "m", "messages": MESSAGES, "stream": True}
     script = {"raw_events": events, "hold_after": 2, "hold_key": "after-the-end"}
     started = time.monotonic()
@@ -121,11 +119,7 @@ class ResettingUpstream:
     resets the connection when a second request comes on it: a server closing an idle connection
     at the moment it is reused, made certain."""
 
-    BODY = (
-        b'data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"m",'
-        b'"choices":[{"index":0,"delta":{"content":"Fresh answer."},"finish_reason":null}]}\n\n'
-        b"data: [DONE]\n\n"
-    )
+    BODY = (chunk({"content": "Fresh answer."}) + DONE).encode()
 
     def __init__(self) -> None:
         self.listener = socket.create_server(("127.0.0.1", 0))
@@ -185,9 +179,7 @@ def test_a_pooled_connection_the_upstream_resets_is_retried_on_a_new_one(start_p
 def test_a_stream_whose_end_event_comes_in_a_burst_still_leaves_its_connection(
     proxy: RunningProxy, mock_model: MockModel
 ) -> None:
-    chunk = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m"}
-    texts = [{**chunk, "choices": [{"index": 0, "delta": {"content": f"w{i} "}}]} for i in range(12)]
-    events = [f"data: {json.dumps(text)}\n\n" for text in texts] + ["data: [DONE]\n\n"]
+    events = [chunk({"content": f"w{i} "}) for i in range(12)] + [DONE]
     body = {"model": "m", "messages": MESSAGES, "stream": True}
     with httpx.Client() as client:
         for done in range(1, 3):
