@@ -835,10 +835,10 @@ async def _read_rest(chunks: AsyncIterator[bytes]) -> None:
 
     httpx keeps a connection only once its body was read to the end. Closed right after `[DONE]`,
     every stream cost the next request a new connection: a TCP and a TLS handshake with the
-    provider, tens of milliseconds before its first byte. The client has every event by now
-    (its SDK reads on to the end of the body, which comes right after this); what the upstream
-    still sends is dropped, and one that sends more than the end of its body, or takes its time,
-    has its connection closed.
+    provider, tens of milliseconds before its first byte. The client has every event by now (the
+    SDKs stop reading at the end event; others wait for the end of the body, sent right after
+    this); what the upstream still sends is dropped, and one that sends more than the end of its
+    body, or takes its time, has its connection closed.
     """
     left = REST_BYTES
     with anyio.move_on_after(REST_SECONDS):
