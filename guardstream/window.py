@@ -605,10 +605,10 @@ _rule_order = PerRuleSet(lambda rules: {id(rule): i for i, rule in enumerate(rul
 def _scan_with_retry(scan: Callable[..., ScanResult | None], text: str, pos: int, final: bool) -> ScanResult | None:
     """A rule's scan, asked once more if its regex timed out.
 
-    The per-call timeout counts wall time: a process descheduled mid-call (a container throttled
-    at its CPU limit, a machine saturated) times out a regex that is not slow at all, and failing
-    closed on that would cut a benign stream. A rule that backtracks times out again and fails
-    closed then; scans are pure, so asking again changes nothing else.
+    `regex` times a call by the process's CPU clock, every thread's together: while another
+    thread works (a local classifier, the thread pool), a regex that is not slow at all can run
+    out of time, and failing closed on that would cut a benign stream. A rule that backtracks
+    times out again and fails closed then; scans are pure, so asking again changes nothing else.
     """
     try:
         return scan(text, pos, final=final)

@@ -11,8 +11,11 @@ from guardstream.matchers import (
     MAX_HOLD_MEMO,
     MAX_HOLD_MEMO_KEY,
     RegexMatcher,
+    ScanTimeout,
+    before_top_level_literal,
     fold,
     hold_pattern_source,
+    is_linear,
     leading_lookbehind,
     min_match_length,
 )
@@ -179,3 +182,64 @@ def test_a_final_scan_of_text_shorter_than_any_match_finds_nothing_without_searc
 )
 def test_the_lookbehind_every_match_begins_after(pattern: str, lookbehind: str) -> None:
     assert leading_lookbehind(regex.compile(pattern)) == lookbehind
+
+
+# -- hold searches without a timeout ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("pattern", "before"),
+    [
+        (r"(?<![a-z])[a-z][a-z.]{0,20}@[a-z]+\.[a-z]{2,}", r"(?<![a-z])[a-z][a-z.]{0,20}"),
+        (r"(?<!(?<!mailto):)[a-z]+@(?:x|y)", r"(?<!(?<!mailto):)[a-z]+"),
+        (r"[@]?[a-z]+\@x@y", r"[@]?[a-z]+\@x"),  # in a class, or escaped, it is not the literal
+    ],
+)
+def test_the_part_of_a_pattern_before_its_required_literal(pattern: str, before: str) -> None:
+    assert before_top_level_literal(pattern, "@") == before
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        r"[a-z]+@x|@y",  # another branch
+        r"(?:[a-z]+@x)",  # inside a group
+        r"[a-z]+@?x",  # optional
+        r"[a-z]+@+x",  # repeated
+        r"@x",  # first: nothing comes before it
+        r"[a-z]+x",  # absent
+    ],
+)
+def test_no_part_before_a_literal_that_is_not_plainly_at_the_top_level(pattern: str) -> None:
+    assert before_top_level_literal(pattern, "@") is None
+
+
+@pytest.mark.parametrize(
+    ("pattern", "linear"),
+    [
+        (r"(?<![A-Za-z0-9._%+/-])(?<!(?<!mailto):)[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}(?=[\s\S])(?!)", True),
+        (r"(?<![\w.+/-])0[0-9]{1,3}", True),
+        (r"[a-z]+[0-9]+", False),  # two repeats: each start may try every split
+        (r"(?:a|aa)+", False),  # alternation
+        (r"(a+)+", False),  # a repeat of a repeat
+        (r"(a)\1+", False),  # back-reference
+        (r"\p{L}+", False),  # not read alike by `re`: nothing is known
+    ],
+)
+def test_linear_patterns_are_those_with_at_most_one_repeat_of_one_character(pattern: str, linear: bool) -> None:
+    assert is_linear(regex.compile(pattern)) is linear
+
+
+def test_an_address_rule_searches_its_hold_without_a_timeout_until_an_at_sign_comes() -> None:
+    # `regex` reads the process's CPU clock three times per call with a timeout (system calls):
+    # the hold search of the e-mail rule runs on nearly every delta of prose.
+    email = next(r for r in load_rules(["pii"]).rules if r.id == "pii.email").matcher
+    assert isinstance(email, RegexMatcher)
+    assert email.early_hold_timeout is None and email.timeout is not None
+
+
+def test_a_rule_that_can_backtrack_before_its_required_literal_keeps_its_timeout() -> None:
+    slow = RegexMatcher(regex.compile(r"(?:a|aa)+@x"), contains=["@"], timeout=0.001)
+    assert slow.early_hold_timeout == 0.001
+    with pytest.raises(ScanTimeout):
+        slow.scan("a" * 40 + "c", 0, final=False)
