@@ -7,9 +7,11 @@ one HTTP chunk at a time without waiting: past the first few, those go to an inb
 that runs the stream takes everything there, moderates it as one piece and writes it once. No
 timer is armed per read. Everything that happens *between* chunks runs beside it:
 
-- a watchdog task sleeps until the next deadline (the upstream silent for `idle` while a read is
+- a watchdog timer fires at the next deadline (the upstream silent for `idle` while a read is
   waiting; the client told nothing for `keepalive` while text is held or classifiers are out;
-  a shutdown's cut-off) and acts on it: a keep-alive, or the format's terminal event;
+  a shutdown's cut-off) and acts on it: a keep-alive, or the format's terminal event, written by
+  a task started then. A timer, not a task that sleeps: a task per stream cost ~5 KiB of memory
+  and a task's start-up on every request, for deadlines that nearly never come;
 - classifier checks run as tasks of their own; their answers are moderated when they come.
 
 Three tasks may have bytes for the client, so writes go through one outbox: whoever finds no
@@ -25,7 +27,6 @@ cancelling the read: the watchdog ends the whole stream instead, which closes th
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from typing import Any
@@ -83,8 +84,10 @@ class StreamRelay:
         self._reading_since: float | None = None
         self._upstream_closed = False
         self._last_client = clock()
-        # The watchdog's sleep, and whether it was planned with a keep-alive in view.
-        self._nap: anyio.CancelScope | None = None
+        # The watchdog's timer, and whether it was planned with a keep-alive in view.
+        self._timer: asyncio.TimerHandle | None = None
+        # The task that starts what the timer found due (kept: the loop holds tasks only weakly).
+        self._handover: asyncio.Task[None] | None = None
         self._nap_minds_client = False
         self._outbox: list[bytes] = []
         self._writing = False
@@ -117,23 +120,30 @@ class StreamRelay:
         they are given (the proxy's watch for a client that left). Returns early, with the stream
         unfinished, only when cancelled (the client left, the total time ran out).
         """
-        async with anyio.create_task_group() as task_group:
-            self._task_group = task_group
-            task_group.start_soon(self._watch)
-            for task in beside:
-                task_group.start_soon(task, task_group.cancel_scope)
-            task_group.start_soon(self._pull, chunks)
-            await self._moderate()
-            if not self.moderator.is_done:
-                # Classifier answers are still due: their tasks (or the watchdog) end the stream.
-                await anyio.sleep_forever()
-            await self._deliver(b"")  # what another task is still writing goes out first
-            if self.moderator.has_delivered_end and not self._reader_done.is_set():
-                # The end event came in a burst, from the inbox, and the reader waits for the end of
-                # the body: cancelling that read would close a connection httpx could pool.
-                with anyio.move_on_after(REST_SECONDS):
-                    await self._reader_done.wait()
-            task_group.cancel_scope.cancel()
+        try:
+            async with anyio.create_task_group() as task_group:
+                self._task_group = task_group
+                self._wake_watchdog()
+                for task in beside:
+                    task_group.start_soon(task, task_group.cancel_scope)
+                task_group.start_soon(self._pull, chunks)
+                await self._moderate()
+                if not self.moderator.is_done:
+                    # Classifier answers are still due: their tasks (or the watchdog) end the stream.
+                    await anyio.sleep_forever()
+                await self._deliver(b"")  # what another task is still writing goes out first
+                if self.moderator.has_delivered_end and not self._reader_done.is_set():
+                    # The end event came in a burst, from the inbox, and the reader waits for the end
+                    # of the body: cancelling that read would close a connection httpx could pool.
+                    with anyio.move_on_after(REST_SECONDS):
+                        await self._reader_done.wait()
+                task_group.cancel_scope.cancel()
+        finally:
+            # No deadline outlives the stream (a timer would otherwise start tasks in a closed group).
+            self._task_group = None
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
 
     async def _pull(self, chunks: AsyncIterator[bytes]) -> None:
         """Read the upstream body until it ends (or the stream is over).
@@ -251,40 +261,68 @@ class StreamRelay:
             return
         self._start_checks()
 
-    async def _watch(self) -> None:
-        """Sleep until the next deadline, act on it, repeat."""
-        moderator = self.moderator
-        while not moderator.is_done:
-            now = self._clock()
-            if self.deadline is not None and now >= self.deadline:
-                await self._deliver(moderator.fail(SHUTTING_DOWN))
-                self._stop()
-                return
-            reading = self._reading_since
-            if reading is not None and now - reading >= self.idle:
-                self._on_upstream_failure("timeout")
-                await self._deliver(moderator.fail(UPSTREAM_IDLE.format(seconds=self.idle)))
-                self._stop()
-                return
-            # The client hears from us while it waits on held text or on classifiers.
-            minds_client = moderator.is_holding or self._upstream_closed
-            if minds_client and now - self._last_client >= self.keepalive:
-                await self._deliver(moderator.keepalive())
-                self._last_client = self._clock()
-                continue
-            wait = self.keepalive - (now - self._last_client) if minds_client else self.keepalive
-            # No read waiting now (the reader is writing): one may begin at any moment.
-            wait = min(wait, self.idle if reading is None else self.idle - (now - reading))
-            if self.deadline is not None:
-                wait = min(wait, self.deadline - now)
-            self._nap_minds_client = minds_client
-            with anyio.CancelScope(deadline=anyio.current_time() + max(0.0, wait)) as self._nap:
-                await anyio.sleep(math.inf)
-            self._nap = None
-
     def _wake_watchdog(self) -> None:
-        if self._nap is not None:
-            self._nap.cancel()
+        """Plan the watchdog's next look at the deadlines anew (something changed what is due)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        moderator = self.moderator
+        if self._task_group is None or moderator.is_done:
+            return
+        now = self._clock()
+        reading = self._reading_since
+        # The client hears from us while it waits on held text or on classifiers.
+        minds_client = moderator.is_holding or self._upstream_closed
+        wait = self.keepalive - (now - self._last_client) if minds_client else self.keepalive
+        # No read waiting now (the reader is writing): one may begin at any moment.
+        wait = min(wait, self.idle if reading is None else self.idle - (now - reading))
+        if self.deadline is not None:
+            wait = min(wait, self.deadline - now)
+        self._nap_minds_client = minds_client
+        self._timer = asyncio.get_running_loop().call_later(max(0.0, wait), self._watch)
+
+    def _watch(self) -> None:
+        """The watchdog's timer fired: act on what is due, or plan the next look."""
+        self._timer = None
+        moderator = self.moderator
+        task_group = self._task_group
+        if task_group is None or moderator.is_done:
+            return
+        now = self._clock()
+        # What the moderator gives out is decided here, at once, as a chunk's bytes are when it
+        # is read; a task writes them (in order, behind whatever is being written).
+        if self.deadline is not None and now >= self.deadline:
+            self._act(self._end, moderator.fail(SHUTTING_DOWN))
+            return
+        reading = self._reading_since
+        if reading is not None and now - reading >= self.idle:
+            self._on_upstream_failure("timeout")
+            self._act(self._end, moderator.fail(UPSTREAM_IDLE.format(seconds=self.idle)))
+            return
+        if (moderator.is_holding or self._upstream_closed) and now - self._last_client >= self.keepalive:
+            self._act(self._keep_alive, moderator.keepalive())
+            return
+        self._wake_watchdog()
+
+    def _act(self, action: Callable[[bytes], Coroutine[Any, Any, None]], data: bytes) -> None:
+        """Have `action(data)` run as a task of the stream's group (its failures end the stream, its
+        write is cut off with the stream). anyio starts tasks only from a task, and a timer's
+        callback is none: a task of asyncio's own hands it over."""
+        self._handover = asyncio.get_running_loop().create_task(self._hand_over(action, data))
+
+    async def _hand_over(self, action: Callable[[bytes], Coroutine[Any, Any, None]], data: bytes) -> None:
+        self._handover = None
+        if self._task_group is not None:  # else the stream ended meanwhile
+            self._task_group.start_soon(action, data)
+
+    async def _end(self, data: bytes) -> None:
+        await self._deliver(data)
+        self._stop()
+
+    async def _keep_alive(self, data: bytes) -> None:
+        await self._deliver(data)
+        self._last_client = self._clock()
+        self._wake_watchdog()
 
     @property
     def unsent(self) -> bool:

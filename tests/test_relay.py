@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -152,3 +153,25 @@ async def test_a_client_that_does_not_read_holds_the_upstream_back() -> None:
         await relay.run(chunks())
     # One read's worth is moderated and stuck in the write; one more waits in the inbox.
     assert pulled * len(piece) <= 2 * MAX_INBOX_BYTES + 2 * len(piece)
+
+
+def test_the_watchdog_acts_on_a_plain_asyncio_loop_as_uvicorn_runs_it() -> None:
+    # The watchdog is a timer: what it finds due runs as a task it starts from the timer's
+    # callback. Under uvicorn the stream's task is asyncio's own, not one anyio started.
+    sent: list[bytes] = []
+
+    async def send(data: bytes) -> None:
+        sent.append(data)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield chunk("write to jane")  # held (it may become an address): a keep-alive is due
+        await asyncio.sleep(30)  # then the upstream falls silent
+
+    async def stream() -> None:
+        moderator = StreamModerator(OpenAIChatStream(), load_rules(["pii"]).for_direction("output"))
+        relay = StreamRelay(moderator, send, idle=0.4, keepalive=0.1, run_check=no_checks, on_upstream_failure=print)
+        await asyncio.wait_for(relay.run(chunks()), 5)
+
+    asyncio.run(stream())
+    assert b": keep-alive\n\n" in sent
+    assert sent[-1].startswith(b'data: {"error"') and b"sent nothing for 0.4 s" in sent[-1]
