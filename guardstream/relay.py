@@ -1,11 +1,12 @@
 """One moderated stream on the move: upstream chunks in, the moderator's bytes out, silence timed.
 
-The proxy's hot path. One task reads the upstream. A chunk that comes after a wait it moderates
-and writes to the client itself, as a bare pass-through proxy would. When the upstream is faster
-than guardstream, a single network read carries a hundred events or more, which httpx hands over
-one HTTP chunk at a time without waiting: past the first few, those go to an inbox, and the task
-that runs the stream takes everything there, moderates it as one piece and writes it once. No
-timer is armed per read. Everything that happens *between* chunks runs beside it:
+The proxy's hot path. The stream's own task reads the upstream. A chunk that comes after a wait
+it moderates and writes to the client itself, as a bare pass-through proxy would. When the
+upstream is faster than guardstream, a single network read carries a hundred events or more,
+which httpx hands over one HTTP chunk at a time without waiting: past the first few, those go to
+an inbox, and a task started for it (once, at the first such burst: paced streams never need
+one) takes everything there, moderates it as one piece and writes it once. No timer is armed per
+read. Everything that happens *between* chunks runs beside it:
 
 - a watchdog timer fires at the next deadline (the upstream silent for `idle` while a read is
   waiting; the client told nothing for `keepalive` while text is held or classifiers are out;
@@ -14,7 +15,7 @@ timer is armed per read. Everything that happens *between* chunks runs beside it
   and a task's start-up on every request, for deadlines that nearly never come;
 - classifier checks run as tasks of their own; their answers are moderated when they come.
 
-Three tasks may have bytes for the client, so writes go through one outbox: whoever finds no
+Several tasks may have bytes for the client, so writes go through one outbox: whoever finds no
 write in progress writes, and takes along what the others queued meanwhile; the others wait
 until it is out. Bytes leave in the order the moderator produced them, and a slow client slows
 the upstream read down (back-pressure: the inbox holds at most `MAX_INBOX_BYTES`), as it would
@@ -103,6 +104,8 @@ class StreamRelay:
         # Chunks the reader has moderated itself since the event loop last went round.
         self._burst = 0
         self._reader_done = anyio.Event()
+        # Set once the task that moderates the inbox has started, and when it has finished.
+        self._moderating: anyio.Event | None = None
 
     def end_by(self, deadline: float) -> None:
         """Shutdown: end the stream with the format's terminal event at `deadline` (monotonic)."""
@@ -126,17 +129,15 @@ class StreamRelay:
                 self._wake_watchdog()
                 for task in beside:
                     task_group.start_soon(task, task_group.cancel_scope)
-                task_group.start_soon(self._pull, chunks)
-                await self._moderate()
+                await self._pull(chunks)
+                if self._moderating is None:
+                    await self._moderate()  # the end of the body, or of the stream
+                else:
+                    await self._moderating.wait()
                 if not self.moderator.is_done:
                     # Classifier answers are still due: their tasks (or the watchdog) end the stream.
                     await anyio.sleep_forever()
                 await self._deliver(b"")  # what another task is still writing goes out first
-                if self.moderator.has_delivered_end and not self._reader_done.is_set():
-                    # The end event came in a burst, from the inbox, and the reader waits for the end
-                    # of the body: cancelling that read would close a connection httpx could pool.
-                    with anyio.move_on_after(REST_SECONDS):
-                        await self._reader_done.wait()
                 task_group.cancel_scope.cancel()
         finally:
             # No deadline outlives the stream (a timer would otherwise start tasks in a closed group).
@@ -151,7 +152,7 @@ class StreamRelay:
         A chunk that comes with nothing else pending is moderated and written here and now, as a
         bare proxy would: events that come one at a time cost no hand-over. Chunks that keep
         coming before this task next waits are a burst (httpx handing over what one network read
-        brought): past its first `INLINE_PER_BURST` they go to the inbox, and the stream's task
+        brought): past its first `INLINE_PER_BURST` they go to the inbox, and the inbox's task
         takes them all at once. (Handing over every chunk after the first cost a server catching
         up on bursts of two or three more than it saved: paced streams, +90 ms latency.)
         """
@@ -163,8 +164,9 @@ class StreamRelay:
             self._reading_since = clock()
             async for chunk in chunks:
                 self._reading_since = None
-                # The stream's task waits on an empty inbox: nothing read is left to moderate.
-                if self._inbox_filled is not None and not inbox and self._burst < INLINE_PER_BURST:
+                # Nothing read is left to moderate: no inbox task, or one waiting on an empty inbox.
+                idle = self._moderating is None or self._inbox_filled is not None
+                if idle and not inbox and self._burst < INLINE_PER_BURST:
                     if not self._burst:
                         loop.call_soon(self._burst_over)
                     self._burst += 1
@@ -173,6 +175,10 @@ class StreamRelay:
                 else:
                     inbox.append(chunk)
                     self._inbox_bytes += len(chunk)
+                    if self._moderating is None:
+                        self._moderating = anyio.Event()
+                        assert self._task_group is not None
+                        self._task_group.start_soon(self._moderate_inbox)
                     self._wake_moderator()
                     if self._inbox_bytes >= MAX_INBOX_BYTES:
                         self._inbox_taken = taken = anyio.Event()
@@ -210,6 +216,23 @@ class StreamRelay:
         if moderator.is_holding and not self._nap_minds_client:
             self._wake_watchdog()  # text is held now: the keep-alive clock matters
         return False
+
+    async def _moderate_inbox(self) -> None:
+        """The inbox's task: `_moderate` beside the reader, which may still be reading when it ends."""
+        assert self._moderating is not None
+        try:
+            await self._moderate()
+            if self.moderator.is_done and not self._reader_done.is_set():
+                await self._deliver(b"")  # what another task is still writing goes out first
+                if self.moderator.has_delivered_end:
+                    # The end event came in a burst, from the inbox, and the reader waits for the end
+                    # of the body: cancelling that read would close a connection httpx could pool.
+                    with anyio.move_on_after(REST_SECONDS):
+                        await self._reader_done.wait()
+                if not self._reader_done.is_set():
+                    self._stop()
+        finally:
+            self._moderating.set()
 
     async def _moderate(self) -> None:
         """Moderate and deliver what the reader left in the inbox, all of it at once, until the

@@ -15,6 +15,7 @@ from guardstream.classifiers import ClassifierFailure, Verdict
 from guardstream.packs import load_rules
 from guardstream.providers.openai_chat import OpenAIChatStream
 from guardstream.relay import INLINE_PER_BURST, MAX_INBOX_BYTES, StreamRelay
+from guardstream.rules import Rule
 from guardstream.stream import StreamModerator
 
 pytestmark = pytest.mark.anyio
@@ -28,6 +29,12 @@ def chunk(text: str) -> bytes:
 
 async def no_checks(request: CheckRequest) -> list[Verdict | ClassifierFailure]:
     raise AssertionError("no classifier is configured")
+
+
+def relay_of(send: Any, *, idle: float, keepalive: float, rules: tuple[Rule, ...] = ()) -> StreamRelay:
+    """A relay of a Chat stream with `rules`, no classifier, and upstream failures printed."""
+    moderator = StreamModerator(OpenAIChatStream(), rules)
+    return StreamRelay(moderator, send, idle=idle, keepalive=keepalive, run_check=no_checks, on_upstream_failure=print)
 
 
 async def test_bytes_queued_behind_a_slow_write_reach_the_client_before_the_stream_ends() -> None:
@@ -141,14 +148,7 @@ async def test_a_client_that_does_not_read_holds_the_upstream_back() -> None:
             pulled += 1
             yield piece
 
-    relay = StreamRelay(
-        StreamModerator(OpenAIChatStream(), []),
-        send,
-        idle=60,
-        keepalive=60,
-        run_check=no_checks,
-        on_upstream_failure=print,
-    )
+    relay = relay_of(send, idle=60, keepalive=60)
     with anyio.move_on_after(0.5):
         await relay.run(chunks())
     # One read's worth is moderated and stuck in the write; one more waits in the inbox.
@@ -168,10 +168,30 @@ def test_the_watchdog_acts_on_a_plain_asyncio_loop_as_uvicorn_runs_it() -> None:
         await asyncio.sleep(30)  # then the upstream falls silent
 
     async def stream() -> None:
-        moderator = StreamModerator(OpenAIChatStream(), load_rules(["pii"]).for_direction("output"))
-        relay = StreamRelay(moderator, send, idle=0.4, keepalive=0.1, run_check=no_checks, on_upstream_failure=print)
+        relay = relay_of(send, idle=0.4, keepalive=0.1, rules=load_rules(["pii"]).for_direction("output"))
         await asyncio.wait_for(relay.run(chunks()), 5)
 
     asyncio.run(stream())
     assert b": keep-alive\n\n" in sent
     assert sent[-1].startswith(b'data: {"error"') and b"sent nothing for 0.4 s" in sent[-1]
+
+
+async def test_chunks_that_come_one_at_a_time_start_no_task_for_the_inbox() -> None:
+    # Paced streams (an event every few tens of milliseconds) are read and moderated by the
+    # stream's own task; the inbox's task, and its memory, come with the first burst.
+    sent: list[bytes] = []
+
+    async def send(data: bytes) -> None:
+        sent.append(data)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for word in ("one ", "two ", "three "):
+            yield chunk(word)
+            await anyio.sleep(0.01)
+        yield b"data: [DONE]\n\n"
+
+    relay = relay_of(send, idle=5, keepalive=5)
+    with anyio.fail_after(5):
+        await relay.run(chunks())
+    assert relay._moderating is None
+    assert len(sent) == 4 and sent[-1] == b"data: [DONE]\n\n"
