@@ -289,13 +289,11 @@ class StreamRelay:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        moderator = self.moderator
-        if self._task_group is None or moderator.is_done:
+        if self._task_group is None or self.moderator.is_done:
             return
         now = self._clock()
         reading = self._reading_since
-        # The client hears from us while it waits on held text or on classifiers.
-        minds_client = moderator.is_holding or self._upstream_closed
+        minds_client = self._minds_client
         wait = self.keepalive - (now - self._last_client) if minds_client else self.keepalive
         # No read waiting now (the reader is writing): one may begin at any moment.
         wait = min(wait, self.idle if reading is None else self.idle - (now - reading))
@@ -308,8 +306,7 @@ class StreamRelay:
         """The watchdog's timer fired: act on what is due, or plan the next look."""
         self._timer = None
         moderator = self.moderator
-        task_group = self._task_group
-        if task_group is None or moderator.is_done:
+        if self._task_group is None or moderator.is_done:
             return
         now = self._clock()
         # What the moderator gives out is decided here, at once, as a chunk's bytes are when it
@@ -322,10 +319,15 @@ class StreamRelay:
             self._on_upstream_failure("timeout")
             self._act(self._end, moderator.fail(UPSTREAM_IDLE.format(seconds=self.idle)))
             return
-        if (moderator.is_holding or self._upstream_closed) and now - self._last_client >= self.keepalive:
+        if self._minds_client and now - self._last_client >= self.keepalive:
             self._act(self._keep_alive, moderator.keepalive())
             return
         self._wake_watchdog()
+
+    @property
+    def _minds_client(self) -> bool:
+        """The client hears from us (keep-alives) while it waits on held text or on classifiers."""
+        return self.moderator.is_holding or self._upstream_closed
 
     def _act(self, action: Callable[[bytes], Coroutine[Any, Any, None]], data: bytes) -> None:
         """Have `action(data)` run as a task of the stream's group (its failures end the stream, its
