@@ -17,10 +17,12 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import anyio
+from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from guardstream.channels import PartState, TextChannels
 from guardstream.checks import CheckPlan, CheckRequest, plans_from
@@ -223,24 +225,37 @@ class Guard:
         released.raise_if_blocked(direction)
 
     def stream_sync(self, chunks: Iterable[str], *, direction: Direction = "output") -> Iterator[str]:
-        """`stream` for synchronous code: the same guarantee, the same `Blocked` (classifier checks,
-        if any, run on an event loop of their own)."""
+        """`stream` for synchronous code: the same guarantee, the same `Blocked`.
+
+        Classifier checks, if any, run on an event loop of its own in a helper thread, one per call
+        and only once a check is due; its connections are closed before the call returns, so a
+        later call (on another loop) never meets a connection of a loop that has ended."""
         released = _Released(self._text_channels(direction))
-        for chunk in chunks:
-            released.add(chunk, direction)
-            if released.channels.is_checking:
-                anyio.run(self._settle_channels, released.channels)
+        with ExitStack() as stack:
+            portal: BlockingPortal | None = None
+
+            def settle() -> None:
+                nonlocal portal
+                if not released.channels.is_checking:
+                    return
+                if portal is None:
+                    portal = stack.enter_context(start_blocking_portal())
+                    stack.callback(portal.call, self.classifiers.aclose)
+                portal.call(self._settle_channels, released.channels)
+
+            for chunk in chunks:
+                released.add(chunk, direction)
+                settle()
+                piece = released.take()
+                if piece:
+                    yield piece
+                released.raise_if_blocked(direction)
+            released.channels.flush()
+            settle()
             piece = released.take()
             if piece:
                 yield piece
             released.raise_if_blocked(direction)
-        released.channels.flush()
-        if released.channels.is_checking:
-            anyio.run(self._settle_channels, released.channels)
-        piece = released.take()
-        if piece:
-            yield piece
-        released.raise_if_blocked(direction)
 
     def _text_channels(self, direction: Direction) -> TextChannels:
         return TextChannels(
@@ -363,6 +378,9 @@ class _Released:
     def add(self, chunk: str, direction: Direction) -> None:
         if chunk:
             self._states.append(self.channels.add(TextPart(((direction,),), chunk, ())))
+            # The windows decide what arrived here, not at the end: without this, nothing would be
+            # released (and no block raised) before the source ran out.
+            self.channels.settle()
 
     def take(self) -> str:
         out: list[str] = []

@@ -19,8 +19,6 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
-import httpx
-
 from guardstream.classifiers.base import (
     ClassifierError,
     ClassifierSettings,
@@ -29,7 +27,7 @@ from guardstream.classifiers.base import (
     for_each,
     known_categories,
 )
-from guardstream.classifiers.endpoint import Endpoint, field
+from guardstream.classifiers.endpoint import Client, Endpoint, field
 
 # Llama Guard 3 and 4 (the MLCommons hazard taxonomy).
 LLAMA_GUARD_CODES: Mapping[str, str] = {
@@ -75,7 +73,7 @@ _CODE_SEPARATORS = re.compile(r"[\s,;]+")
 class ChatJudge:
     """A safety model behind a chat endpoint, as a classifier."""
 
-    def __init__(self, settings: ClassifierSettings, client: httpx.AsyncClient) -> None:
+    def __init__(self, settings: ClassifierSettings, client: Client) -> None:
         self.name = settings.name
         self.settings = settings
         self.codes = {code.upper(): name for code, name in (settings.codes or LLAMA_GUARD_CODES).items()}

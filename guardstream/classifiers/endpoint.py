@@ -6,9 +6,12 @@ unreadable body), never the text sent or the body received: an endpoint may echo
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import weakref
 from collections.abc import Mapping
+from typing import Any
 
 import httpx
 
@@ -35,10 +38,64 @@ def api_key_headers(settings: ClassifierSettings, environ: Mapping[str, str] = o
     return headers
 
 
-class Endpoint:
-    """POSTs JSON to one classifier's URL on a shared `httpx.AsyncClient` and returns the decoded answer."""
+class LoopClients:
+    """An `httpx.AsyncClient` per event loop, for classifiers whose owner gave them no client.
 
-    def __init__(self, settings: ClassifierSettings, client: httpx.AsyncClient) -> None:
+    A client's pooled connections belong to the loop that opened them. `Guard.stream_sync` runs
+    its checks on a loop of its own, and a script may call `asyncio.run` around `Guard.stream`
+    more than once: one client shared across those loops would hand a later loop a connection of
+    a closed one, and the check would fail ("Event loop is closed"), blocking benign text under
+    `on_error = "block"` or letting flagged text through under `"allow"`.
+    """
+
+    def __init__(self) -> None:
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._other: httpx.AsyncClient | None = None  # under an event loop that is not asyncio's (trio)
+
+    def _client(self) -> httpx.AsyncClient:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            if self._other is None:
+                self._other = httpx.AsyncClient()
+            return self._other
+        client = self._clients.get(loop)
+        if client is None:
+            client = self._clients[loop] = httpx.AsyncClient()
+        return client
+
+    @property
+    def is_closed(self) -> bool:
+        """No client is open (the next call opens one for its loop)."""
+        return not self._clients and self._other is None
+
+    async def post(self, url: str, **kwargs: Any) -> httpx.Response:
+        return await self._client().post(url, **kwargs)
+
+    async def aclose(self) -> None:
+        """Close the current loop's client (another loop's connections cannot be closed from here;
+        they go when that loop and its client are collected)."""
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        client = self._clients.pop(loop, None) if loop is not None else self._other
+        if loop is None:
+            self._other = None
+        if client is not None:
+            await client.aclose()
+
+
+# What the network kinds post with: the proxy's own client, or clients made per event loop.
+Client = httpx.AsyncClient | LoopClients
+
+
+class Endpoint:
+    """POSTs JSON to one classifier's URL on a shared client and returns the decoded answer."""
+
+    def __init__(self, settings: ClassifierSettings, client: Client) -> None:
         assert settings.url is not None, "parse_classifiers requires a url for this kind"
         self.name = settings.name
         self.url = settings.url

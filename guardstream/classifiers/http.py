@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import httpx
-
 from guardstream.classifiers.base import (
     ClassifierError,
     ClassifierSettings,
@@ -20,7 +18,7 @@ from guardstream.classifiers.base import (
     for_each,
     known_categories,
 )
-from guardstream.classifiers.endpoint import Endpoint
+from guardstream.classifiers.endpoint import Client, Endpoint
 
 # The category of a flag that names none.
 FLAGGED = "flagged"
@@ -87,7 +85,7 @@ class AnswerReader:
 class HTTPClassifier:
     """A classifier service of your own, over HTTP."""
 
-    def __init__(self, settings: ClassifierSettings, client: httpx.AsyncClient) -> None:
+    def __init__(self, settings: ClassifierSettings, client: Client) -> None:
         self.name = settings.name
         self.settings = settings
         self.reader = AnswerReader(settings)

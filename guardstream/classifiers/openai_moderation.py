@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import httpx
-
 from guardstream.classifiers.base import (
     OTHER_CATEGORY,
     ClassifierError,
@@ -20,7 +18,7 @@ from guardstream.classifiers.base import (
     closed_category,
     known_categories,
 )
-from guardstream.classifiers.endpoint import Endpoint, field
+from guardstream.classifiers.endpoint import Client, Endpoint, field
 
 # The categories of OpenAI's omni-moderation model, in the order the API lists them (text-moderation
 # models have all but `illicit*`). The mock model answers with the same list.
@@ -46,7 +44,7 @@ ANY_CATEGORY = "*"
 class OpenAIModeration:
     """A `/v1/moderations` endpoint as a classifier."""
 
-    def __init__(self, settings: ClassifierSettings, client: httpx.AsyncClient) -> None:
+    def __init__(self, settings: ClassifierSettings, client: Client) -> None:
         self.name = settings.name
         self.settings = settings
         thresholded = [name for name in settings.thresholds if name != ANY_CATEGORY]

@@ -8,6 +8,7 @@ import httpx
 
 from guardstream.classifiers.base import Classifier, ClassifierSettings
 from guardstream.classifiers.chat_judge import ChatJudge
+from guardstream.classifiers.endpoint import Client, LoopClients
 from guardstream.classifiers.http import HTTPClassifier
 from guardstream.classifiers.local_offensive import LocalOffensive
 from guardstream.classifiers.openai_moderation import OpenAIModeration
@@ -15,9 +16,9 @@ from guardstream.classifiers.python import PythonClassifier
 
 
 class LoadedClassifiers(list[Classifier]):
-    """The configured classifiers, in order, and the HTTP client made for them when none was given."""
+    """The configured classifiers, in order, and the HTTP clients made for them when none was given."""
 
-    def __init__(self, classifiers: Iterable[Classifier], owned_client: httpx.AsyncClient | None = None) -> None:
+    def __init__(self, classifiers: Iterable[Classifier], owned_client: LoopClients | None = None) -> None:
         super().__init__(classifiers)
         self.owned_client = owned_client
 
@@ -32,16 +33,17 @@ def load_classifiers(
 ) -> LoadedClassifiers:
     """Build every configured classifier, in order.
 
-    Network kinds share `client` (the proxy passes its own). With `None`, one client is made for
-    them all; `await classifiers.aclose()` closes it. Anything a classifier needs that is missing
-    (an API key's variable, a module, the local model's package) raises `ConfigError` now, at
-    start-up.
+    Network kinds share `client` (the proxy passes its own). With `None`, they share clients made
+    for them, one per event loop (`LoopClients`); `await classifiers.aclose()` closes the current
+    loop's. Anything a classifier needs that is missing (an API key's variable, a module, the local
+    model's package) raises `ConfigError` now, at start-up.
 
     ```python
     classifiers = load_classifiers(config.classifiers, client=client)
     ```
     """
-    owned: httpx.AsyncClient | None = None
+    owned: LoopClients | None = None
+    shared: Client | None = client
     classifiers: list[Classifier] = []
     for settings in settings_list:
         if settings.kind == "python":
@@ -49,13 +51,13 @@ def load_classifiers(
         elif settings.kind == "local-offensive":
             classifiers.append(LocalOffensive(settings))
         else:
-            if client is None:
+            if shared is None:
                 # Per-request timeouts come from each classifier's timeout_ms.
-                client = owned = httpx.AsyncClient()
+                shared = owned = LoopClients()
             if settings.kind == "openai-moderation":
-                classifiers.append(OpenAIModeration(settings, client))
+                classifiers.append(OpenAIModeration(settings, shared))
             elif settings.kind == "chat-judge":
-                classifiers.append(ChatJudge(settings, client))
+                classifiers.append(ChatJudge(settings, shared))
             else:
-                classifiers.append(HTTPClassifier(settings, client))
+                classifiers.append(HTTPClassifier(settings, shared))
     return LoadedClassifiers(classifiers, owned)
