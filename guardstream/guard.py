@@ -152,7 +152,14 @@ class Guard:
         if metrics is not None:
             metrics.track_rules(rule.id for rule in self.ruleset)
         # Classifiers: built now, so a missing key or module stops start-up; called by the faces.
-        self.classifiers = load_classifiers(self.config.classifiers, client=None)
+        try:
+            self.classifiers = load_classifiers(self.config.classifiers, client=None)
+        except ConfigError as exc:
+            # What a classifier lacks (an API key's variable, a module) is found here, after the
+            # file was read: say which file configured it, as every other config error does.
+            if self.config.source in (None, "<config>"):
+                raise
+            raise ConfigError(f"{self.config.source}: {exc}") from None
         self._by_name = {c.name: c for c in self.classifiers}
         self._limiters = make_limiters(self.classifiers)
         self.output_plans = plans_from(self.config.classifiers, "output")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from guardstream import Guard
 from guardstream.config import Config, load_config
 from guardstream.errors import ConfigError
 
@@ -84,6 +85,21 @@ def test_a_bad_classifier_names_file_classifier_and_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(path)
     assert str(caught.value) == f"{path}: [[classifiers]] 'x': mode has value 'fast'. Use one of 'strict', 'async'."
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ('kind = "http"\nurl = "http://h/"\napi_key_env = "GUARDSTREAM_TEST_UNSET_KEY"', "api_key_env names"),
+        ('kind = "python"\nmodule = "no_such_module_xyz:f"', "cannot import 'no_such_module_xyz'"),
+    ],
+)
+def test_what_a_classifier_lacks_at_start_up_names_the_file(tmp_path: Path, table: str, message: str) -> None:
+    path = write(tmp_path, f'[moderation]\npacks = []\n[[classifiers]]\nname = "x"\n{table}\n')
+    with pytest.raises(ConfigError) as caught:
+        Guard(load_config(path))
+    assert str(caught.value).startswith(f"{path}: classifier 'x': ")
+    assert message in str(caught.value)
 
 
 def test_unknown_pack_in_a_config_file_names_the_file(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from types import MappingProxyType
 from typing import Any
 
 from guardstream.classifiers.base import CATEGORY_NAME, ClassifierSettings
+from guardstream.classifiers.openai_moderation import OPENAI_CATEGORIES
 from guardstream.errors import ConfigError
 
 # Label values and log fields carry the name: keep it to a short identifier.
@@ -149,7 +150,7 @@ def _parse_one(table: _Table, name: str) -> ClassifierSettings:
     if template is not None and "{text}" not in template:
         raise table.fail("template", template, "The template must contain {text}, where the text goes.")
     url = table.text("url", re.compile(r"https?://\S+"), "Use an http:// or https:// URL.")
-    return ClassifierSettings(
+    settings = ClassifierSettings(
         name=name,
         kind=kind,
         mode=table.choice("mode", ("strict", "async"), "strict"),  # type: ignore[arg-type]
@@ -176,6 +177,23 @@ def _parse_one(table: _Table, name: str) -> ClassifierSettings:
         threshold=table.fraction("threshold", raw.get("threshold", 0.5)),
         module=table.text("module", MODULE_REF, "Use 'package.module:callable'."),
     )
+    if kind == "openai-moderation":
+        _check_thresholded(table, settings)
+    return settings
+
+
+def _check_thresholded(table: _Table, settings: ClassifierSettings) -> None:
+    # Only thresholded categories count, so a misspelt one (self_harm for self-harm) would leave
+    # the classifier flagging nothing at all: a name must be one the endpoint can answer.
+    known = {*OPENAI_CATEGORIES, *settings.categories, "*"}
+    for name, value in settings.thresholds.items():
+        if name not in known:
+            raise table.fail(
+                f"thresholds.{name}",
+                value,
+                f"{name!r} is no category of this classifier: use one of {', '.join(OPENAI_CATEGORIES)}, "
+                "or list the endpoint's own names in categories = [...].",
+            )
 
 
 _CATEGORY_REASON = "A category is letters, digits, '_', '.', '/' or '-' (at most 64)."

@@ -141,7 +141,17 @@ BAD_TABLES: list[tuple[dict[str, Any], str]] = [
         "codes.S1 has value 3.",
     ),
     ({"name": "x", "kind": "python", "module": "no_callable"}, "module has value 'no_callable'. Use 'package.module"),
+    (
+        {"name": "x", "kind": "openai-moderation", "url": "http://h/", "thresholds": {"self_harm": 0.3}},
+        "thresholds.self_harm has value 0.3. 'self_harm' is no category of this classifier: use one of",
+    ),
 ]
+
+
+def test_a_threshold_may_name_a_category_the_table_lists() -> None:
+    table = {"name": "x", "kind": "openai-moderation", "url": "http://h/", "categories": ["toxicity"]}
+    (parsed,) = parse_classifiers([{**table, "thresholds": {"toxicity": 0.5, "self-harm": 0.3, "*": 0.9}}], "c")
+    assert parsed.thresholds == {"toxicity": 0.5, "self-harm": 0.3, "*": 0.9}
 
 
 @pytest.mark.parametrize(("table", "message"), BAD_TABLES)
