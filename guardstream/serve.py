@@ -154,6 +154,9 @@ class GuardstreamServer(uvicorn.Server):
             if self.hangups is not None and self.hangups.seen:
                 self.proxy.reload()  # asked for while starting
         await super().startup(sockets)
+        if self.started:
+            # Said once the socket accepts, not before: scripts wait for this line and connect.
+            click.echo(f"guardstream: listening on http://{self.config.host}:{self.config.port}", err=True)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self._signals += 1
@@ -213,7 +216,6 @@ def run(config: Config, source: Callable[[], Config], hangups: EarlyHangups | No
             )
             serve_workers(config, source, hangups)
         else:
-            click.echo(f"guardstream: listening on http://{config.server.host}:{config.server.port}", err=True)
             server = GuardstreamServer(uvicorn_config(app, config), app, hangups)
             server.run()
         log_event("stopped")

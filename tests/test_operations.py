@@ -426,3 +426,9 @@ def test_an_oversized_body_is_a_413_in_the_callers_format(tmp_path: Path) -> Non
         big = {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x" * 5000}]}
         answer = httpx.post(f"{server.url}/v1/messages", json=big)
     assert answer.status_code == 413 and answer.json()["error"]["type"] == "request_too_large"
+
+
+def test_the_listening_line_comes_once_the_port_accepts(tmp_path: Path) -> None:
+    with serving("--upstream", "mock", cwd=tmp_path, ready=False) as server:
+        server.wait_for_log("listening on", timeout=60)
+        assert httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200
