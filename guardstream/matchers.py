@@ -85,6 +85,7 @@ _SAME_AS_RE = {
 # What `re` would read as literal text where `regex` means something else: POSIX classes
 # (`[[:alpha:]]`) and fuzzy constraints (`{e<=1}`); any brace that is not a counted repeat.
 _READ_OTHERWISE = re.compile(r"\[:|\{(?!\d*(?:,\d*)?\})")
+_UNICODE_PROPERTY = re.compile(r"(?<!\\)\\[pP](?:\{[^{}]*\}|[A-Za-z])")
 # The standard library's pattern parser (sre), `re._parser` since Python 3.11: typeshed does not
 # know it, and a Python without it only loses the shortcut.
 try:
@@ -97,7 +98,8 @@ except ImportError:  # pragma: no cover - every supported Python has it
 @functools.lru_cache(maxsize=1)
 def _parsed_as_re(pattern: regex.Pattern[str]) -> Any | None:
     """`pattern` as the standard library's parser reads it, for the patterns `re` and `regex`
-    read alike; None for anything else: what `re` refuses (`\\p{..}`, variable lookbehinds,
+    read alike (a Unicode property read as one character); None for anything else: what `re`
+    refuses (variable lookbehinds,
     duplicate group names, version 1), any flag beyond the shared ones (full case folding can
     match "ss" to one character), and what `re` would read as literal text (POSIX classes,
     fuzzy matching)."""
@@ -107,10 +109,13 @@ def _parsed_as_re(pattern: regex.Pattern[str]) -> Any | None:
             if flag not in _SAME_AS_RE:
                 return None
             re_flags |= _SAME_AS_RE[flag]
-    if _SRE_PARSER is None or _READ_OTHERWISE.search(pattern.pattern):
+    # A Unicode property (`\p{L}`) is one character, as `\x00` is: what is read here is the
+    # pattern's structure (widths, repeats, assertions), never which characters a class admits.
+    source = _UNICODE_PROPERTY.sub(r"\\x00", pattern.pattern)
+    if _SRE_PARSER is None or _READ_OTHERWISE.search(source):
         return None
     try:
-        return _SRE_PARSER.parse(pattern.pattern, re_flags)
+        return _SRE_PARSER.parse(source, re_flags)
     except Exception:  # any pattern `re` cannot read
         return None
 
@@ -362,6 +367,7 @@ class RegexMatcher:
         contains: Sequence[str] = (),
         is_contains_folded: bool = False,
         charset: str = "",
+        wide_charset: str | None = None,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
     ) -> None:
         self.pattern = pattern
@@ -403,6 +409,9 @@ class RegexMatcher:
         # Every character of every match is one of these: an undecided start then lies in the
         # text's trailing run of them, which bounds the (slow) partial search to that run.
         self.charset = charset
+        # A class that admits letters beyond ASCII (an e-mail's local part, RFC 6531): `rstrip`
+        # stops at the first of them, and a reverse search takes the run on from there.
+        self.charset_run = regex.compile(rf"(?r)(?:{wide_charset})+\Z") if wide_charset else None
         # The earliest undecided start in a short tail depends only on that tail and the one
         # character before it, unless the rule looks further back: then hold searches are
         # memoised by that text. The memo keeps word fragments of recent streams (at most
@@ -624,7 +633,17 @@ class RegexMatcher:
             return pos
         # `rstrip` reads only the run it strips, from the end.
         start = len(text.rstrip(self.charset))
+        if self.charset_run is not None and start > pos and not text[start - 1].isascii():
+            run = self.charset_run.search(text, pos, start)
+            if run is not None:
+                start = run.start()
         return start if start > pos else pos
+
+    def covers(self, found: str) -> bool:
+        """Whether every character of `found` is in `charset` (the loader checks examples with it)."""
+        if self.charset_run is not None:
+            return self.charset_run.fullmatch(found) is not None
+        return not found.strip(self.charset)
 
     def _find_hold(self, text: str, pos: int, *, early: bool = False) -> int | None:
         """The earliest start from `pos` on where a match may still form. `early`: the required

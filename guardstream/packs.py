@@ -295,9 +295,11 @@ def _compile_regex_matcher(
         allowlists=_allowlists(raw.get("allowlist", []), fail) + pack_allowlists,
     )
     contains = _string_list(raw.get("contains", []), "contains", fail)
-    charset = _charset(raw.get("charset"), fail)
+    charset, wide_charset = _charset(raw.get("charset"), fail)
     try:
-        return RegexMatcher(compiled, check=check, contains=contains, charset=charset, timeout=timeout)
+        return RegexMatcher(
+            compiled, check=check, contains=contains, charset=charset, wide_charset=wide_charset, timeout=timeout
+        )
     except regex.error as exc:  # pragma: no cover - the hold pattern wraps an already valid pattern
         raise fail(f"invalid regular expression: {exc}.") from None
 
@@ -368,22 +370,24 @@ def _allowlists(value: Any, fail: Any) -> tuple[Allowlist, ...]:
     return tuple(allowlists)
 
 
-def _charset(value: Any, fail: Any) -> str:
-    """The ASCII characters of a `charset` class such as `[A-Za-z0-9._%+@-]`."""
+def _charset(value: Any, fail: Any) -> tuple[str, str | None]:
+    """The ASCII characters of a `charset` class such as `[A-Za-z0-9._%+@-]`, and the class itself
+    when it admits other characters too (`[\\p{L}._-]`)."""
     if value is None:
-        return ""
+        return "", None
     if not isinstance(value, str):
         raise fail("'charset' must be a regex character class string such as '[A-Za-z0-9._-]'.")
     try:
         char_class = regex.compile(value)
     except regex.error as exc:
         raise fail(f"invalid 'charset': {exc}.") from None
-    if any(char_class.fullmatch(c) for c in "éß日٣\u00a0"):
-        raise fail("'charset' must admit ASCII characters only.")
     chars = "".join(chr(i) for i in range(128) if char_class.fullmatch(chr(i)))
     if not chars:
         raise fail("'charset' admits no character.")
-    return chars
+    if not regex.fullmatch(r"\[(?:[^\[\]\\]|\\.|\\p\{\w+\})+\]", value):
+        raise fail("'charset' must be one character class, such as '[A-Za-z0-9._-]'.")
+    wide = any(char_class.fullmatch(c) for c in "éß日٣\u00a0")
+    return chars, value if wide else None
 
 
 def _compile_keyword_matcher(raw: dict[str, Any], fail: Any) -> KeywordMatcher:
@@ -420,7 +424,7 @@ def _check_examples(rule: Rule) -> None:
         if isinstance(matcher, RegexMatcher):
             for m in matcher.accepted_matches(example):
                 found = m.group()
-                if matcher.charset and found.strip(matcher.charset):
+                if matcher.charset and not matcher.covers(found):
                     raise fail(f"'charset' does not cover the match {found!r} of example {example!r}.")
                 if matcher.contains and not any(lit in matcher.fold_contains(found) for lit in matcher.contains):
                     raise fail(f"the match {found!r} of example {example!r} contains none of 'contains'.")

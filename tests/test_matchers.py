@@ -144,7 +144,7 @@ ALL_RULES = load_rules(["pii", "pii-strict", "secrets", "prompt-injection", "pro
         (r"(?:abcd){e<=1}", 0, 0),  # fuzzy matching can drop one
         (r"ss", regex.IGNORECASE | regex.FULLCASE, 0),  # full case folding matches "ß"
         (r"a{3}", regex.V1, 0),
-        (r"\p{Lu}{4}", 0, 0),  # not a pattern `re` reads
+        (r"\p{Lu}{4}", 0, 4),  # a Unicode property is one character
         (r"(?P<a>x)|(?P<a>yy)", 0, 0),
     ],
 )
@@ -223,7 +223,8 @@ def test_no_part_before_a_literal_that_is_not_plainly_at_the_top_level(pattern: 
         (r"(?:a|aa)+", False),  # alternation
         (r"(a+)+", False),  # a repeat of a repeat
         (r"(a)\1+", False),  # back-reference
-        (r"\p{L}+", False),  # not read alike by `re`: nothing is known
+        (r"\p{L}+", True),  # a Unicode property is one character
+        (r"(?<!(?<!ab|c):)x", False),  # a look-behind of two widths: `re` cannot read it, nothing is known
     ],
 )
 def test_linear_patterns_are_those_with_at_most_one_repeat_of_one_character(pattern: str, linear: bool) -> None:

@@ -126,6 +126,16 @@ def test_window_never_leaks_builtin_packs_under_any_chunking(text: str, cuts: li
     check_zero_leak(BUILTIN, text, split(text, cuts))
 
 
+EMAIL_RULES = [r for r in BUILTIN if r.id == "pii.email"]
+WIDE_PIECES = ["jürgen.müller@beispiel.de", "müller", "ü", "@", "@x.de", "o'brien", "'", "josé@correo.es", "日本"]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=texts(WIDE_PIECES, "aäöüßé日 .,:'@x"), cuts=st.lists(st.integers(0, 400), max_size=40))
+def test_window_never_leaks_an_address_with_letters_beyond_ascii(text: str, cuts: list[int]) -> None:
+    check_zero_leak(EMAIL_RULES, text, split(text, cuts))
+
+
 def test_block_releases_text_before_the_match_and_nothing_of_it() -> None:
     out, window, _ = stream(TRICKY, ["hello zza", "bczz tail"])
     assert window.blocked is not None and window.blocked.rule.id == "tricky.secret"
