@@ -41,7 +41,7 @@ from guardstream.providers.errors import Style, error_body
 from guardstream.providers.registry import PROVIDERS
 from guardstream.relay import REST_SECONDS, SHUTTING_DOWN, StreamRelay
 from guardstream.routes import Route, Router
-from guardstream.stream import StreamModerator
+from guardstream.stream import MALFORMED_MESSAGE, UNTERMINATED_MESSAGE, StreamModerator
 from guardstream.window import Violation
 
 HOP_BY_HOP = frozenset(
@@ -781,6 +781,9 @@ class _Exchange:
             self.proxy.exchanges.discard(self)
         self.violations += moderator.violations
         self.held_chars = moderator.channels.peak_held
+        if moderator.failure in (MALFORMED_MESSAGE, UNTERMINATED_MESSAGE):
+            # The moderator found the stream unreadable (or unfinished): an upstream failure too.
+            self._upstream_failed("malformed")
         if deadline.cancelled_caught and not self.client_gone and (not moderator.is_done or relay.unsent):
             # The total time ran out mid-stream (or before all that was decided was written): end
             # it the way any other failure ends.

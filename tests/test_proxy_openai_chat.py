@@ -340,6 +340,17 @@ def test_malformed_upstream_event_fails_closed(proxy: RunningProxy) -> None:
     assert "malformed" in caught.value.message
 
 
+@pytest.mark.parametrize("fault", [{"malformed_after": 2}, {"raw_events": ['data: {"choices":[]}\n\n']}])
+def test_an_unreadable_or_unfinished_stream_counts_as_malformed(proxy: RunningProxy, fault: dict[str, Any]) -> None:
+    stream = client(proxy).chat.completions.create(
+        model="gpt-4o-mini", messages=MESSAGES, stream=True, extra_headers=mock_headers(fault)
+    )
+    with pytest.raises(openai.APIError):
+        for _ in stream:
+            pass
+    assert proxy.metric("guardstream_upstream_errors_total", provider="openai-chat", reason="malformed") == 1
+
+
 def test_metrics_are_served(proxy: RunningProxy) -> None:
     stream_text(proxy, {"reply": "hello"})
     assert proxy.metric("guardstream_requests_total", provider="openai-chat", outcome="passed") == 1
