@@ -9,8 +9,9 @@ there.
 
 Default deny: `TextWalker` returns every string of a payload as text to moderate, except values
 of a closed, per-format set of *structural* keys (ids, type, role, model, finish reasons), which
-are still checked, each value on its own, and a closed set of *opaque* fields (base64 audio or
-image data, signatures) that carry no readable text. A field a provider adds tomorrow is
+are still checked, each value on its own, a closed set of *opaque* fields (signatures, encrypted
+reasoning) that carry no readable text, and a closed set of *media* fields whose value is skipped
+only while it is well-formed base64 (see `is_base64_media`). A field a provider adds tomorrow is
 moderated, not forwarded on trust.
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
@@ -27,8 +29,31 @@ from guardstream.errors import ProviderError
 Channel = tuple[Hashable, ...]
 JsonPath = tuple[str | int, ...]
 Views = Callable[[str], tuple[Channel, ...]]
-# Inline images and audio are pixels and samples, not text a reader sees.
-BINARY_DATA_URLS = ("data:image/", "data:audio/")
+# A data URL with base64 data: `data:<type>/<subtype>[;param=value...];base64,<data>`.
+_DATA_URL = re.compile(r"data:[a-z0-9.+-]+/[a-z0-9.+-]+(?:;[a-z0-9.+-]+=[^;,\s]*)*;base64,", re.IGNORECASE)
+# Base64 (standard or URL-safe alphabet), nothing else: no space, no line break, padding only at the end.
+_BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}|[A-Za-z0-9_-]*={0,2}")
+
+
+def is_base64_media(value: str, *, bare: bool) -> bool:
+    """Whether `value`, found in a field that carries media, is binary data that is not moderated.
+
+    Why anything is skipped: a base64 image or recording is megabytes that no rule can read
+    (scanning it costs time for nothing), and random base64 now and then looks like a key, which
+    would block a harmless picture. Why so little is: whoever writes the start of a string (a
+    model told to, a user) must not decide that it goes unread. So only the *whole* value counts,
+    and only in a field of the format's own media vocabulary: a base64 data URL, or (`bare`, in a
+    field that is base64 by definition) base64 alone. Text that merely starts like a data URL, or
+    any value of another field, is moderated as text.
+    """
+    match = _DATA_URL.match(value)
+    if match is not None:
+        data = value[match.end() :]
+    elif bare:
+        data = value
+    else:
+        return False
+    return bool(data) and _BASE64.fullmatch(data) is not None
 
 
 class AmbiguousJSON(ProviderError):
@@ -114,27 +139,45 @@ class TextWalker:
     `structural`: keys whose string values are checked on their own (never joined into a text);
     `known_keys`: object keys that need no check (the format's own vocabulary; any other key is a
     string the payload carries and is checked as a value); `opaque`: dotted field names (list
-    indices left out), or their last segments, whose values are binary data, not text;
-    `aliases`: field names that are the same text as another (a content given as a list of parts
-    is the content).
+    indices left out), or their last segments, whose values are encrypted or signed data, never
+    text; `media`: field names (matched the same way) that carry images, audio or files, whose
+    value is skipped only while the whole of it is a base64 data URL; `base64`: media fields that
+    are base64 by definition, where bare base64 is skipped too (see `is_base64_media`). A media
+    field of an object that says it is text (`"type": "text"`, Anthropic's plain-text document
+    source) is text. `aliases`: field names that are the same text as another (a content given as
+    a list of parts is the content).
     """
 
     structural: frozenset[str]
     known_keys: frozenset[str]
     opaque: frozenset[str] = frozenset()
     aliases: dict[str, str] | None = None
+    media: frozenset[str] = frozenset()
+    base64: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
-        # A field is opaque when its dotted name is, or ends with, one of `opaque`.
+        # A field is opaque (media) when its dotted name is, or ends with, one of `opaque` (`media`).
         object.__setattr__(self, "_opaque_suffixes", tuple("." + name for name in self.opaque))
+        object.__setattr__(self, "_media_suffixes", tuple("." + name for name in self.media | self.base64))
+        object.__setattr__(self, "_base64_suffixes", tuple("." + name for name in self.base64))
 
     def is_opaque(self, field: str) -> bool:
         return field in self.opaque or field.endswith(self._opaque_suffixes)  # type: ignore[attr-defined]
 
-    def walk(self, node: Any, path: JsonPath, field: str, views: Views, out: list[TextPart]) -> None:
-        """Append a part for every string under `node` (at `path`; `field` is its dotted name)."""
+    def is_media(self, field: str, value: str) -> bool:
+        """Whether `value` at `field` is binary media, not text (see `is_base64_media`)."""
+        if not (field in self.media or field in self.base64 or field.endswith(self._media_suffixes)):  # type: ignore[attr-defined]
+            return False
+        bare = field in self.base64 or field.endswith(self._base64_suffixes)  # type: ignore[attr-defined]
+        return is_base64_media(value, bare=bare)
+
+    def walk(
+        self, node: Any, path: JsonPath, field: str, views: Views, out: list[TextPart], *, text_object: bool = False
+    ) -> None:
+        """Append a part for every string under `node` (at `path`; `field` is its dotted name;
+        `text_object`: its object says it is text)."""
         if isinstance(node, str):
-            if not node or self.is_opaque(field) or node.startswith(BINARY_DATA_URLS):
+            if not node or self.is_opaque(field) or (not text_object and self.is_media(field, node)):
                 return
             key = field.rpartition(".")[2]
             if key in self.structural:
@@ -144,10 +187,11 @@ class TextWalker:
                 out.append(TextPart(views(name), node, path))
         elif isinstance(node, dict):
             prefix = f"{field}." if field else ""
+            is_text = node.get("type") == "text"
             for key, value in node.items():
                 if key not in self.known_keys:
                     out.append(TextPart((), key, (*path, key), is_key=True))
-                self.walk(value, (*path, key), prefix + key, views, out)
+                self.walk(value, (*path, key), prefix + key, views, out, text_object=is_text)
         elif isinstance(node, list):
             for i, item in enumerate(node):
                 self.walk(item, (*path, i), field, views, out)

@@ -39,7 +39,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from guardstream.payload import BINARY_DATA_URLS, TextPart, get_path, loads_strict, set_text
+from guardstream.payload import TextPart, get_path, loads_strict, set_text
 from guardstream.sse import Event
 
 # Characters that stand for themselves inside a JSON string: no quote, no escape, no control.
@@ -52,7 +52,7 @@ _PAD_PROBE = "guardstream.shape.pad"
 # Shapes kept per stream, and shapes learned without a single repeat before learning stops.
 MAX_SHAPES = 4
 MAX_FRUITLESS = 4
-# Events read into one run at most. An event that cannot join a run (binary data, bytes that are
+# Events read into one run at most. An event that cannot join a run (an event of another shape, bytes that are
 # not UTF-8, a pad a rule finds something in) is found only after the run is read, and the next
 # run is read from the event after it: without a bound, a read of such events every other event
 # would be read again and again to its end (2,000 events took 3 s).
@@ -153,9 +153,7 @@ class Shapes:
                     if first is None or second is None:
                         continue
                     text, pad = (second, first) if shape.pad_first else (first, second)
-                    if pad.startswith(BINARY_DATA_URLS):
-                        continue
-                if text is None or text.startswith(BINARY_DATA_URLS):
+                if text is None:
                     continue
                 shape.hits += 1
                 return shape, text, pad
@@ -307,9 +305,9 @@ def _cut_bytes(shape: Shape, event: Event) -> None:
 def _strings(literals: list[bytes]) -> list[str]:
     """The strings that JSON string literals stand for (their insides, as `_STRING_BYTES` found
     them), up to the first that is not UTF-8 (the decoder would replace its bytes and call the
-    event not plain: it is read the slow way) or is binary data."""
+    event not plain: it is read the slow way)."""
     joined = literals[0] if len(literals) == 1 else b"".join(literals)
-    if joined.isascii() and b"\\" not in joined and b"data:" not in joined:
+    if joined.isascii() and b"\\" not in joined:
         return [joined.decode("ascii")] if len(literals) == 1 else [literal.decode("ascii") for literal in literals]
     out: list[str] = []
     for literal in literals:
@@ -319,8 +317,6 @@ def _strings(literals: list[bytes]) -> list[str]:
             break
         if "\\" in text:
             text = json.loads('"' + text + '"')
-        if text.startswith(BINARY_DATA_URLS):
-            break
         out.append(text)
     return out
 
@@ -358,5 +354,5 @@ def _fits(probed: str, payload: Any, probes: list[tuple[TextPart, str]]) -> bool
 
 
 def _is_plain(text: str) -> bool:
-    """A string a shape may read between its cuts: it means itself as JSON, and is not binary data."""
-    return _PLAIN.fullmatch(text) is not None and not text.startswith(BINARY_DATA_URLS)
+    """A string a shape may read between its cuts: it means itself as JSON."""
+    return _PLAIN.fullmatch(text) is not None

@@ -50,8 +50,15 @@ def test_every_string_is_text_unless_its_key_is_structural() -> None:
     ]
 
 
-def test_inline_images_and_audio_are_not_read_as_text() -> None:
-    assert walk({"text": "data:image/png;base64,AAAA"}) == []
+def test_a_data_url_in_a_text_field_is_read_as_text() -> None:
+    assert [p.text for p in walk({"text": "data:image/png;base64,AAAA"})] == ["data:image/png;base64,AAAA"]
+
+
+def test_a_whole_base64_data_url_in_a_media_field_is_not_read() -> None:
+    walker = TextWalker(frozenset(), frozenset({"image", "url"}), media=frozenset({"image.url"}))
+    parts: list[TextPart] = []
+    walker.walk({"image": {"url": "data:image/png;base64,AAAA"}}, (), "", lambda field: (("f", field),), parts)
+    assert parts == []
 
 
 def test_a_key_is_renamed_in_place() -> None:

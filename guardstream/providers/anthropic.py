@@ -103,7 +103,7 @@ KNOWN_KEYS = frozenset(
         "error_code",
     }
 )
-# Encrypted or binary: thinking signatures, redacted thinking, base64 images and documents.
+# Encrypted: thinking signatures, redacted thinking.
 OPAQUE = frozenset(
     {
         "delta.signature",
@@ -113,11 +113,12 @@ OPAQUE = frozenset(
         "content.data",
         "messages.content.signature",
         "messages.content.data",
-        "messages.content.source.data",
-        "system.source.data",
     }
 )
-WALKER = TextWalker(STRUCTURAL, KNOWN_KEYS, OPAQUE)
+# Base64 images and documents (`source.type: "base64"`): skipped only while the whole value is
+# base64. A plain-text document (`source.type: "text"`) is text the model reads: moderated.
+BASE64 = frozenset({"source.data"})
+WALKER = TextWalker(STRUCTURAL, KNOWN_KEYS, OPAQUE, base64=BASE64)
 # Which string of a delta is the block's streamed text, by delta type.
 DELTA_TEXT = {"text_delta": "text", "input_json_delta": "partial_json", "thinking_delta": "thinking"}
 # Deltas that carry a whole object (a citation, a thinking block's signature), not a piece of text.

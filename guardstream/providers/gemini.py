@@ -118,9 +118,11 @@ KNOWN_KEYS = frozenset(
         "includeThoughts",
     }
 )
-# Binary, not text: thought signatures and inline images, audio or files.
-OPAQUE = frozenset({"thoughtSignature", "inlineData.data"})
-GEMINI_WALKER = TextWalker(STRUCTURAL, KNOWN_KEYS, OPAQUE)
+# Signed, not text: thought signatures.
+OPAQUE = frozenset({"thoughtSignature", "thought_signature"})
+# Inline images, audio or files, base64 by definition: skipped only while the whole value is base64.
+BASE64 = frozenset({"inlineData.data", "inline_data.data"})
+GEMINI_WALKER = TextWalker(STRUCTURAL, KNOWN_KEYS, OPAQUE, base64=BASE64)
 
 
 def _index(candidate: dict[str, Any], default: int) -> int:

@@ -136,20 +136,16 @@ KNOWN_KEYS = frozenset(
         "additionalProperties",
     }
 )
-# Binary payloads, not text: base64 audio and inline files or images.
-OPAQUE = frozenset(
-    {
-        "delta.audio.data",
-        "message.audio.data",
-        "messages.content.input_audio.data",
-        "messages.content.file.file_data",
-        "messages.audio.data",
-    }
-)
+# Streamed audio: base64 chunks of samples, not text.
+OPAQUE = frozenset({"delta.audio.data"})
+# Inline images and files: skipped only while the whole value is a base64 data URL.
+MEDIA = frozenset({"image_url.url", "file.file_data"})
+# Audio, base64 by definition: skipped only while the whole value is base64.
+BASE64 = frozenset({"input_audio.data", "message.audio.data", "messages.audio.data"})
 LOGPROB_KEYS = frozenset({"token", "logprob", "bytes", "top_logprobs"})
 ALTERNATIVE_KEYS = frozenset({"token", "logprob", "bytes"})
 ALIASES = {"delta.content.text": "delta.content", "message.content.text": "message.content"}
-WALKER = TextWalker(STRUCTURAL, KNOWN_KEYS, OPAQUE, ALIASES)
+WALKER = TextWalker(STRUCTURAL, KNOWN_KEYS, OPAQUE, ALIASES, media=MEDIA, base64=BASE64)
 
 
 def _top_views(field: str) -> tuple[Channel, ...]:

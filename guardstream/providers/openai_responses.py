@@ -135,7 +135,13 @@ KNOWN_KEYS = frozenset(
 # Binary or encrypted payloads, not text: base64 audio and images, encrypted reasoning.
 OPAQUE = frozenset({"encrypted_content", "partial_image_b64", "result.b64"})
 OPAQUE_EVENTS = {"response.audio.delta": "delta", "response.image_generation_call.partial_image": "partial_image_b64"}
-WALKER = TextWalker(STRUCTURAL, KNOWN_KEYS, frozenset({"encrypted_content", "partial_image_b64"}))
+# Inline images and files (`input_image`, `input_file`): skipped only while the whole value is a
+# base64 data URL; audio, base64 by definition, while it is base64.
+MEDIA = frozenset({"image_url", "image_url.url", "file_data"})
+BASE64 = frozenset({"input_audio.data"})
+WALKER = TextWalker(
+    STRUCTURAL, KNOWN_KEYS, frozenset({"encrypted_content", "partial_image_b64"}), media=MEDIA, base64=BASE64
+)
 LOGPROB_KEYS = frozenset({"token", "logprob", "bytes", "top_logprobs"})
 
 
