@@ -33,7 +33,7 @@ from guardstream.metrics import Metrics
 from guardstream.packs import load_rules
 from guardstream.payload import TextPart, TextWalker, dumps, loads_strict, read_as_one
 from guardstream.probes import PROBE_BUDGET_SECONDS, slow_rules
-from guardstream.providers.base import Provider, StreamCodec, block_message, rewrite_payload
+from guardstream.providers.base import Provider, StreamCodec, block_message, drop_stale_logprobs, rewrite_payload
 from guardstream.rules import Direction, Rule, RuleSet, longest_example_match
 from guardstream.stream import StreamModerator
 from guardstream.window import RuleBudget, TextVerdict, Violation, Window, moderate_text
@@ -333,8 +333,12 @@ class Guard:
         return channels.blocked
 
     def moderate_answer(self, provider: Provider, payload: Any) -> BodyVerdict:
-        """Output rules over a whole (non-streaming) answer."""
-        return self.moderate_parts(payload, provider.payload.response_parts(payload), direction="output")
+        """Output rules over a whole (non-streaming) answer; a choice whose text was redacted
+        keeps no logprobs (they would still spell what was redacted)."""
+        verdict = self.moderate_parts(payload, provider.payload.response_parts(payload), direction="output")
+        if verdict.is_changed:
+            drop_stale_logprobs(payload, verdict.parts, verdict.texts)
+        return verdict
 
     def moderate_error_body(self, body: bytes) -> tuple[bytes, Violation | None, bool]:
         """An upstream's error body passes the output rules like any answer: (body, block, changed).

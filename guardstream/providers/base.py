@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from guardstream.errors import ProviderError
-from guardstream.payload import Channel, TextPart, dumps, set_text
+from guardstream.payload import Channel, TextPart, dumps, get_path, set_text
 from guardstream.rules import CLASSIFIER_PACK
 from guardstream.sse import Event, encode_event
 from guardstream.window import Violation
@@ -185,6 +185,28 @@ def rewrite_payload(payload: Any, parts: Sequence[TextPart], texts: Sequence[str
     for part, text in reversed(list(zip(parts, texts, strict=True))):
         if text != part.text:
             set_text(payload, part, text)
+
+
+def drop_stale_logprobs(payload: Any, parts: Sequence[TextPart], texts: Sequence[str]) -> None:
+    """Empty the logprobs of every choice or output whose text was redacted or cut.
+
+    Logprob tokens (and their `bytes`) repeat an answer's text: left as they came, they would
+    still spell what was redacted or cut. The `logprobs` of the nearest object above a changed
+    part (a Chat choice, a Responses `output_text`) goes (`null`, or `[]` where it was a list),
+    as streams already do. The body's own top level is never touched (a request's `logprobs`
+    is a setting, not a copy).
+    """
+    for part, text in zip(parts, texts, strict=True):
+        if text == part.text:
+            continue
+        for depth in range(len(part.path) - 1, 0, -1):
+            try:
+                owner = get_path(payload, part.path[:depth])
+            except (KeyError, IndexError, TypeError):
+                break  # under a key renamed or a logprobs already emptied: nothing left to drop
+            if isinstance(owner, dict) and "logprobs" in owner:
+                owner["logprobs"] = [] if isinstance(owner["logprobs"], list) else None
+                break
 
 
 def encode_like(event: Event, data: str, line_ending: str = "\n") -> bytes:

@@ -19,7 +19,7 @@ from typing import Any
 
 from guardstream.errors import ProviderError
 from guardstream.payload import Channel, TextPart, TextWalker, dumps, loads_strict, read_as_one
-from guardstream.providers.base import ParsedEvent, Provider, ReleasedText, rewrite_payload
+from guardstream.providers.base import ParsedEvent, Provider, ReleasedText, drop_stale_logprobs, rewrite_payload
 from guardstream.providers.errors import openai_error
 from guardstream.sse import Event, encode_event
 
@@ -479,6 +479,7 @@ class OpenAIChatPayload:
 
     def finish_body(self, body: Any, parts: Sequence[TextPart], texts: Sequence[str]) -> Any:
         rewrite_payload(body, parts, texts)
+        drop_stale_logprobs(body, parts, texts)
         cut = {part.path[1] for part, text in zip(parts, texts, strict=True) if text != part.text and _in_choice(part)}
         for pos, choice in enumerate(body.get("choices") or []):
             if isinstance(choice, dict) and pos in cut:

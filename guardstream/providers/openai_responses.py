@@ -27,6 +27,7 @@ from guardstream.providers.base import (
     ParsedEvent,
     Provider,
     ReleasedText,
+    drop_stale_logprobs,
     rewrite_payload,
 )
 from guardstream.providers.errors import openai_error
@@ -578,6 +579,7 @@ class OpenAIResponsesPayload:
 
     def finish_body(self, body: Any, parts: Sequence[TextPart], texts: Sequence[str]) -> Any:
         rewrite_payload(body, parts, texts)
+        drop_stale_logprobs(body, parts, texts)
         if isinstance(body, dict):
             body["status"] = "incomplete"
             body["incomplete_details"] = {"reason": "content_filter"}
