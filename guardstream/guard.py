@@ -164,8 +164,6 @@ class Guard:
         self._limiters = make_limiters(self.classifiers)
         self.output_plans = plans_from(self.config.classifiers, "output")
         self.input_plans = plans_from(self.config.classifiers, "input")
-        if metrics is not None:
-            metrics.track_rules(rule.id for rule in self.ruleset)
 
     def rules_for(self, direction: Direction) -> tuple[Rule, ...]:
         return self.output_rules if direction == "output" else self.input_rules
