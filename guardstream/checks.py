@@ -167,6 +167,7 @@ class Checks:
         self._windows[id(window)] = window
         if any(plan.mode == "strict" for plan in self.plans):
             window.barrier = 0
+        self._keep_unread(window)
 
     def forked(self, window: Window, twin: Window) -> None:
         """`twin` read the same text as `window` so far: it shares what was cleared and asked for."""
@@ -186,7 +187,7 @@ class Checks:
             state = self._state(window, plan)
             if state.in_flight is not None or end <= state.requested_to:
                 continue
-            pending = window.text(max(state.requested_to, _base(window)), end)
+            pending = window.text(state.requested_to, end)
             if not final and len(pending) < plan.every_chars:
                 if len(pending) < MIN_SENTENCE_CHARS or SENTENCE_END.search(pending) is None:
                     continue
@@ -235,7 +236,9 @@ class Checks:
 
     def _request(self, window: Window, plan: CheckPlan, state: _State, end: int, final: bool) -> None:
         base = _base(window)
-        start = max(base, state.requested_to)
+        # The window kept this text, and the overlap before it, for this check (`_keep_unread`),
+        # even if it was released (and so could have been trimmed) while the last check was out.
+        start = state.requested_to
         if not final:
             # A word still being written cannot be judged yet ("MOCKF…" reads as nothing): the check
             # stops before it, and the next one reads it whole. A span that is one long word has no
@@ -261,6 +264,17 @@ class Checks:
         state.in_flight = request
         self._in_flight[request.id] = request
         self._new.append(request)
+        self._keep_unread(window)
+
+    def _keep_unread(self, window: Window) -> None:
+        """No text a classifier has not been asked about, nor the overlap its next check reads
+        again, is trimmed from the window: not even in async mode, where it may have been released
+        while a check was in flight. What this keeps is what arrives while one check is out, which
+        `timeout_ms` bounds (then the check fails and follows on_error), as in strict mode."""
+        if self.plans:
+            window.check_floor = min(
+                max(0, self._state(window, plan).requested_to - plan.overlap_chars) for plan in self.plans
+            )
 
     def _update_barrier(self, window: Window) -> None:
         strict = [self._state(window, p).cleared_to for p in self.plans if p.mode == "strict"]

@@ -130,6 +130,10 @@ class Window:
     `barrier` lets a slower check (a classifier) cap the release point: text at or after
     `barrier` (an offset of the pushed text) stays pending until it moves. `None` means no outside
     check is pending.
+
+    `check_floor` keeps text for such a check that has not read it yet: text at or after
+    `check_floor` (an offset of the pushed text) is never trimmed, released or not. `None` means
+    no outside check needs text behind the release point.
     """
 
     def __init__(
@@ -146,6 +150,7 @@ class Window:
         self.context_chars = context_chars
         self.budget = budget
         self.barrier: int | None = None
+        self.check_floor: int | None = None
         self.scanned_chars = 0
         # The rules' view: normalised text from absolute offset `_base`; all internal offsets
         # (`_released`, `_rendered`, spans, resume points) count characters of it.
@@ -470,12 +475,17 @@ class Window:
                 unit_oldest = floor
             oldest = min(oldest, unit_oldest)
         keep = min(self._released - self.context_chars, self._rendered, oldest)
+        unread = self.check_floor
+        if unread is not None and self._orig is None:
+            keep = min(keep, unread)
         if keep <= self._base:
             return
         if self._orig is not None:
             assert self._map is not None
             # Cut both texts at the same character boundary.
             orig_keep = self._map.release_to_orig(keep)
+            if unread is not None:
+                orig_keep = min(orig_keep, unread)
             keep = self._map.to_norm(orig_keep)
             if keep <= self._base:
                 return

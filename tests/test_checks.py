@@ -1,0 +1,134 @@
+"""Classifier checks in the window, sans-I/O: what each check is asked about, and when a verdict lands."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from guardstream.checks import CheckPlan, CheckRequest, Checks
+from guardstream.classifiers import Verdict
+from guardstream.window import Violation, Window
+
+
+def words(count: int, *, flag_at: int | None = None) -> str:
+    """`count` distinct words, no sentence ends; with `flag_at`, that word is "BAD"."""
+    return " ".join("BAD" if i == flag_at else f"w{i:05d}" for i in range(count)) + " "
+
+
+@dataclass
+class Drive:
+    """One channel through a window and its checks, the way the proxy drives them."""
+
+    plan: CheckPlan
+    window: Window = field(init=False)
+    checks: Checks = field(init=False)
+    asked: list[CheckRequest] = field(default_factory=list)
+    delivered: int = 0
+
+    def __post_init__(self) -> None:
+        self.window = Window([])
+        self.checks = Checks([self.plan])
+        self.checks.watch(self.window)
+
+    def push(self, delta: str) -> None:
+        verdict = self.window.push(delta)
+        self.deliver(verdict.released)
+        self.checks.arrived(self.window)
+        self.asked += self.checks.take()
+
+    def deliver(self, released: int) -> None:
+        # The client gets what was released (which lets the window trim what it no longer needs).
+        self.window.render(self.delivered, released)
+        self.delivered = released
+
+    def answer(self, request: CheckRequest) -> Violation | None:
+        violation = self.checks.resolve(request, [Verdict("BAD" in text) for text in request.texts])
+        if violation is not None:
+            self.deliver(self.window.block(violation).released)
+            return violation
+        self.deliver(self.window.reconsider().released)
+        self.checks.arrived(self.window, final=self.window.is_finished)
+        self.asked += self.checks.take()
+        return None
+
+    def finish(self) -> None:
+        self.deliver(self.window.flush().released)
+        self.checks.arrived(self.window, final=True)
+        self.asked += self.checks.take()
+
+    def answer_all(self) -> Violation | None:
+        while self.checks.is_waiting:
+            request = self.asked[-1]
+            violation = self.answer(request)
+            if violation is not None:
+                return violation
+        return None
+
+
+def assert_reads_new_text_plus_overlap(request: CheckRequest, text: str, overlap: int) -> None:
+    """Each text of a check is its new characters plus the `overlap` before them, taken whole."""
+    piece_start = request.start
+    for piece in request.texts:
+        read_from = max(0, piece_start - overlap)
+        assert piece == text[read_from : read_from + len(piece)]
+        piece_start = read_from + len(piece)
+    assert piece_start == request.end
+
+
+def covered(requests: list[CheckRequest]) -> list[tuple[int, int]]:
+    spans: list[tuple[int, int]] = []
+    for request in sorted(requests, key=lambda r: r.start):
+        if spans and request.start <= spans[-1][1]:
+            spans[-1] = (spans[-1][0], max(spans[-1][1], request.end))
+        else:
+            spans.append((request.start, request.end))
+    return spans
+
+
+def test_text_released_while_an_async_check_is_in_flight_is_read_by_the_next_check() -> None:
+    plan = CheckPlan("c", mode="async", every_chars=200, overlap_chars=100)
+    drive = Drive(plan)
+    text = words(2000)
+    drive.push(text[:300])
+    [first] = drive.asked
+    # Far more than the window keeps behind its release point arrives and leaves meanwhile.
+    for i in range(300, 9100, 40):
+        drive.push(text[i : i + 40])
+    assert drive.delivered == 9100 and drive.asked == [first]
+    assert drive.window.base <= first.end - plan.overlap_chars
+    drive.answer(first)
+    second = drive.asked[-1]
+    assert second.start == first.end
+    assert_reads_new_text_plus_overlap(second, text, plan.overlap_chars)
+
+
+@pytest.mark.parametrize("mode", ["async", "strict"])
+@pytest.mark.parametrize("answer_every", [1, 7, 50, 400])
+# Plain text, and text the rules read normalised (a zero-width space, full-width letters).
+@pytest.mark.parametrize("odd", ["", "\u200b", "\uff57"])
+def test_every_character_is_read_by_a_check_before_the_end_is_reported(mode: str, answer_every: int, odd: str) -> None:
+    plan = CheckPlan("c", mode=mode, every_chars=200, overlap_chars=100)  # type: ignore[arg-type]
+    drive = Drive(plan)
+    text = words(1500).replace("w0", f"w{odd}0")
+    for n, i in enumerate(range(0, len(text), 13)):
+        drive.push(text[i : i + 13])
+        if n % answer_every == 0 and drive.checks.is_waiting:
+            drive.answer(drive.asked[-1])
+    drive.finish()
+    assert drive.answer_all() is None
+    assert drive.delivered == len(text)
+    assert covered(drive.asked) == [(0, len(text))]
+    for request in drive.asked:
+        assert_reads_new_text_plus_overlap(request, text, plan.overlap_chars)
+
+
+def test_a_flag_in_text_released_during_a_slow_async_check_still_ends_the_stream() -> None:
+    drive = Drive(CheckPlan("c", mode="async", every_chars=200, overlap_chars=100))
+    text = words(1500, flag_at=500)
+    drive.push(text[:300])
+    for i in range(300, len(text), 40):
+        drive.push(text[i : i + 40])
+    drive.finish()
+    violation = drive.answer_all()
+    assert violation is not None and violation.rule.id == "c"
