@@ -91,6 +91,34 @@ def test_async_mode_cuts_the_stream_within_its_bound(mock_model: MockModel) -> N
     assert len(text) < flag_end + every + 200
 
 
+def test_async_mode_classifies_what_streams_while_a_check_is_out(mock_model: MockModel) -> None:
+    # The first check is held at the classifier (MOCKHOLD) while the rest of a long answer streams,
+    # is released and leaves the window's context: the next check must still read it, so a flag in
+    # the middle of it ends the stream once the held check comes back (it used to be skipped, and
+    # the answer ended normally).
+    filler = " ".join(f"w{i:04d}" for i in range(1200))  # about 6,000 characters, no sentence end
+    reply = f"MOCKHOLD-gap {filler[:1500]} {FLAG} {filler[1500:]}"
+    script = {"reply": reply, "chunk_chars": 40, "delay_ms": 2}
+    got: list[str] = []
+    error: openai.APIError | None = None
+    with proxy_with(mock_model, mode="async", timeout_ms=30_000) as proxy:
+        with openai.OpenAI(base_url=f"{proxy.url}/v1", api_key="sk-test", max_retries=0) as client:
+            try:
+                for chunk in client.chat.completions.create(
+                    model="m", messages=MESSAGES, stream=True, extra_headers=mock_headers(script)
+                ):
+                    if chunk.choices and chunk.choices[0].delta.content:
+                        got.append(chunk.choices[0].delta.content)
+                        if len("".join(got)) == len(reply):
+                            mock_model.release("gap")  # all of it went out; the end waits for its checks
+            except openai.APIError as exc:
+                error = exc
+        asked = [t for r in mock_model.requests() if r["path"].endswith("/moderations") for t in r["body"]["input"]]
+    assert "".join(got) == reply  # async: the text flowed while the first check was out
+    assert isinstance(error, openai.APIError) and "classifier omni (violence)" in error.message
+    assert any(FLAG in text for text in asked)
+
+
 @pytest.mark.parametrize("chunk_chars", [1, 2, 4, 8])
 def test_async_mode_ends_with_the_error_when_the_last_check_flags(mock_model: MockModel, chunk_chars: int) -> None:
     # The whole answer arrives before the verdict: the end of the stream waits for it, and the
