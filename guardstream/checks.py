@@ -17,7 +17,11 @@ window asks it about *spans* of a channel's text and the I/O side runs the calls
 `mode = "strict"` holds text back (the window's barrier) until a check that covers it came back
 clear: nothing unchecked is released, at the cost of the classifier's latency. `mode = "async"`
 releases text as rules allow and cuts the stream when a verdict arrives; what can leak is the text
-released between the start of the check that flags it and its verdict.
+released between the start of the check that flags it and its verdict. A check that has to wait for
+the one in flight reads everything that streamed meanwhile, so with an upstream that outpaces the
+classifier its span is what streams during one round trip, not `every_chars`: the leak is at most
+max(every_chars, rate x latency) + rate x latency. Text a classifier has not read yet (and the
+overlap before it) stays in the window until a check has asked about it, released or not.
 """
 
 from __future__ import annotations

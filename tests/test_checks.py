@@ -132,3 +132,38 @@ def test_a_flag_in_text_released_during_a_slow_async_check_still_ends_the_stream
     drive.finish()
     violation = drive.answer_all()
     assert violation is not None and violation.rule.id == "c"
+
+
+def leak_after_flag(*, every: int, rate: int, latency: int, flag_at: int) -> int:
+    """Characters delivered past the end of a flagged word by the time its verdict lands: the
+    upstream streams `rate` characters a tick, every check is answered `latency` ticks after it is
+    asked, and the rules release text at once."""
+    drive = Drive(CheckPlan("c", mode="async", every_chars=every, overlap_chars=100))
+    text = words(3000, flag_at=flag_at)
+    flag_end = text.index("BAD") + len("BAD")
+    due: dict[int, int] = {}  # request id -> the tick its verdict lands
+    for tick in range(len(text)):
+        for request in [r for r in drive.asked if due[r.id] == tick]:
+            if drive.answer(request) is not None:
+                return drive.delivered - flag_end
+        start = tick * rate
+        if start < len(text):
+            drive.push(text[start : start + rate])
+            if start + rate >= len(text):
+                drive.finish()
+        for request in drive.asked:  # asked this tick: on a verdict, or on the text that came
+            due.setdefault(request.id, tick + latency)
+    raise AssertionError("the flag was never reported")
+
+
+@pytest.mark.parametrize(("rate", "latency"), [(5, 3), (5, 10), (20, 10), (80, 3), (80, 10)])
+def test_async_leak_is_at_most_the_larger_of_a_span_and_a_round_trip_plus_one_round_trip(
+    rate: int, latency: int
+) -> None:
+    # The check that flags a word may have to wait for the one in flight, and a check started then
+    # reads everything that streamed meanwhile: at rates where a round trip streams more than
+    # every_chars, that (not every_chars) is the span.
+    every = 200
+    worst = max(leak_after_flag(every=every, rate=rate, latency=latency, flag_at=i) for i in range(40, 300, 3))
+    streamed = rate * latency
+    assert worst <= max(every, streamed) + streamed
