@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from guardstream.checks import CheckPlan, CheckRequest, Checks
-from guardstream.classifiers import Verdict
+from guardstream.classifiers import ClassifierFailure, Verdict
 from guardstream.window import Violation, Window
 
 
@@ -101,6 +101,28 @@ def test_text_released_while_an_async_check_is_in_flight_is_read_by_the_next_che
     second = drive.asked[-1]
     assert second.start == first.end
     assert_reads_new_text_plus_overlap(second, text, plan.overlap_chars)
+    # Once asked about, the text may go: the window is back to its usual size.
+    drive.push(text[9100:9140])
+    assert drive.window.base == drive.delivered - drive.window.context_chars
+
+
+def test_a_check_that_times_out_under_on_error_allow_lets_the_window_trim_what_it_held() -> None:
+    # What the window keeps for a check is bounded by the check's timeout: then it fails, and under
+    # on_error = "allow" the next check reads the backlog and the window lets it go.
+    plan = CheckPlan("c", mode="async", every_chars=200, overlap_chars=100, on_error="allow")
+    drive = Drive(plan)
+    text = words(2000)
+    drive.push(text[:300])
+    [first] = drive.asked
+    for i in range(300, 9100, 40):
+        drive.push(text[i : i + 40])
+    assert drive.window.base <= first.end - plan.overlap_chars
+    assert drive.checks.resolve(first, [ClassifierFailure("timeout", "no verdict")]) is None
+    drive.checks.arrived(drive.window)
+    [second] = drive.checks.take()
+    assert (second.start, second.end) == (first.end, 9100)
+    drive.push(text[9100:9140])
+    assert drive.window.base == drive.delivered - drive.window.context_chars
 
 
 @pytest.mark.parametrize("mode", ["async", "strict"])
