@@ -23,6 +23,7 @@ import zlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from email.utils import formatdate
+from urllib.parse import quote
 
 import anyio
 import httpx
@@ -40,7 +41,7 @@ from guardstream.providers.base import Provider, block_message
 from guardstream.providers.errors import Style, error_body
 from guardstream.providers.registry import PROVIDERS
 from guardstream.relay import REST_SECONDS, SHUTTING_DOWN, StreamRelay
-from guardstream.routes import Route, Router
+from guardstream.routes import PATH_SAFE, Route, Router
 from guardstream.stream import MALFORMED_MESSAGE, UNTERMINATED_MESSAGE, StreamModerator
 from guardstream.window import Violation
 
@@ -256,7 +257,11 @@ class GuardstreamProxy:
         if path == "/-/reload" and method == "POST":
             await self._admin_reload(runtime, headers, scope, send)
             return
-        route = runtime.router.route(method, path, headers)
+        # Routed on the path as it was sent: `scope["path"]` is already decoded, and what its escapes
+        # were (an encoded `/` or `#`) decides whether the path means the same to the upstream.
+        raw_path = scope.get("raw_path")
+        sent_path = raw_path.decode("latin-1") if raw_path else quote(path, safe=PATH_SAFE)
+        route = runtime.router.route(method, sent_path, headers)
         await _Exchange(self, runtime, route, scope, receive, send, headers).run()
 
     async def _admin_reload(self, runtime: Runtime, headers: dict[str, str], scope: Scope, send: Send) -> None:
@@ -325,7 +330,7 @@ class _Exchange:
         self.guard = runtime.guard
         self.route = route
         self.provider: Provider | None = PROVIDERS.get(route.provider or "")
-        self.label: str = "none" if route.kind == "refused" else (route.provider or route.kind)
+        self.label: str = "none" if route.kind in ("refused", "invalid") else (route.provider or route.kind)
         self.scope = scope
         self.receive = receive
         self._send = send
@@ -420,6 +425,10 @@ class _Exchange:
             await self._reply_error(
                 503, "guardstream is shutting down; try again.", "shutting_down", outcome="upstream_error"
             )
+            return
+        if route.kind == "invalid":
+            message = f"guardstream refused the request path: {route.problem}."
+            await self._reply_error(400, message, "invalid_request_path", outcome="bad_request")
             return
         if route.kind == "refused" or (route.kind == "moderated" and self.provider is None):
             method = self.scope["method"]
@@ -524,8 +533,10 @@ class _Exchange:
         return ", ".join(v.decode("latin-1") for k, v in self.scope["headers"] if k.lower() == raw)
 
     def _upstream_request(self, body: bytes, *, moderated: bool) -> httpx.Request:
-        # Exactly the path that was routed: never the raw one, which an upstream could resolve differently.
-        url = self.upstream + self.route.path
+        # Exactly the path that was routed, encoded so that the upstream decodes it back to that
+        # path: never the raw one, which an upstream could resolve differently, nor the decoded one
+        # as a URL, in which a decoded `#` or `?` would end the path.
+        url = self.upstream + self.route.wire_path
         injected = self.runtime.credentials.upstream_keys.get(self.route.upstream)
         query = outgoing_query(self.scope.get("query_string", b"").decode("latin-1"), injected)
         if query:

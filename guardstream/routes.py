@@ -1,19 +1,25 @@
 """Which requests are moderated, which are forwarded on trust, and which are refused.
 
-Routing is on the *normalised* path (dot segments resolved, `//` collapsed, no trailing slash),
-and the upstream receives exactly that path: a request can never be checked as one route and
-served as another. OpenAI-compatible APIs live under several base URLs (`/v1`, none at all,
-`/openai/v1` for Azure's v1 API and Groq, `/api/v1` for OpenRouter, `/v1beta/openai` for Gemini's
-compatibility endpoint); each is recognised. Anything else is refused unless it is on the
+Routing is on the *normalised* path (percent escapes decoded once, dot segments resolved, `//`
+collapsed, no trailing slash), and the upstream receives exactly that path, percent-encoded again
+in one canonical form: a request can never be checked as one route and served as another. A path
+whose escapes would mean something else to some server than to the router (an encoded `/`, `?`,
+`#` or `%`, a control character, bytes that are not UTF-8) is refused before it is routed.
+
+OpenAI-compatible APIs live under several base URLs (`/v1`, none at all, `/openai/v1` for Azure's
+v1 API and Groq, `/api/v1` for OpenRouter, `/v1beta/openai` for Gemini's compatibility endpoint);
+each is recognised. Anything else is refused unless it is on the
 pass-through list, whose default holds only routes that return no generated text.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
+from urllib.parse import quote, unquote_to_bytes
 
 from guardstream.errors import ConfigError
 
@@ -48,21 +54,61 @@ DEFAULT_PASSTHROUGH = (
     "POST /*/models/*:batchEmbedContents",
 )
 
+# Characters a decoded path may not hold. Servers and proxies disagree about them: `?` and `#`
+# end a path once decoded and re-parsed, `%` is decoded a second time by some, `\` is a `/` to
+# some, `;` starts path parameters that some strip. No provider's route has any of them.
+UNSAFE_IN_PATH = frozenset("?#%\\;")
+# Escapes of a separator: whether `%2F` splits a segment is each server's own choice.
+ENCODED_SEPARATORS = re.compile(r"%(?:2f|5c)", re.IGNORECASE)
+# What stays as it is when the routed path is encoded again for the upstream (RFC 3986 pchar
+# without `%` and `;`, which a routed path never holds, plus `/`).
+PATH_SAFE = "/:@!$&'()*+,=-._~"
+
 
 @dataclass(frozen=True)
 class Route:
     """Where one request goes.
 
-    `kind`: `moderated` (a provider name is set), `passthrough` (forwarded untouched) or `refused`.
-    `path` is the normalised path, the one the upstream receives. `style` is the API family the
-    caller's SDK speaks, for error bodies.
+    `kind`: `moderated` (a provider name is set), `passthrough` (forwarded untouched), `refused`
+    (no such route) or `invalid` (a path servers could read differently; `problem` says why).
+    `path` is the decoded, normalised path, the one the upstream receives (as `wire_path`).
+    `style` is the API family the caller's SDK speaks, for error bodies.
     """
 
-    kind: Literal["moderated", "passthrough", "refused"]
+    kind: Literal["moderated", "passthrough", "refused", "invalid"]
     provider: str | None
     upstream: UpstreamName
     path: str
     style: ApiStyle
+    # Why an `invalid` path was refused, in words for the caller.
+    problem: str | None = None
+
+    @property
+    def wire_path(self) -> str:
+        """`path` as it goes upstream: percent-encoded so that decoding it once gives `path` back."""
+        return quote(self.path, safe=PATH_SAFE)
+
+
+class UnsafePath(ValueError):
+    """A request path whose meaning depends on who decodes it."""
+
+
+def decode_path(raw_path: str) -> str:
+    """The path a request names, from the path as it was sent (`raw_path` in ASGI): its percent
+    escapes decoded once, as UTF-8. Raises `UnsafePath` for one that servers could read differently."""
+    encoded = ENCODED_SEPARATORS.search(raw_path)
+    if encoded is not None:
+        raise UnsafePath(f"it holds an encoded path separator ({encoded.group()})")
+    try:
+        path = unquote_to_bytes(raw_path).decode("utf-8")
+    except UnicodeDecodeError:
+        raise UnsafePath("its percent escapes are not UTF-8") from None
+    for char in path:
+        if char in UNSAFE_IN_PATH:
+            raise UnsafePath(f"it holds {char!r} (sent as is or percent-encoded), which servers read differently")
+        if char.isspace() or unicodedata.category(char) in ("Cc", "Cf"):
+            raise UnsafePath(f"it holds the control or space character U+{ord(char):04X}")
+    return path
 
 
 def normalize_path(path: str) -> str:
@@ -111,7 +157,12 @@ class Router:
         self.passthrough = tuple(PassthroughRule.parse(rule) for rule in passthrough)
 
     def route(self, method: str, raw_path: str, headers: Mapping[str, str] | None = None) -> Route:
-        path = normalize_path(raw_path)
+        """Route a request on its path as sent (still percent-encoded)."""
+        try:
+            path = normalize_path(decode_path(raw_path))
+        except UnsafePath as exc:
+            style = _style(normalize_path(raw_path), headers or {})
+            return Route("invalid", None, _upstream_for(style), normalize_path(raw_path), style, str(exc))
         style = _style(path, headers or {})
         moderated = _moderated(method, path)
         if moderated is not None:
@@ -171,4 +222,4 @@ def describe(rules: Sequence[PassthroughRule]) -> str:
     return ", ".join(str(rule) for rule in rules) or "nothing"
 
 
-__all__ = ["DEFAULT_PASSTHROUGH", "PassthroughRule", "Route", "Router", "normalize_path"]
+__all__ = ["DEFAULT_PASSTHROUGH", "PassthroughRule", "Route", "Router", "UnsafePath", "decode_path", "normalize_path"]

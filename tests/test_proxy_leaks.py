@@ -298,10 +298,10 @@ def test_7_a_stall_mid_key_ends_with_the_terminal_event_and_keeps_the_client_ali
 # -- 8. routes ----------------------------------------------------------------------------------
 
 
-def raw_request(proxy: RunningProxy, path: str, body: bytes, headers: dict[str, str]) -> bytes:
+def raw_request(proxy: RunningProxy, path: str, body: bytes, headers: dict[str, str], method: str = "POST") -> bytes:
     """A request whose path no client library would normalise first."""
     host, port = proxy.url.removeprefix("http://").split(":")
-    head = [f"POST {path} HTTP/1.1", f"Host: {host}", f"Content-Length: {len(body)}", "Connection: close"]
+    head = [f"{method} {path} HTTP/1.1", f"Host: {host}", f"Content-Length: {len(body)}", "Connection: close"]
     head += [f"{k}: {v}" for k, v in headers.items()]
     with socket.create_connection((host, int(port)), timeout=10) as sock:
         sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + body)
@@ -325,6 +325,52 @@ def test_8_the_upstream_gets_exactly_the_routed_path(proxy: RunningProxy, mock_m
     body = json.dumps({"model": "m", "messages": MESSAGES}).encode()
     raw_request(proxy, "/v1/x/../chat/./completions", body, {"content-type": "application/json"})
     assert mock_model.requests()[-1]["path"] == "/v1/chat/completions"
+
+
+GEMINI_PROMPT = json.dumps({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}).encode()
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1beta/models/gemini-2.0-flash:generateContent%23:countTokens",
+        "/v1beta/models/gemini-2.0-flash:streamGenerateContent%3Falt=sse%23:countTokens",
+        "/v1beta/models/gemini-2.0-flash:generateContent%2523:countTokens",
+        "/v1beta/models/gemini-2.0-flash:generateContent;:countTokens",
+        "/v1beta/models/gemini-2.0-flash:generateContent%00:countTokens",
+    ],
+)
+def test_8_an_encoded_delimiter_cannot_pass_a_generation_call_off_as_a_passthrough_route(
+    proxy: RunningProxy, mock_model: MockModel, path: str
+) -> None:
+    headers = {"content-type": "application/json", "x-goog-api-key": "k", **mock_headers({"reply": SECRET})}
+    answer = raw_request(proxy, path, GEMINI_PROMPT, headers)
+    assert answer.startswith(b"HTTP/1.1 400") and MARK not in answer
+    error = json.loads(answer.partition(b"\r\n\r\n")[2])["error"]
+    assert error["status"] == "INVALID_ARGUMENT" and "request path" in error["message"]
+    assert mock_model.requests() == []
+
+
+@pytest.mark.parametrize("path", ["/v1/files/file-1%2Fcontent", "/v1/files/file-1%5Ccontent", "/v1/files/f%20"])
+def test_8_an_encoded_separator_or_space_is_refused_before_routing(
+    proxy: RunningProxy, mock_model: MockModel, path: str
+) -> None:
+    answer = raw_request(proxy, path, b"", {}, method="GET")
+    assert answer.startswith(b"HTTP/1.1 400") and b'"code":"invalid_request_path"' in answer
+    assert mock_model.requests() == []
+
+
+def test_8_the_upstream_decodes_the_path_it_is_sent_to_exactly_the_routed_one(
+    proxy: RunningProxy, mock_model: MockModel
+) -> None:
+    headers = {"content-type": "application/json", "x-goog-api-key": "k"}
+    answer = raw_request(proxy, "/v1beta/models/gemini%2D2.0-flash%3AgenerateContent", GEMINI_PROMPT, headers)
+    assert answer.startswith(b"HTTP/1.1 200")
+    sent = mock_model.requests()[-1]
+    assert sent["raw_path"] == sent["path"] == "/v1beta/models/gemini-2.0-flash:generateContent"
+    raw_request(proxy, "/v1/models/caf%C3%A9", b"", {}, method="GET")
+    sent = mock_model.requests()[-1]
+    assert (sent["raw_path"], sent["path"]) == ("/v1/models/caf%C3%A9", "/v1/models/café")
 
 
 @pytest.mark.parametrize("base", ["", "/v1", "/openai/v1", "/api/v1", "/v1beta/openai", "/v1/"])

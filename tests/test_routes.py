@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import unquote
+
 import pytest
 
 from guardstream.errors import ConfigError
@@ -100,3 +102,44 @@ def test_a_bad_passthrough_entry_is_refused_at_start_up() -> None:
 
 def test_normalising_never_climbs_above_the_root() -> None:
     assert normalize_path("/a/../../b/./c//") == "/b/c"
+
+
+# -- the path as sent: escapes decoded once, never one that servers could read two ways -----------
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1beta/models/gemini-2.0-flash:generateContent%23:countTokens",
+        "/v1beta/models/gemini-2.0-flash:streamGenerateContent%3Falt=sse%23:countTokens",
+        "/responses%23/models/x:countTokens",
+        "/v1/files/file-1%2Fcontent",
+        "/v1/files/file-1%2fcontent",
+        "/v1/files/file-1%5Ccontent",
+        "/v1/files/file-1\\content",
+        "/v1/models/m%2523",
+        "/v1/models/m%zz",
+        "/v1/models/m;x",
+        "/v1/models/m%3Bx",
+        "/v1/models/m%00",
+        "/v1/models/m%0A",
+        "/v1/models/m%20",
+        "/v1/models/m%E2%80%8B",
+        "/v1/models/m%FF",
+    ],
+)
+def test_a_path_whose_escapes_servers_could_read_differently_is_invalid(path: str) -> None:
+    route = ROUTER.route("GET", path)
+    assert route.kind == "invalid" and route.problem
+
+
+def test_escapes_that_mean_the_same_to_every_server_are_decoded_before_routing() -> None:
+    route = ROUTER.route("POST", "/v1beta/models/gemini%2D2.0-flash%3AgenerateContent")
+    assert (route.kind, route.provider) == ("moderated", "gemini")
+    assert route.path == "/v1beta/models/gemini-2.0-flash:generateContent"
+
+
+def test_the_path_sent_upstream_decodes_to_exactly_the_routed_path() -> None:
+    route = ROUTER.route("GET", "/v1/models/caf%C3%A9:x@y")
+    assert route.kind == "passthrough" and route.path == "/v1/models/café:x@y"
+    assert route.wire_path == "/v1/models/caf%C3%A9:x@y" and unquote(route.wire_path) == route.path

@@ -54,6 +54,8 @@ class _MockServer:
             {
                 "method": request.method,
                 "path": request.url.path,
+                # The path exactly as it arrived, still percent-encoded.
+                "raw_path": request.scope.get("raw_path", b"").decode("latin-1"),
                 "query": dict(request.query_params),
                 "headers": dict(request.headers),
                 "body": body,
