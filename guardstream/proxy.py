@@ -311,6 +311,18 @@ class _BodyTooLarge(Exception):
     pass
 
 
+def _inflate(data: bytes, wbits: int, limit: int) -> bytes:
+    """`data` decompressed, stopping as soon as it is over `limit` bytes (`_BodyTooLarge`).
+    Raises `zlib.error` for data that is cut short or followed by anything but its end."""
+    decoder = zlib.decompressobj(wbits)
+    body = decoder.decompress(data, limit + 1)
+    if len(body) > limit:
+        raise _BodyTooLarge
+    if not decoder.eof or decoder.unused_data:
+        raise zlib.error("truncated, or data after the end of the stream")
+    return body
+
+
 class _Exchange:
     """One request through the proxy (the per-request responder, in Starlette's shape)."""
 
@@ -441,9 +453,7 @@ class _Exchange:
         try:
             body = await self._read_body()
         except _BodyTooLarge:
-            limit = self.config.server.max_body_bytes
-            message = f"guardstream refused the request: its body is over {limit} bytes ([server] max_body_bytes)."
-            await self._reply_error(413, message, "request_too_large", outcome="bad_request")
+            await self._reply_too_large()
             return
         if self.client_gone:
             return
@@ -468,6 +478,9 @@ class _Exchange:
             payload = loads_strict(body)
             if not isinstance(payload, dict):
                 raise GuardstreamError("the body is not a JSON object")
+        except _BodyTooLarge:
+            await self._reply_too_large(" once decompressed")
+            return None
         except GuardstreamError as exc:
             message = f"guardstream could not read the request body: {exc}."
             await self._reply_error(400, message, "invalid_request_body", outcome="bad_request")
@@ -507,7 +520,12 @@ class _Exchange:
                 return b"".join(chunks)
 
     def _decoded_request_body(self, body: bytes) -> bytes:
-        """A compressed request body is read as the upstream would read it (and sent on decoded)."""
+        """A compressed request body is read as the upstream would read it (and sent on decoded).
+
+        Each layer is decoded to at most `max_body_bytes` (one byte more tells it is over): a small
+        body that inflates to gigabytes is refused with the 413 once the limit is passed, never
+        decompressed in full first."""
+        limit = self.config.server.max_body_bytes
         encodings = _encodings(self._header("content-encoding"))
         for encoding in reversed(encodings):
             if encoding == "identity":
@@ -517,15 +535,13 @@ class _Exchange:
             try:
                 if encoding == "deflate":
                     try:
-                        body = zlib.decompress(body)
+                        body = _inflate(body, zlib.MAX_WBITS, limit)
                     except zlib.error:
-                        body = zlib.decompress(body, -zlib.MAX_WBITS)
+                        body = _inflate(body, -zlib.MAX_WBITS, limit)
                 else:
-                    body = zlib.decompress(body, 16 + zlib.MAX_WBITS)
+                    body = _inflate(body, 16 + zlib.MAX_WBITS, limit)
             except zlib.error:
                 raise GuardstreamError(f"it is not valid {encoding} data") from None
-            if len(body) > self.config.server.max_body_bytes:
-                raise GuardstreamError("it is larger than [server] max_body_bytes once decompressed")
         return body
 
     def _header(self, name: str) -> str:
@@ -595,6 +611,11 @@ class _Exchange:
         host = httpx.URL(self.upstream).host
         message = f"guardstream could not get an answer from the upstream {host}: it {cause}."
         await self._reply_error(status, message, "upstream_error", outcome="upstream_error")
+
+    async def _reply_too_large(self, when: str = "") -> None:
+        limit = self.config.server.max_body_bytes
+        message = f"guardstream refused the request: its body is over {limit} bytes{when} ([server] max_body_bytes)."
+        await self._reply_error(413, message, "request_too_large", outcome="bad_request")
 
     async def _reply_error(self, status: int, message: str, code: str, *, outcome: str) -> None:
         """An answer made here, in the caller's own API format."""

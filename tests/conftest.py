@@ -12,7 +12,7 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
-from guardstream.config import Config, ModerationSettings, RouteSettings, Timeouts, Upstreams
+from guardstream.config import Config, ModerationSettings, RouteSettings, ServerSettings, Timeouts, Upstreams
 from guardstream.mock import create_mock_app
 from guardstream.proxy import create_app
 from guardstream.servers import serve_in_thread
@@ -95,10 +95,12 @@ def start_proxy(mock_server: MockModel) -> ProxyFactory:
         timeout: float | None = None,
         timeouts: Timeouts | None = None,
         routes: RouteSettings | None = None,
+        server: ServerSettings | None = None,
         **moderation: Any,
     ) -> Iterator[RunningProxy]:
         url = upstream or mock_server.url
         config = Config(
+            server=server or ServerSettings(),
             upstreams=Upstreams(url, url, url),
             moderation=replace(ModerationSettings(), **moderation),
             timeouts=timeouts or Timeouts(),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import resource
 import socket
 import time
 import zlib
@@ -18,7 +19,7 @@ import httpx
 import openai
 import pytest
 
-from guardstream.config import RouteSettings, Timeouts
+from guardstream.config import RouteSettings, ServerSettings, Timeouts
 from tests.conftest import MockModel, ProxyFactory, RunningProxy, mock_headers
 
 SECRET = "AKIA4HJQ7XRZ2PLWKD5N"
@@ -470,6 +471,40 @@ def test_9_a_compressed_body_is_read_and_forwarded_decoded(proxy: RunningProxy, 
     )
     sent = mock_model.requests()[-1]
     assert sent["body"]["messages"] == MESSAGES and "content-encoding" not in sent["headers"]
+
+
+def compressed_zeros(size: int, encoding: str) -> bytes:
+    """`size` zero bytes, compressed a thousandfold: a request body that inflates far past its own size."""
+    wbits = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}[encoding]
+    encoder = zlib.compressobj(9, zlib.DEFLATED, wbits)
+    block = bytes(1 << 20)
+    return b"".join(encoder.compress(block) for _ in range(size >> 20)) + encoder.flush()
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+def test_9_a_compressed_body_over_the_limit_once_decoded_is_a_413_without_decoding_it_all(
+    start_proxy: ProxyFactory, mock_model: MockModel, encoding: str
+) -> None:
+    bomb = compressed_zeros(128 << 20, encoding)
+    headers = {"content-type": "application/json", "content-encoding": encoding}
+    with start_proxy(server=ServerSettings(max_body_bytes=256 * 1024)) as proxy:
+        peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        answer = httpx.post(f"{proxy.url}/v1/chat/completions", content=bomb, headers=headers, timeout=30)
+        peak_growth_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before) / 1024
+    assert len(bomb) < 256 * 1024
+    assert answer.status_code == 413 and answer.json()["error"]["code"] == "request_too_large"
+    assert "once decompressed" in answer.json()["error"]["message"]
+    # Decoded in full, the 128 MiB would have raised the process's peak memory by as much.
+    assert peak_growth_mib < 32
+    assert mock_model.requests() == []
+
+
+def test_9_a_compressed_body_cut_short_or_with_data_after_its_end_is_a_400(proxy: RunningProxy) -> None:
+    clean = gzip.compress(json.dumps({"model": "m", "messages": MESSAGES}).encode())
+    headers = {"content-type": "application/json", "content-encoding": "gzip"}
+    for body in (clean[:-4], clean + b"more"):
+        answer = httpx.post(f"{proxy.url}/v1/chat/completions", content=body, headers=headers)
+        assert answer.status_code == 400 and answer.json()["error"]["code"] == "invalid_request_body"
 
 
 # -- evasion ----------------------------------------------------------------------------------------
