@@ -408,7 +408,8 @@ class _Exchange:
             "request",
             request_id=self.request_id,
             provider=self.label,
-            route=f"{self.scope['method']} {self.route.path}",
+            # The route's shape, never the path itself: a client can put anything in a path segment.
+            route=f"{self.scope['method']} {self.route.log_path}",
             status=self.status,
             outcome=getattr(self, "outcome", None),
             rules=sorted({v.rule.id for v in self.violations}) or None,

@@ -60,6 +60,39 @@ DEFAULT_PASSTHROUGH = (
 UNSAFE_IN_PATH = frozenset("?#%\\;")
 # Escapes of a separator: whether `%2F` splits a segment is each server's own choice.
 ENCODED_SEPARATORS = re.compile(r"%(?:2f|5c)", re.IGNORECASE)
+# Path segments a log line may name: the words of the APIs' own routes. Any other segment (a model,
+# a deployment, a file id, or a credential someone put in a path) is logged as `*`.
+API_WORDS = frozenset(
+    {
+        "api",
+        "assistants",
+        "audio",
+        "batches",
+        "cachedContents",
+        "chat",
+        "completions",
+        "content",
+        "count_tokens",
+        "deployments",
+        "embeddings",
+        "files",
+        "generations",
+        "images",
+        "input_items",
+        "messages",
+        "models",
+        "moderations",
+        "openai",
+        "responses",
+        "threads",
+        "tunedModels",
+        "uploads",
+    }
+)
+API_VERSION = re.compile(r"^v[0-9]+(?:(?:alpha|beta)[0-9]*)?$")
+GEMINI_METHODS = frozenset(
+    {"generateContent", "streamGenerateContent", "countTokens", "embedContent", "batchEmbedContents", "predict"}
+)
 # What stays as it is when the routed path is encoded again for the upstream (RFC 3986 pchar
 # without `%` and `;`, which a routed path never holds, plus `/`).
 PATH_SAFE = "/:@!$&'()*+,=-._~"
@@ -82,6 +115,11 @@ class Route:
     style: ApiStyle
     # Why an `invalid` path was refused, in words for the caller.
     problem: str | None = None
+
+    @property
+    def log_path(self) -> str:
+        """`path` as a log line may show it: only the APIs' own words, any other segment as `*`."""
+        return redacted_path(self.path)
 
     @property
     def wire_path(self) -> str:
@@ -123,6 +161,19 @@ def normalize_path(path: str) -> str:
                 segments.pop()
             continue
         segments.append(segment)
+    return "/" + "/".join(segments)
+
+
+def redacted_path(path: str) -> str:
+    """`/v1beta/models/gemini-2.0-flash:generateContent` -> `/v1beta/models/*:generateContent`:
+    the route's shape without anything a client chose to put in it."""
+    segments = []
+    for segment in path.split("/")[1:]:
+        name, colon, method = segment.partition(":")
+        shown = name if not name or name in API_WORDS or API_VERSION.match(name) else "*"
+        if colon:
+            shown += ":" + (method if method in GEMINI_METHODS else "*")
+        segments.append(shown)
     return "/" + "/".join(segments)
 
 
@@ -222,4 +273,13 @@ def describe(rules: Sequence[PassthroughRule]) -> str:
     return ", ".join(str(rule) for rule in rules) or "nothing"
 
 
-__all__ = ["DEFAULT_PASSTHROUGH", "PassthroughRule", "Route", "Router", "UnsafePath", "decode_path", "normalize_path"]
+__all__ = [
+    "DEFAULT_PASSTHROUGH",
+    "PassthroughRule",
+    "Route",
+    "Router",
+    "UnsafePath",
+    "decode_path",
+    "normalize_path",
+    "redacted_path",
+]

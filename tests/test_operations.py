@@ -88,6 +88,22 @@ def test_one_json_line_per_request_and_per_block_with_nothing_secret_in_it(tmp_p
         assert SECRET not in text and "AKIA" not in text and UPSTREAM_KEY not in text and "jane" not in text
 
 
+def test_a_credential_in_the_path_is_never_logged(tmp_path: Path) -> None:
+    with serving("--upstream", "mock", "--log-format", "json", cwd=tmp_path) as server:
+        httpx.get(f"{server.url}/v1/models/{SECRET}")
+        deployment = f"{server.url}/openai/deployments/{SECRET}/chat/completions?api-version=2024-10-21"
+        httpx.post(deployment, json={"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+        httpx.post(f"{server.url}/v1/files/ghp_{SECRET}/content", json={})
+        stderr = server.wait_for_log('"outcome":"not_routed"')
+    routes = [line["route"] for line in json_lines(stderr) if line["event"] == "request"]
+    assert routes == [
+        "GET /v1/models/*",
+        "POST /openai/deployments/*/chat/completions",
+        "POST /v1/files/*/content",
+    ]
+    assert "AKIA" not in stderr
+
+
 def test_text_logs_are_one_line_each_at_the_chosen_level(tmp_path: Path) -> None:
     with serving("--upstream", "mock", cwd=tmp_path) as server:
         chat(server.url, {"reply": "hello"})

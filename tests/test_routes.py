@@ -7,7 +7,7 @@ from urllib.parse import unquote
 import pytest
 
 from guardstream.errors import ConfigError
-from guardstream.routes import PassthroughRule, Router, normalize_path
+from guardstream.routes import PassthroughRule, Router, normalize_path, redacted_path
 
 ROUTER = Router()
 
@@ -143,3 +143,18 @@ def test_the_path_sent_upstream_decodes_to_exactly_the_routed_path() -> None:
     route = ROUTER.route("GET", "/v1/models/caf%C3%A9:x@y")
     assert route.kind == "passthrough" and route.path == "/v1/models/café:x@y"
     assert route.wire_path == "/v1/models/caf%C3%A9:x@y" and unquote(route.wire_path) == route.path
+
+
+@pytest.mark.parametrize(
+    ("path", "logged"),
+    [
+        ("/v1/chat/completions", "/v1/chat/completions"),
+        ("/v1beta/models/gemini-2.0-flash:streamGenerateContent", "/v1beta/models/*:streamGenerateContent"),
+        ("/openai/deployments/AKIA4HJQ7XRZ2PLWKD5N/chat/completions", "/openai/deployments/*/chat/completions"),
+        ("/v1/models/x:AKIA4HJQ7XRZ2PLWKD5N", "/v1/models/*:*"),
+        ("/AKIA4HJQ7XRZ2PLWKD5N", "/*"),
+        ("/", "/"),
+    ],
+)
+def test_a_logged_path_keeps_only_the_apis_own_words(path: str, logged: str) -> None:
+    assert redacted_path(path) == logged
