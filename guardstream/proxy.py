@@ -73,7 +73,11 @@ STALE_CONNECTION = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError
 # long it waits for it).
 REST_BYTES = 64 * 1024
 # What httpx can decode: anything else on a moderated answer is refused, never relayed unread.
-DECODABLE = {"identity", "gzip", "deflate", "x-gzip"}
+DECODABLE = {"identity", "gzip", "deflate"}
+# Other names of those codings (RFC 9110 §8.4.1.3: x-gzip is gzip). httpx knows only the names
+# above and passes a body under any other one through still encoded, so an alias is renamed before
+# the body is read.
+ENCODING_ALIASES = {"x-gzip": "gzip"}
 UPSTREAM_TOO_LONG = "guardstream stopped the response: it took longer than {seconds:g} s in all"
 
 if importlib.util.find_spec("brotli") is not None:  # pragma: no cover - httpx decodes br when it is installed
@@ -95,6 +99,16 @@ def _media_type(headers: httpx.Headers) -> str:
 
 def _encodings(value: str) -> list[str]:
     return [token.strip().lower() for token in value.split(",") if token.strip()]
+
+
+def _rename_encoding_aliases(response: httpx.Response) -> None:
+    """Name each content coding as httpx knows it, before the body is read (and decoded) at all."""
+    value = response.headers.get("content-encoding")
+    if value is None:
+        return
+    codings = [ENCODING_ALIASES.get(coding, coding) for coding in _encodings(value)]
+    if codings != _encodings(value):
+        response.headers["content-encoding"] = ", ".join(codings)
 
 
 class Runtime:
@@ -642,6 +656,7 @@ class _Exchange:
 
     async def _relay(self, response: httpx.Response, *, moderated: bool) -> None:
         headers = _strip_hop_by_hop(list(response.headers.multi_items()))
+        _rename_encoding_aliases(response)
         if not moderated:
             await self._relay_untouched(response, headers)
             return

@@ -213,6 +213,19 @@ def test_5_a_clean_compressed_stream_arrives_whole(proxy: RunningProxy) -> None:
     assert (text, error) == ("A calm answer.", None)
 
 
+def test_5_an_x_gzip_stream_is_decoded_as_gzip(proxy: RunningProxy) -> None:
+    script = {"reply": "A calm answer.", "content_encoding": "gzip", "headers": {"content-encoding": "x-gzip"}}
+    assert sdk_stream(proxy, script) == ("A calm answer.", None)
+    script["reply"] = f"the key {SECRET} ok"
+    assert_no_leak(post_raw(proxy, script).content)
+
+
+def test_5_an_x_gzip_json_answer_is_decoded_as_gzip(proxy: RunningProxy) -> None:
+    script = {"reply": "Fine.", "content_encoding": "gzip", "headers": {"content-encoding": "x-gzip"}}
+    completion = sdk(proxy).chat.completions.create(model="m", messages=MESSAGES, extra_headers=mock_headers(script))
+    assert completion.choices[0].message.content == "Fine."
+
+
 def test_5_a_json_answer_labelled_as_a_stream_is_not_relayed(proxy: RunningProxy) -> None:
     body = {"id": "c1", "object": "chat.completion", "choices": [{"index": 0, "message": {"content": SECRET}}]}
     script = {"raw_body": json.dumps(body), "content_type": "text/event-stream"}
