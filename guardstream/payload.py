@@ -3,9 +3,10 @@
 Two parsers reading the same bytes must agree, or a guard checks one text while the client (or
 the model) reads another. Python's `json` quietly keeps the *last* of two duplicate keys, accepts
 `NaN`, turns `1e400` into infinity and rejects what other parsers accept. So a payload is only
-trusted when it is unambiguous: duplicate keys, non-finite numbers, invalid UTF-8, trailing data
-and absurd nesting are refused (fail closed) instead of being read one way here and another way
-there.
+trusted when it is unambiguous: duplicate keys, non-finite numbers, invalid UTF-8, an unpaired
+surrogate escape (`"\\ud83d"`: no Unicode text, each parser makes something else of it), trailing
+data and absurd nesting are refused (fail closed) instead of being read one way here and another
+way there.
 
 Default deny: `TextWalker` returns every string of a payload as text to moderate, except values
 of a closed, per-format set of *structural* keys (ids, type, role, model, finish reasons), which
@@ -81,6 +82,11 @@ def _no_constant(name: str) -> Any:
 
 
 _DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys, parse_float=_finite, parse_constant=_no_constant)
+# A surrogate code point: never Unicode text on its own. Once JSON is parsed, a pair of surrogate
+# escapes is one character, so any surrogate left in a string was unpaired.
+SURROGATE = re.compile("[\ud800-\udfff]")
+# Where one could come from: an escape of one, or one already in the text.
+_SURROGATE_SOURCE = re.compile(r"\\u[dD][89a-fA-F]|[\ud800-\udfff]")
 
 
 def loads_strict(data: str | bytes) -> Any:
@@ -93,7 +99,7 @@ def loads_strict(data: str | bytes) -> Any:
     if data.startswith("\ufeff"):
         raise AmbiguousJSON("the JSON starts with a byte-order mark")
     try:
-        return _DECODER.decode(data)
+        payload = _DECODER.decode(data)
     except AmbiguousJSON:
         raise
     except RecursionError:
@@ -101,6 +107,15 @@ def loads_strict(data: str | bytes) -> Any:
     except ValueError as exc:
         # JSONDecodeError, and the int parser's limit on digit count.
         raise AmbiguousJSON(f"the body is not valid JSON ({exc})") from None
+    # Only JSON that names a surrogate is looked at again (emoji escaped as pairs, mostly).
+    if _SURROGATE_SOURCE.search(data) is not None and has_lone_surrogate(payload):
+        raise AmbiguousJSON("the JSON has an unpaired surrogate escape, which is not Unicode text")
+    return payload
+
+
+def has_lone_surrogate(payload: Any) -> bool:
+    """Whether a string (or object key) of a parsed payload holds an unpaired surrogate."""
+    return SURROGATE.search(json.dumps(payload, ensure_ascii=False)) is not None
 
 
 def dumps(payload: Any) -> str:

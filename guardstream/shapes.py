@@ -39,7 +39,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from guardstream.payload import TextPart, get_path, loads_strict, set_text
+from guardstream.payload import SURROGATE, TextPart, get_path, loads_strict, set_text
 from guardstream.sse import Event
 
 # Characters that stand for themselves inside a JSON string: no quote, no escape, no control.
@@ -317,19 +317,22 @@ def _strings(literals: list[bytes]) -> list[str]:
             break
         if "\\" in text:
             text = json.loads('"' + text + '"')
+            if SURROGATE.search(text) is not None:
+                # An unpaired surrogate escape: the slow way refuses the event as malformed.
+                break
         out.append(text)
     return out
 
 
 def _string(literal: str) -> str | None:
     """The string a JSON string literal's inside stands for (escapes read as JSON reads them);
-    None if it is not one (a bare quote or control character, a bad escape)."""
+    None if it is not one (a bare quote or control character, a bad escape, an unpaired surrogate)."""
     if _PLAIN.fullmatch(literal) is not None:
         return literal
     if _STRING.fullmatch(literal) is None or not literal:
         return None
     text: str = json.loads('"' + literal + '"')
-    return text
+    return None if SURROGATE.search(text) is not None else text
 
 
 def _literal_at(data: str, text: str) -> int:

@@ -21,6 +21,10 @@ WALKER = TextWalker(structural=frozenset({"id", "type"}), known_keys=frozenset({
         (b"[" * 100_000, "nested too deeply"),
         (b'{"a": ' + b"1" * 4301 + b"}", "not valid JSON"),
         (b'\xef\xbb\xbf{"a": 1}', "byte-order mark"),
+        (b'{"a": "x\\ud83d y"}', "unpaired surrogate"),
+        (b'{"a": "x\\udc00"}', "unpaired surrogate"),
+        (b'{"a": "\\udf89\\ud83c"}', "unpaired surrogate"),
+        (b'{"\\uD83D": 1}', "unpaired surrogate"),
     ],
 )
 def test_ambiguous_json_is_refused_with_the_reason(body: bytes, reason: str) -> None:
@@ -30,6 +34,11 @@ def test_ambiguous_json_is_refused_with_the_reason(body: bytes, reason: str) -> 
 
 def test_plain_json_parses_and_keeps_big_integers_exact() -> None:
     assert loads_strict('{"n": 123456789012345678901234567890}') == {"n": 123456789012345678901234567890}
+
+
+def test_a_surrogate_pair_is_one_character_and_an_escaped_backslash_no_escape() -> None:
+    assert loads_strict(b'{"a": "\\ud83c\\udf89"}') == {"a": "\U0001f389"}
+    assert loads_strict(b'{"a": "\\\\ud83d"}') == {"a": "\\ud83d"}
 
 
 def walk(node: object) -> list[TextPart]:

@@ -520,6 +520,44 @@ def test_9_a_compressed_body_cut_short_or_with_data_after_its_end_is_a_400(proxy
         assert answer.status_code == 400 and answer.json()["error"]["code"] == "invalid_request_body"
 
 
+# -- 10. an unpaired surrogate escape is malformed JSON, answered as such ----------------------------
+
+
+def with_lone_surrogate(event: str) -> str:
+    """`event` with its string "SURROGATE" replaced by one holding a lone `\\ud83d` escape (half an emoji)."""
+    return event.replace('"SURROGATE"', '"x\\ud83d y"')
+
+
+@pytest.mark.parametrize("plain_events_before", [1, 12])
+def test_10_an_unpaired_surrogate_in_a_stream_ends_it_with_the_providers_error_event(
+    proxy: RunningProxy, plain_events_before: int
+) -> None:
+    # After a dozen events of one shape the stream is read by its shape: both ways end the same.
+    events = [chunk({"content": "ab "})] * plain_events_before
+    events += [with_lone_surrogate(chunk({"content": "SURROGATE"})), DONE]
+    text, error = sdk_stream(proxy, {"raw_events": events})
+    assert text == "ab " * plain_events_before
+    assert isinstance(error, openai.APIError) and not isinstance(error, openai.APIConnectionError)
+    assert "malformed" in error.message
+
+
+def test_10_an_unpaired_surrogate_in_a_json_answer_is_a_502_in_the_providers_format(proxy: RunningProxy) -> None:
+    body = {"id": "c1", "object": "chat.completion", "choices": [{"index": 0, "message": {"content": "SURROGATE"}}]}
+    script = {"raw_body": with_lone_surrogate(json.dumps(body)), "content_type": "application/json"}
+    answer = post_raw(proxy, script, stream=False)
+    assert answer.status_code == 502 and answer.json()["error"]["code"] == "upstream_error"
+
+
+def test_10_an_unpaired_surrogate_in_a_request_is_a_400_in_the_providers_format(
+    proxy: RunningProxy, mock_model: MockModel
+) -> None:
+    body = with_lone_surrogate(json.dumps({"model": "m", "messages": [{"role": "user", "content": "SURROGATE"}]}))
+    answer = httpx.post(f"{proxy.url}/v1/chat/completions", content=body, headers={"content-type": "application/json"})
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == "invalid_request_body"
+    assert "unpaired surrogate" in answer.json()["error"]["message"]
+    assert mock_model.requests() == []
+
+
 # -- evasion ----------------------------------------------------------------------------------------
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from guardstream.checks import CheckPlan
 from guardstream.classifiers import Verdict
+from guardstream.errors import ProviderError
 from guardstream.packs import load_rules
 from guardstream.providers.anthropic import AnthropicStream
 from guardstream.providers.openai_chat import OpenAIChatStream
@@ -163,11 +165,19 @@ def _learned_chat_shapes() -> Shapes:
 
 def test_a_text_with_escapes_is_read_by_its_shape_as_json_reads_it() -> None:
     shapes = _learned_chat_shapes()
-    for text in ['say "hi"', "back\\slash", "tab\there", "line\nbreak", "é", "🎉", "\ud800 alone", "a/b"]:
-        for ascii_only in (True, False) if text.isprintable() else (True,):  # a lone surrogate has no UTF-8
+    for text in ['say "hi"', "back\\slash", "tab\there", "line\nbreak", "é", "🎉", "a/b"]:
+        for ascii_only in (True, False):
             event = next(iter(SSEDecoder().decode(chat(text, ascii=ascii_only))))
             found = shapes.match(event)
             assert found is not None and found[1] == text == OpenAIChatStream().parse(event).parts[-1].text
+
+
+def test_an_unpaired_surrogate_escape_is_not_read_by_a_shape_but_refused_as_malformed() -> None:
+    shapes = _learned_chat_shapes()
+    event = next(iter(SSEDecoder().decode(chat("\ud800 alone", ascii=True))))
+    assert shapes.match(event) is None
+    with pytest.raises(ProviderError, match="unpaired surrogate"):
+        OpenAIChatStream().parse(event)
 
 
 def test_what_is_not_one_json_string_between_the_cuts_is_parsed() -> None:
