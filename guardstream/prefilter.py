@@ -27,6 +27,7 @@ import ahocorasick_rs
 import regex
 
 from guardstream.matchers import RegexMatcher, ScanResult, ScanTimeout, fold
+from guardstream.payload import SURROGATE
 from guardstream.rules import PerRuleSet, Rule
 
 NO_HOLD = sys.maxsize
@@ -283,7 +284,13 @@ def _literal_members(shared: SharedLiterals, folded: str) -> set[int]:
     assert shared.literals is not None and shared.wakes is not None
     wakes = shared.wakes
     found: set[int] = set()
-    for index, _, _ in shared.literals.find_matches_as_indexes(folded, overlapping=True):
+    try:
+        matches = shared.literals.find_matches_as_indexes(folded, overlapping=True)
+    except UnicodeEncodeError:
+        # A lone surrogate (text given to `Guard.check` as it is) cannot be encoded as UTF-8 for
+        # the search; it is part of no literal, so U+FFFD in its place finds the same members.
+        matches = shared.literals.find_matches_as_indexes(SURROGATE.sub("\ufffd", folded), overlapping=True)
+    for index, _, _ in matches:
         found.update(wakes[index])
     return found
 

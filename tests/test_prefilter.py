@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from hypothesis import given, settings, strategies as st
 
+from guardstream import Config, Guard
 from guardstream.matchers import RegexMatcher, fold
 from guardstream.packs import load_rules
 from guardstream.prefilter import SharedLiterals, _longest_tail, finds_nothing, finds_nothing_in_any, group_rules
@@ -128,3 +129,10 @@ def test_an_address_in_one_of_many_values_is_found() -> None:
     assert finds_nothing_in_any(RULES, pads)
     assert not finds_nothing_in_any(RULES, [*pads, "jo@ex.com", "x"])
     assert not finds_nothing_in_any(RULES, ["x", "AKIA4HJQ7XRZ2PLWKD5N", *pads])
+
+
+def test_a_lone_surrogate_in_checked_text_is_searched_around_not_a_crash() -> None:
+    guard = Guard(Config())
+    assert guard.check("half an emoji \ud83d and no secret").blocked is None
+    blocked = guard.check("half an emoji \ud83d then the key AKIA4HJQ7XRZ2PLWKD5N").blocked
+    assert blocked is not None and blocked.rule.id == "secrets.aws-access-key-id"
