@@ -735,6 +735,13 @@ class _Exchange:
         if status >= 500:
             self._upstream_failed("status_5xx")
         headers = [(k, v) for k, v in headers if k.lower() not in ("content-length", "content-encoding")]
+        unreadable = [e for e in _encodings(response.headers.get("content-encoding", "")) if e not in DECODABLE]
+        if unreadable:
+            # httpx left it encoded: the key cannot be looked for in it, so none of it is relayed.
+            message = f"the upstream answered HTTP {status} in a content-encoding guardstream cannot read"
+            raw = error_body(self._style(), f"{message} ({unreadable[0]!r})", "upstream_error", status=status)
+            headers = [(k, v) for k, v in headers if k.lower() != "content-type"]
+            headers.append(("content-type", "application/json"))
         await _send_bytes(self.send, status, self._scrub_injected_key(raw or b""), headers)
         self._count("upstream_rejected" if status < 500 else "upstream_error")
 

@@ -221,6 +221,23 @@ def test_an_upstream_error_quoting_the_injected_key_never_shows_it(tmp_path: Pat
     assert UPSTREAM_KEY not in answer.text and "Incorrect API key provided: [REDACTED:upstream-key]." in answer.text
 
 
+def test_an_upstream_error_in_an_encoding_guardstream_cannot_read_is_not_relayed_with_a_key(tmp_path: Path) -> None:
+    # httpx does not decode `compress`: the body would go out still gzip-compressed, the key unseen in it.
+    env = {"GUARDSTREAM_CLIENT_KEYS": CLIENT_KEY, "REAL_OPENAI_KEY": UPSTREAM_KEY}
+    quoted = json.dumps({"error": {"message": f"Incorrect API key provided: {UPSTREAM_KEY}.", "type": "auth"}})
+    script = {
+        "status": 401,
+        "error_body": quoted,
+        "content_encoding": "gzip",
+        "headers": {"content-encoding": "compress"},
+    }
+    headers = {**mock_headers(script), "authorization": f"Bearer {CLIENT_KEY}"}
+    with serving("--upstream", "mock", "--auth-upstream-key-env", "openai=REAL_OPENAI_KEY", cwd=tmp_path, env=env) as s:
+        answer = httpx.get(f"{s.url}/v1/models", headers=headers)
+    assert answer.status_code == 401 and "cannot read ('compress')" in answer.json()["error"]["message"]
+    assert UPSTREAM_KEY not in answer.text
+
+
 def test_without_an_injected_key_the_clients_own_is_forwarded(tmp_path: Path) -> None:
     with serving("--upstream", "mock", cwd=tmp_path) as s:
         httpx.post(
