@@ -3,7 +3,8 @@
 A model (or a prompt that steers it) can slip a secret past a pattern with characters a reader
 does not see or does not tell apart: zero-width spaces inside a key (`AKIA\u200bZ3M…`), full-width
 or other compatibility forms (`ＡＫＩＡ…`, `ｓｋ－…`). Rules therefore match on a normalised copy:
-each character is mapped on its own through NFKC, and invisible format characters are removed.
+each character is mapped on its own through NFKC, and default-ignorable (invisible) code points
+are removed.
 What leaves is always the original text, byte for byte; only the decisions (where a match starts
 and ends, how far text may be released) are made on the normalised copy and mapped back.
 
@@ -13,17 +14,22 @@ Only characters that change are recorded, so converting an offset is a bisect ov
 
 from __future__ import annotations
 
-import re
 import unicodedata
 from bisect import bisect_right
 from functools import lru_cache
 
-# Characters with no visible form that can sit inside a word: zero-width space/joiners, word
-# joiner and invisible operators, the BOM used as a zero-width no-break space, soft hyphen,
-# Mongolian vowel separator, variation selectors and the tag block (used to smuggle text).
-INVISIBLE = re.compile(
-    "[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufe00-\ufe0f\ufeff\U000e0000-\U000e007f]"
-)
+import regex
+
+# Unicode's Default_Ignorable_Code_Point property: the code points a renderer draws as nothing
+# when it has no special support for them, so a reader does not see them and a key can be split
+# by them: zero-width space/joiners, soft hyphen, bidi and invisible-operator controls, the
+# combining grapheme joiner, Arabic letter mark, Hangul fillers, Khmer inherent vowels, Mongolian
+# free variation selectors, all 256 variation selectors, shorthand format controls, musical
+# beam/tie/slur formats and the whole tag plane (used to smuggle text), unassigned ones included.
+# Taking the property rather than a hand-made list keeps it complete as Unicode adds to it; the
+# `regex` package's lookup is also faster than a `re` character class on all but the shortest texts.
+# Ordinary whitespace is not default-ignorable and stays.
+INVISIBLE = regex.compile(r"\p{Default_Ignorable_Code_Point}")
 
 
 @lru_cache(maxsize=4096)

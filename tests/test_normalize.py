@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import unicodedata
 
+import pytest
 from hypothesis import given, settings, strategies as st
 
 from guardstream.normalize import INVISIBLE, OffsetMap, needs_mapping
@@ -14,6 +15,31 @@ RULES = load_rules(["secrets", "pii"]).for_direction("output")
 SECRET = "AKIA4HJQ7XRZ2PLWKD5N"
 EMAIL = "jane.doe@example.com"
 INVISIBLES = ["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad"]
+
+# One code point of each kind of default-ignorable character beyond the classic zero-width ones:
+# each draws as nothing, so a key split by it is read (and copied) whole.
+IGNORABLES = {
+    "combining grapheme joiner": "\u034f",
+    "Arabic letter mark": "\u061c",
+    "Hangul choseong filler": "\u115f",
+    "Hangul jungseong filler": "\u1160",
+    "Hangul filler": "\u3164",
+    "half-width Hangul filler": "\uffa0",
+    "Khmer vowel inherent AQ": "\u17b4",
+    "Khmer vowel inherent AA": "\u17b5",
+    "Mongolian free variation selector one": "\u180b",
+    "Mongolian free variation selector four": "\u180f",
+    "Mongolian vowel separator": "\u180e",
+    "variation selector-1": "\ufe00",
+    "variation selector-16": "\ufe0f",
+    "variation selector-17": "\U000e0100",
+    "variation selector-256": "\U000e01ef",
+    "shorthand format letter overlap": "\U0001bca0",
+    "musical symbol begin beam": "\U0001d173",
+    "tag latin small letter a": "\U000e0061",
+    "unassigned default-ignorable": "\ufff0",
+    "unassigned in the tag plane": "\U000e0fff",
+}
 
 
 def fullwidth(ch: str) -> str:
@@ -98,3 +124,32 @@ def test_mapping_agrees_with_per_character_normalisation(text: str) -> None:
     assert normal == expected
     assert offsets.release_to_orig(len(normal)) == len(text)
     assert all(offsets.to_norm(i) <= offsets.to_norm(i + 1) for i in range(len(text)))
+
+
+@pytest.mark.parametrize("ignorable", IGNORABLES.values(), ids=IGNORABLES.keys())
+def test_a_key_split_by_any_default_ignorable_character_is_blocked(ignorable: str) -> None:
+    text = f"key {SECRET[:4]}{ignorable}{SECRET[4:]} end"
+    blocked = moderate_text(RULES, text).blocked
+    assert blocked is not None and blocked.rule.id == "secrets.aws-access-key-id"
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    ignorable=st.sampled_from(sorted(IGNORABLES.values())),
+    at=st.integers(1, len(SECRET) - 1),
+    cuts=st.lists(st.integers(0, 200)),
+)
+def test_a_key_split_by_a_default_ignorable_character_is_blocked_before_any_of_it_leaves(
+    ignorable: str, at: int, cuts: list[int]
+) -> None:
+    text = "key: " + SECRET[:at] + ignorable + SECRET[at:] + " done"
+    out, _, blocked = stream_chunks(RULES, chunked(text, cuts))
+    assert blocked is not None and blocked.rule.id == "secrets.aws-access-key-id"
+    assert "key: ".startswith(out)
+
+
+def test_ordinary_whitespace_is_not_invisible() -> None:
+    offsets = OffsetMap()
+    spaces = " \t\n\r\u00a0\u2003\u3000"
+    assert [ch for ch in spaces if INVISIBLE.match(ch)] == []
+    assert len(offsets.append("a" + spaces + "b")) == len(spaces) + 2
