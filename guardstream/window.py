@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from guardstream.matchers import ScanResult, ScanTimeout
-from guardstream.normalize import OffsetMap
+from guardstream.normalize import JsonTextMap, OffsetMap
 from guardstream.prefilter import NO_HOLD, RuleGroup, group_rules
 from guardstream.rules import Action, PerRuleSet, Rule, redact_text
 
@@ -127,6 +127,10 @@ class Window:
     gives out (`end`, `released`, violations, `render` ranges) counts characters of the text as
     it was pushed, and `render` returns that text, byte for byte, with redactions applied.
 
+    With `json_text=True` the text is JSON carried inside a string (tool-call arguments, which
+    the client parses): the rules read it with its string escapes decoded too, and an escape cut
+    off at the end of what has arrived is held until it is complete (see `JsonTextMap`).
+
     `barrier` lets a slower check (a classifier) cap the release point: text at or after
     `barrier` (an offset of the pushed text) stays pending until it moves. `None` means no outside
     check is pending.
@@ -144,6 +148,7 @@ class Window:
         context_chars: int = DEFAULT_CONTEXT_CHARS,
         normalize: bool = True,
         budget: RuleBudget | None = None,
+        json_text: bool = False,
     ) -> None:
         self.rules = tuple(rules)
         self.max_holdback_chars = max_holdback_chars
@@ -165,7 +170,9 @@ class Window:
         self._blocked: Violation | None = None
         self._finished = False
         # The text as pushed, kept apart only once normalising has changed something.
-        self._map = OffsetMap() if normalize else None
+        self._map: OffsetMap | None = (
+            JsonTextMap(normalize=normalize) if json_text else OffsetMap() if normalize else None
+        )
         self._orig: str | None = None
         self._orig_base = 0
         self._public_released = 0
@@ -230,6 +237,9 @@ class Window:
         """End of the channel: decide everything still pending, as if no more text can come."""
         if self._blocked is not None or self._finished:
             return Verdict(self.released, blocked=self.blocked, held_chars=self.end - self.released)
+        if self._map is not None:
+            # An escape still incomplete was held back undecoded: the rules read it as written.
+            self._text += self._map.finish()
         verdict = self._step(final=True)
         self._finished = True
         return self._public(verdict)

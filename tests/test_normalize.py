@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import unicodedata
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from guardstream.normalize import INVISIBLE, OffsetMap, needs_mapping
+from guardstream.normalize import INVISIBLE, JsonTextMap, OffsetMap, needs_mapping
 from guardstream.packs import load_rules
 from guardstream.window import Window, moderate_text, stream_chunks
 
@@ -153,3 +154,62 @@ def test_ordinary_whitespace_is_not_invisible() -> None:
     spaces = " \t\n\r\u00a0\u2003\u3000"
     assert [ch for ch in spaces if INVISIBLE.match(ch)] == []
     assert len(offsets.append("a" + spaces + "b")) == len(spaces) + 2
+
+
+# -- JSON text inside a string (tool-call arguments) -------------------------------------------------
+
+
+def read_json_text(raw: str, cuts: list[int], *, normalize: bool = False) -> tuple[str, JsonTextMap]:
+    offsets = JsonTextMap(normalize=normalize)
+    decoded = "".join(offsets.append(piece) for piece in chunked(raw, cuts)) + offsets.finish()
+    return decoded, offsets
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=st.text(max_size=30), ascii_only=st.booleans(), cuts=st.lists(st.integers(0, 200)))
+def test_json_text_reads_as_the_clients_parser_reads_it(value: str, ascii_only: bool, cuts: list[int]) -> None:
+    raw = json.dumps({"k": value}, ensure_ascii=ascii_only)
+    decoded, offsets = read_json_text(raw, cuts)
+    assert decoded == '{"k": "' + value + '"}'
+    assert offsets.release_to_orig(len(decoded)) == len(raw)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=st.text(max_size=30), cuts=st.lists(st.integers(0, 200)))
+def test_each_decoded_character_maps_back_to_its_whole_escape(value: str, cuts: list[int]) -> None:
+    raw = json.dumps(value)  # every non-ASCII character as \uXXXX, astral ones as a surrogate pair
+    decoded, offsets = read_json_text(raw, cuts)
+    for at, ch in enumerate(decoded):
+        start, end = offsets.span_to_orig(at, at + 1)
+        assert raw[start:end] == ch or json.loads('"' + raw[start:end] + '"') == ch
+
+
+@pytest.mark.parametrize("cut_off", ["\\", "\\u", "\\u00", "\\u004", "\\ud83d", "\\ud83d\\", "\\ud83d\\ude0"])
+def test_an_escape_cut_off_at_the_end_is_held_until_it_is_complete(cut_off: str) -> None:
+    offsets = JsonTextMap()
+    assert offsets.append('{"k": "ab' + cut_off) == '{"k": "ab'
+    assert offsets.release_to_orig(len('{"k": "ab')) == len('{"k": "ab')
+
+
+def test_a_surrogate_pair_is_one_character_and_a_lone_half_a_replacement() -> None:
+    assert JsonTextMap(normalize=False).append("\\ud83d\\ude00 \\ud83d \\ude00x") == "\U0001f600 \ufffd \ufffdx"
+
+
+def test_an_escape_still_incomplete_at_the_end_is_read_as_written() -> None:
+    offsets = JsonTextMap()
+    assert offsets.append("ab\\u00") == "ab"
+    assert offsets.finish() == "\\u00"
+
+
+def test_a_decoded_escape_is_normalised_like_any_character() -> None:
+    assert JsonTextMap().append("A\\u200bK\\uff29A") == "AKIA"  # zero-width space, full-width I
+    assert JsonTextMap(normalize=False).append("A\\u200bK") == "A\u200bK"
+
+
+def test_an_invalid_escape_stands_for_itself() -> None:
+    assert JsonTextMap().append("a\\x\\u12G4") == "a\\x\\u12G4"
+
+
+def test_json_text_without_escapes_costs_no_copy() -> None:
+    text = '{"city": "Paris"}'
+    assert JsonTextMap().append(text) is text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -408,3 +409,46 @@ def test_a_regex_that_timed_out_once_is_asked_again_before_failing_closed() -> N
     rule = Rule("t.flaky", "test", "block", "both", "", Flaky(), "test", "")
     verdict = Window([rule]).push("an ordinary sentence")
     assert verdict.blocked is None and len(calls) == 2
+
+
+# -- JSON text (tool-call arguments): what the client's parser reads --------------------------------
+
+AWS_KEY = "AKIA4HJQ7XRZ2PLWKD5N"
+
+
+@st.composite
+def json_escaped(draw: st.DrawFn, text: str) -> str:
+    """`text` as it may sit in a JSON string: each character plain or as a `\\uXXXX` escape."""
+    return "".join(f"\\u{ord(ch):04{draw(st.sampled_from('xX'))}}" if draw(st.booleans()) else ch for ch in text)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(key=json_escaped(AWS_KEY), cuts=st.lists(st.integers(0, 300), max_size=40))
+def test_no_character_of_a_key_written_with_escapes_leaves_in_json_text(key: str, cuts: list[int]) -> None:
+    before = '{"region": "eu\\n", "key": "'
+    raw = before + key + '", "n": 1}'
+    assert json.loads(raw)["key"] == AWS_KEY  # what the client's parser makes of it
+    out, window, _ = stream(BUILTIN, split(raw, cuts), json_text=True)
+    assert window.blocked is not None and window.blocked.rule.id == "secrets.aws-access-key-id"
+    assert before.startswith(out)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(user=json_escaped("jane.doe"), cuts=st.lists(st.integers(0, 300), max_size=40))
+def test_an_address_written_with_escapes_is_redacted_whole_and_the_json_stays_valid(user: str, cuts: list[int]) -> None:
+    raw = '{"to": "' + user + '\\u0040example.com", "cc": "\\u00e9"}'
+    out, window, _ = stream(BUILTIN, split(raw, cuts), json_text=True)
+    assert window.blocked is None
+    assert json.loads(out) == {"to": "[REDACTED:email]", "cc": "é"}
+
+
+def test_an_ordinary_channel_reads_escapes_as_written() -> None:
+    # A content string's escapes were decoded by the event's JSON parse: a backslash left in it is
+    # one the reader sees.
+    out, window, _ = stream(BUILTIN, ['key "\\u0041KIA4HJQ7XRZ2PLWKD5N"'])
+    assert window.blocked is None and out == 'key "\\u0041KIA4HJQ7XRZ2PLWKD5N"'
+
+
+def test_json_text_is_decoded_with_normalising_off_too() -> None:
+    _, window, _ = stream(BUILTIN, ['{"k": "\\u0041KIA4HJQ7XRZ2PLWKD5N"}'], json_text=True, normalize=False)
+    assert window.blocked is not None
