@@ -122,13 +122,14 @@ class TextChannels:
         # Views closed as complete (`close`): no text may be added to them.
         self._sealed: set[Channel] = set()
 
-    def _window(self) -> Window:
+    def _window(self, *, json_text: bool = False) -> Window:
         window = Window(
             self.rules,
             max_holdback_chars=self.max_holdback_chars,
             context_chars=self.context_chars,
             normalize=self.normalize,
             budget=self.budget,
+            json_text=json_text,
         )
         if self.checks is not None:
             self.checks.watch(window)
@@ -218,7 +219,7 @@ class TextChannels:
 
     def _push(self, part: TextPart, state: PartState) -> PartState:
         text = part.text
-        for window in self._windows_for(part.views):
+        for window in self._windows_for(part.views, part.json_text):
             start = window.end
             # Decided in `settle`, once for all the parts that arrived together.
             window.append(text)
@@ -267,8 +268,8 @@ class TextChannels:
         if len(part.text) > len(original):
             if any(view in self._sealed for view in part.views):  # `copy_of` is one of them
                 # Nothing streamed, and the channel is complete: the snapshot is a text of its own.
-                return self.add(TextPart((("snapshot", *part.path),), part.text, part.path))
-            extra = TextPart(part.views, part.text, part.path, tracked=True)
+                return self.add(TextPart((("snapshot", *part.path),), part.text, part.path, json_text=part.json_text))
+            extra = TextPart(part.views, part.text, part.path, tracked=True, json_text=part.json_text)
             self.add(extra)
         return PartState(part, copies=list(states))
 
@@ -424,15 +425,17 @@ class TextChannels:
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _windows_for(self, views: tuple[Channel, ...]) -> list[Window]:
+    def _windows_for(self, views: tuple[Channel, ...], json_text: bool) -> list[Window]:
         route = self._routes.get(views)
         if route is not None:
             return route
-        route = self._route(views)
+        route = self._route(views, json_text)
         self._routes[views] = route
         return route
 
-    def _route(self, views: tuple[Channel, ...]) -> list[Window]:
+    def _route(self, views: tuple[Channel, ...], json_text: bool) -> list[Window]:
+        """The windows of `views`, forking shared ones and opening one for views new so far (a
+        view carries one kind of text, so the first part on it says whether it is JSON text)."""
         wanted = set(views)
         windows: dict[int, Window] = {}
         fresh: list[Channel] = []
@@ -458,7 +461,7 @@ class TextChannels:
             windows[id(window)] = window
         if fresh:
             # Views that have read nothing so far all read the same text from here on.
-            window = self._window()
+            window = self._window(json_text=json_text)
             self._routes.clear()
             self._readers[id(window)] = set(fresh)
             for view in fresh:

@@ -141,6 +141,10 @@ class TextPart:
     copy_of: Channel | None = None
     # Text on a view that snapshots copy: the channels remember it (its first view is the one).
     tracked: bool = False
+    # JSON text inside a string (tool-call arguments): the client parses it, so the rules read it
+    # with its string escapes decoded (see `normalize.JsonTextMap`). Ordinary strings need not:
+    # parsing the event already decoded their escapes.
+    json_text: bool = False
 
     @property
     def is_value(self) -> bool:

@@ -92,7 +92,7 @@ class Shape:
 
     def part_with(self, text: str) -> TextPart:
         part = self.parts[self.slot]
-        return TextPart(part.views, text, part.path)
+        return TextPart(part.views, text, part.path, json_text=part.json_text)
 
     def pad_with(self, pad: str) -> TextPart:
         assert self.pad_slot is not None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import resource
 import socket
 import time
@@ -18,6 +19,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from guardstream.config import RouteSettings, ServerSettings, Timeouts
 from tests.conftest import MockModel, ProxyFactory, RunningProxy, mock_headers
@@ -571,3 +573,111 @@ def test_text_that_only_looks_unusual_arrives_byte_for_byte(proxy: RunningProxy)
     reply = "ｆｕｌｌ ｗｉｄｔｈ, zero\u200bwidth, ligature ﬁne, emoji 🎉."
     text, error = sdk_stream(proxy, {"reply": reply, "chunk_chars": 3})
     assert (text, error) == (reply, None)
+
+
+# -- JSON escapes in tool-call arguments ---------------------------------------------------------------
+
+# The key as a model may write it in a call's arguments: JSON text the client parses, where
+# `\u0041` is `A`. The client's `json.loads(arguments)` holds the key verbatim.
+ESCAPED_ARGS_BEFORE = '{"region": "eu", "key": "'
+ESCAPED_ARGS = ESCAPED_ARGS_BEFORE + "\\u0041KIA4HJQ\\u0037XRZ2PLWKD5N" + '"}'
+# Where each format sends a call's arguments, and the path to them.
+TOOL_ROUTES = {
+    "chat": ("/v1/chat/completions", {"messages": MESSAGES}),
+    "responses": ("/v1/responses", {"input": "hi"}),
+    "anthropic": ("/v1/messages", {"max_tokens": 50, "messages": MESSAGES}),
+}
+
+
+def call_with_escaped_key(
+    proxy: RunningProxy, fmt: str, *, stream: bool, arguments: str = ESCAPED_ARGS, chunk_chars: int = 3
+) -> httpx.Response:
+    path, body = TOOL_ROUTES[fmt]
+    script = {"reply": "Calling.", "tool_calls": [{"name": "f", "arguments": arguments}], "chunk_chars": chunk_chars}
+    payload = {"model": "m", "stream": stream, **body}
+    return httpx.post(f"{proxy.url}{path}", json=payload, headers=mock_headers(script), timeout=30)
+
+
+def events(raw: bytes) -> list[Any]:
+    lines = raw.decode().splitlines()
+    return [json.loads(line[5:]) for line in lines if line.startswith("data:") and line[5:].strip() != "[DONE]"]
+
+
+def streamed_arguments(raw: bytes) -> str:
+    """The arguments the client assembles from the deltas of a streamed call, in any format."""
+    out = []
+    for event in events(raw):
+        for choice in event.get("choices") or []:
+            for call in choice["delta"].get("tool_calls") or []:
+                out.append(call.get("function", {}).get("arguments") or "")
+        if event.get("type") == "response.function_call_arguments.delta":
+            out.append(event["delta"])
+        if event.get("type") == "content_block_delta" and event["delta"]["type"] == "input_json_delta":
+            out.append(event["delta"]["partial_json"])
+    return "".join(out)
+
+
+def strings_with_escapes_decoded(node: Any) -> str:
+    """Every string under `node`, with the JSON escapes inside it decoded too (what the client's
+    parser makes of arguments)."""
+    if isinstance(node, str):
+        return re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: chr(int(m[1], 16)), node)
+    if isinstance(node, dict):
+        return "\n".join(strings_with_escapes_decoded(v) for v in node.values())
+    if isinstance(node, list):
+        return "\n".join(strings_with_escapes_decoded(v) for v in node)
+    return ""
+
+
+def assert_no_piece_of_the_key(seen: str) -> None:
+    assert not any(SECRET[i : i + 4] in seen for i in range(len(SECRET) - 3))
+
+
+@pytest.mark.parametrize("fmt", list(TOOL_ROUTES))
+def test_a_key_written_with_json_escapes_in_streamed_tool_arguments_is_blocked(proxy: RunningProxy, fmt: str) -> None:
+    raw = call_with_escaped_key(proxy, fmt, stream=True).content
+    assert ESCAPED_ARGS_BEFORE.startswith(streamed_arguments(raw))
+    assert_no_piece_of_the_key(strings_with_escapes_decoded(events(raw)))
+    assert b"secrets.aws-access-key-id" in raw or b"content_filter" in raw
+
+
+@pytest.mark.parametrize("fmt", ["chat", "responses"])  # Anthropic's whole answer holds the input parsed
+def test_a_key_written_with_json_escapes_in_whole_tool_arguments_is_blocked(proxy: RunningProxy, fmt: str) -> None:
+    response = call_with_escaped_key(proxy, fmt, stream=False)
+    assert response.status_code == 400
+    assert_no_piece_of_the_key(strings_with_escapes_decoded(response.json()))
+
+
+def test_an_address_written_with_json_escapes_in_tool_arguments_is_redacted_and_stays_json(
+    proxy: RunningProxy,
+) -> None:
+    script = {"tool_calls": [{"name": "f", "arguments": '{"to": "jane.doe\\u0040example.com"}'}], "chunk_chars": 3}
+    raw = post_raw(proxy, script).content
+    assert json.loads(streamed_arguments(raw)) == {"to": "[REDACTED:email]"}
+
+
+def test_a_key_written_with_json_escapes_in_legacy_function_call_arguments_is_blocked(proxy: RunningProxy) -> None:
+    pieces = [ESCAPED_ARGS[i : i + 3] for i in range(0, len(ESCAPED_ARGS), 3)]
+    calls = [chunk({"function_call": {"name": "f", "arguments": ""}})]
+    calls += [chunk({"function_call": {"arguments": piece}}) for piece in pieces]
+    raw = post_raw(proxy, {"raw_events": [*calls, DONE]}).content
+    assert_no_piece_of_the_key(strings_with_escapes_decoded(events(raw)))
+    assert b'"code":"content_filter"' in raw
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
+@given(
+    fmt=st.sampled_from(list(TOOL_ROUTES)),
+    escaped=st.lists(st.booleans(), min_size=len(SECRET), max_size=len(SECRET)),
+    chunk_chars=st.integers(1, 8),
+)
+def test_no_character_of_a_key_with_any_mix_of_escapes_reaches_the_client_under_any_chunking(
+    proxy: RunningProxy, fmt: str, escaped: list[bool], chunk_chars: int
+) -> None:
+    key = "".join(f"\\u{ord(ch):04x}" if esc else ch for ch, esc in zip(SECRET, escaped, strict=True))
+    arguments = ESCAPED_ARGS_BEFORE + key + '"}'
+    raw = call_with_escaped_key(proxy, fmt, stream=True, arguments=arguments, chunk_chars=chunk_chars).content
+    assert ESCAPED_ARGS_BEFORE.startswith(streamed_arguments(raw))
+    assert_no_piece_of_the_key(strings_with_escapes_decoded(events(raw)))

@@ -183,7 +183,9 @@ def extract_event(payload: dict[str, Any], out: list[TextPart]) -> None:
             key = DELTA_TEXT.get(str(delta.get("type")))
             if key is not None and isinstance(delta.get(key), str) and delta[key]:
                 channel = "text" if key == "text" else key
-                out.append(TextPart(block_views(index, channel), delta[key], ("delta", key)))
+                # Tool input is JSON text the SDK parses: read with its escapes decoded.
+                json_text = key == "partial_json"
+                out.append(TextPart(block_views(index, channel), delta[key], ("delta", key), json_text=json_text))
             rest = others(delta, key)
             # A citation comes whole in its delta and is kept whole, in a list; a delta type not
             # known here may stream, so its strings are read in a row per block and field.

@@ -199,7 +199,10 @@ def _extract_choice(choice: dict[str, Any], pos: int, out: list[TextPart]) -> No
                 if field == "tool_calls" and isinstance(item, list):
                     _extract_tool_calls(item, idx, pos, (*base, key, field), out)
                 else:
+                    first = len(out)
                     WALKER.walk(item, (*base, key, field), f"{key}.{field}", views, out)
+                    if field == "function_call":  # the deprecated single call
+                        _mark_arguments(out, first)
         elif key == "logprobs":
             WALKER.walk(_top_logprobs_only(value), (*base, key), key, views, out)
         else:
@@ -213,7 +216,17 @@ def _extract_tool_calls(calls: list[Any], idx: int, pos: int, base: tuple[str | 
         def views(field: str, tool_idx: int = tool_idx, tool_pos: int = tool_pos) -> tuple[Channel, ...]:
             return (("i", idx, "tool", tool_idx, field), ("p", pos, "tool", tool_pos, field), ("a", "tool", field))
 
+        first = len(out)
         WALKER.walk(call, (*base, tool_pos), "", views, out)
+        _mark_arguments(out, first)
+
+
+def _mark_arguments(parts: list[TextPart], first: int) -> None:
+    """A function's `arguments` (from `parts[first]` on) are JSON text that the client parses:
+    the rules read them with their escapes decoded, or one `\\u0041` would hide a key."""
+    for part in parts[first:]:
+        if part.views and part.path[-2:] in (("function", "arguments"), ("function_call", "arguments")):
+            part.json_text = True
 
 
 def _delta_tool_calls(choice: Any) -> list[Any] | None:

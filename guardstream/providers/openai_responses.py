@@ -150,6 +150,11 @@ def channel_views(output_index: int, sub: int | None, kind: str) -> tuple[Channe
     return (("item", output_index, sub, kind), ("flat", kind))
 
 
+def _is_json_text(views: tuple[Channel, ...]) -> bool:
+    """Call arguments are JSON text that the client parses: read with their escapes decoded."""
+    return views[-1] == ("flat", "arguments")
+
+
 def _int(value: Any, name: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise ProviderError(f"the upstream sent a {name} that is not an integer")
@@ -173,11 +178,11 @@ class Extractor:
 
     def text(self, path: tuple[str | int, ...], text: Any, views: tuple[Channel, ...]) -> None:
         if isinstance(text, str) and text:
-            self.out.append(TextPart(views, text, path, tracked=True))
+            self.out.append(TextPart(views, text, path, tracked=True, json_text=_is_json_text(views)))
 
     def copy(self, path: tuple[str | int, ...], text: Any, views: tuple[Channel, ...]) -> None:
         if isinstance(text, str):
-            self.out.append(TextPart(views, text, path, copy_of=views[0]))
+            self.out.append(TextPart(views, text, path, copy_of=views[0], json_text=_is_json_text(views)))
 
     def rest(
         self, node: Any, path: tuple[str | int, ...], field: str, skip: set[str], *, comes_whole: bool = True
