@@ -282,6 +282,8 @@ STREAMED = {
     "response.reasoning_text.done": ("text", "reasoning_text", "content_index", True),
     "response.function_call_arguments.delta": ("delta", "arguments", None, False),
     "response.function_call_arguments.done": ("arguments", "arguments", None, True),
+    "response.mcp_call_arguments.delta": ("delta", "arguments", None, False),
+    "response.mcp_call_arguments.done": ("arguments", "arguments", None, True),
     "response.reasoning_summary_text.delta": ("delta", "summary", "summary_index", False),
     "response.reasoning_summary_text.done": ("text", "summary", "summary_index", True),
 }
@@ -541,10 +543,10 @@ class OpenAIResponsesStream:
                     out.append(self._event("response.content_part.done", **base, part=part))
                     parts.append(part)
                 item = {**item, "content": parts}
-            elif item.get("type") == "function_call":
+            elif item.get("type") in ("function_call", "mcp_call"):
                 arguments = released(("item", oi, None, "arguments"))
                 fields = {"item_id": item_id, "output_index": oi, "arguments": arguments}
-                out.append(self._event("response.function_call_arguments.done", **fields))
+                out.append(self._event(f"response.{item['type']}_arguments.done", **fields))
                 item = {**item, "arguments": arguments}
             item = {**item, "status": "incomplete"}
             self._items[oi] = item

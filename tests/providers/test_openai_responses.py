@@ -266,14 +266,16 @@ def test_a_key_in_an_obfuscation_pad_is_caught() -> None:
     assert SECRET not in out.decode() and blocked(out)
 
 
-def function_call_events(arguments: list[str], name: str = "get_weather") -> list[bytes]:
-    call = {"id": "fc_1", "type": "function_call", "call_id": "c1", "name": name, "arguments": ""}
+def function_call_events(
+    arguments: list[str], name: str = "get_weather", item_type: str = "function_call"
+) -> list[bytes]:
+    call = {"id": "fc_1", "type": item_type, "call_id": "c1", "name": name, "arguments": ""}
     where = {"item_id": "fc_1", "output_index": 0}
     return [
         event("response.created", response={"id": "resp_1", "object": "response", "output": []}),
         event("response.output_item.added", output_index=0, item=call),
-        *[event("response.function_call_arguments.delta", **where, delta=piece) for piece in arguments],
-        event("response.function_call_arguments.done", **where, arguments="".join(arguments)),
+        *[event(f"response.{item_type}_arguments.delta", **where, delta=piece) for piece in arguments],
+        event(f"response.{item_type}_arguments.done", **where, arguments="".join(arguments)),
         event("response.output_item.done", output_index=0, item={**call, "arguments": "".join(arguments)}),
     ]
 
@@ -341,3 +343,24 @@ def test_a_content_part_added_out_of_order_ends_the_stream_as_malformed() -> Non
         moderator.feed(chunk)
     moderator.finish()
     assert moderator.failure == MALFORMED_MESSAGE
+
+
+@pytest.mark.parametrize("item_type", ["function_call", "mcp_call"])
+def test_a_key_written_with_json_escapes_in_call_arguments_is_blocked(item_type: str) -> None:
+    # The arguments are JSON text the client parses: `\\u0041` is `A` there.
+    arguments = '{"region": "eu", "key": "\\u0041KIA4HJQ\\u0037XRZ2PLWKD5N"}'
+    pieces = [arguments[i : i + 3] for i in range(0, len(arguments), 3)]
+    out = run(*function_call_events(pieces, item_type=item_type))
+    deltas = [p["delta"] for p in payloads(out) if p["type"] == f"response.{item_type}_arguments.delta"]
+    assert '{"region": "eu", "key": "'.startswith("".join(deltas))
+    assert "KIA4" not in out.decode() and blocked(out)
+
+
+def test_a_graceful_finish_closes_an_mcp_call_with_its_own_done_event() -> None:
+    arguments = '{"region": "eu", "key": "\\u0041KIA4HJQ7XRZ2PLWKD5N"}'
+    pieces = [arguments[i : i + 3] for i in range(0, len(arguments), 3)]
+    moderator = StreamModerator(OpenAIResponsesStream(), RULES, on_violation="finish")
+    out = b"".join(moderator.feed(c) for c in function_call_events(pieces, item_type="mcp_call")) + moderator.finish()
+    done = [p for p in payloads(out) if p["type"] == "response.mcp_call_arguments.done"]
+    assert len(done) == 1 and '{"region": "eu", "key": "'.startswith(done[0]["arguments"])
+    assert payloads(out)[-1]["type"] == "response.incomplete" and "KIA4" not in out.decode()
