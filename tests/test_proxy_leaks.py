@@ -582,7 +582,7 @@ def test_text_that_only_looks_unusual_arrives_byte_for_byte(proxy: RunningProxy)
 ESCAPED_ARGS_BEFORE = '{"region": "eu", "key": "'
 ESCAPED_ARGS = ESCAPED_ARGS_BEFORE + "\\u0041KIA4HJQ\\u0037XRZ2PLWKD5N" + '"}'
 # Where each format sends a call's arguments, and the path to them.
-TOOL_ROUTES = {
+TOOL_ROUTES: dict[str, tuple[str, dict[str, Any]]] = {
     "chat": ("/v1/chat/completions", {"messages": MESSAGES}),
     "responses": ("/v1/responses", {"input": "hi"}),
     "anthropic": ("/v1/messages", {"max_tokens": 50, "messages": MESSAGES}),
