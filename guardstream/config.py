@@ -71,8 +71,8 @@ class ModerationSettings:
     )
     max_holdback_chars: int = setting(DEFAULT_MAX_HOLDBACK_CHARS, "int", "Longest text held for one match.", minimum=1)
     context_chars: int = setting(DEFAULT_CONTEXT_CHARS, "int", "Released text rules re-read.", minimum=0)
-    # Rules read through zero-width characters and compatibility look-alikes (NFKC).
-    normalize: bool = setting(True, "bool", "See through zero-width characters and look-alikes.")
+    # Rules read through invisible (default-ignorable) characters and compatibility look-alikes (NFKC).
+    normalize: bool = setting(True, "bool", "See through invisible characters and look-alikes.")
     rule_timeout_ms: int = setting(100, "int", "Longest a rule's regex may run on one delta.", minimum=1)
     rule_budget_ms: int = setting(
         1000, "int", "Regex time one stream may spend in one rule, + 50 µs per character.", minimum=1
