@@ -164,7 +164,9 @@ class TextWalker:
     are base64 by definition, where bare base64 is skipped too (see `is_base64_media`). A media
     field of an object that says it is text (`"type": "text"`, Anthropic's plain-text document
     source) is text. `aliases`: field names that are the same text as another (a content given as
-    a list of parts is the content).
+    a list of parts is the content). `arguments`: fields (matched the same way) whose value is a
+    tool call's arguments (or a tool's result) as a JSON object: numbers in it are read too (see
+    `number_text`), since a tool takes `4539578763621486` as readily as `"4539578763621486"`.
     """
 
     structural: frozenset[str]
@@ -173,12 +175,17 @@ class TextWalker:
     aliases: dict[str, str] | None = None
     media: frozenset[str] = frozenset()
     base64: frozenset[str] = frozenset()
+    arguments: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         # A field is opaque (media) when its dotted name is, or ends with, one of `opaque` (`media`).
         object.__setattr__(self, "_opaque_suffixes", tuple("." + name for name in self.opaque))
         object.__setattr__(self, "_media_suffixes", tuple("." + name for name in self.media | self.base64))
         object.__setattr__(self, "_base64_suffixes", tuple("." + name for name in self.base64))
+        object.__setattr__(self, "_arguments_suffixes", tuple("." + name for name in self.arguments))
+
+    def is_arguments(self, field: str) -> bool:
+        return field in self.arguments or field.endswith(self._arguments_suffixes)  # type: ignore[attr-defined]
 
     def is_opaque(self, field: str) -> bool:
         return field in self.opaque or field.endswith(self._opaque_suffixes)  # type: ignore[attr-defined]
@@ -191,11 +198,24 @@ class TextWalker:
         return is_base64_media(value, bare=bare)
 
     def walk(
-        self, node: Any, path: JsonPath, field: str, views: Views, out: list[TextPart], *, text_object: bool = False
+        self,
+        node: Any,
+        path: JsonPath,
+        field: str,
+        views: Views,
+        out: list[TextPart],
+        *,
+        text_object: bool = False,
+        in_arguments: bool = False,
     ) -> None:
         """Append a part for every string under `node` (at `path`; `field` is its dotted name;
-        `text_object`: its object says it is text)."""
-        if isinstance(node, str):
+        `text_object`: its object says it is text), and every number under tool arguments
+        (`in_arguments`, or `field` is one of `arguments`)."""
+        in_arguments = in_arguments or (bool(self.arguments) and self.is_arguments(field))
+        if in_arguments and isinstance(node, int | float) and not isinstance(node, bool):
+            # A value, checked on its own; redacted, it becomes a string (see `set_text`).
+            out.append(TextPart((), number_text(node), path))
+        elif isinstance(node, str):
             if not node or self.is_opaque(field) or (not text_object and self.is_media(field, node)):
                 return
             key = field.rpartition(".")[2]
@@ -210,10 +230,18 @@ class TextWalker:
             for key, value in node.items():
                 if key not in self.known_keys:
                     out.append(TextPart((), key, (*path, key), is_key=True))
-                self.walk(value, (*path, key), prefix + key, views, out, text_object=is_text)
+                self.walk(value, (*path, key), prefix + key, views, out, text_object=is_text, in_arguments=in_arguments)
         elif isinstance(node, list):
             for i, item in enumerate(node):
-                self.walk(item, (*path, i), field, views, out)
+                self.walk(item, (*path, i), field, views, out, in_arguments=in_arguments)
+
+
+def number_text(value: int | float) -> str:
+    """A JSON number as the text rules read: an integer as written (`loads_strict` keeps every
+    digit), a float as `dumps` writes it (how the client gets it once the event is rewritten,
+    and how a tool prints the value it parsed: `4.539578763621486e15` reads as
+    `4539578763621486.0`)."""
+    return repr(value) if isinstance(value, float) else str(value)
 
 
 def whole(field: str) -> tuple[Channel, ...]:
@@ -252,6 +280,7 @@ def set_text(payload: Any, part: TextPart, text: str) -> None:
         target = target[key]
     last = part.path[-1]
     if not part.is_key:
+        # A redacted number (tool arguments) becomes this string: still JSON, with nothing of it left.
         target[last] = text
         return
     if text == last:

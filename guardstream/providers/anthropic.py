@@ -118,7 +118,10 @@ OPAQUE = frozenset(
 # Base64 images and documents (`source.type: "base64"`): skipped only while the whole value is
 # base64. A plain-text document (`source.type: "text"`) is text the model reads: moderated.
 BASE64 = frozenset({"source.data"})
-WALKER = TextWalker(STRUCTURAL, KNOWN_KEYS, OPAQUE, base64=BASE64)
+# A tool call's input as a JSON object (a whole answer, a request's history, a block that starts
+# with it): its numbers are read too. Streamed, it is JSON text (`partial_json`).
+ARGUMENTS = frozenset({"content.input", "content_block.input"})
+WALKER = TextWalker(STRUCTURAL, KNOWN_KEYS, OPAQUE, base64=BASE64, arguments=ARGUMENTS)
 # Which string of a delta is the block's streamed text, by delta type.
 DELTA_TEXT = {"text_delta": "text", "input_json_delta": "partial_json", "thinking_delta": "thinking"}
 # Deltas that carry a whole object (a citation, a thinking block's signature), not a piece of text.

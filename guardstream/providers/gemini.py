@@ -122,7 +122,18 @@ KNOWN_KEYS = frozenset(
 OPAQUE = frozenset({"thoughtSignature", "thought_signature"})
 # Inline images, audio or files, base64 by definition: skipped only while the whole value is base64.
 BASE64 = frozenset({"inlineData.data", "inline_data.data"})
-GEMINI_WALKER = TextWalker(STRUCTURAL, KNOWN_KEYS, OPAQUE, base64=BASE64)
+# A function call's arguments and a function's result are JSON objects: their numbers are read too.
+ARGUMENTS = frozenset(
+    {
+        "functionCall.args",
+        "function_call.args",
+        "functionCall.partialArgs",
+        "function_call.partial_args",
+        "functionResponse.response",
+        "function_response.response",
+    }
+)
+GEMINI_WALKER = TextWalker(STRUCTURAL, KNOWN_KEYS, OPAQUE, base64=BASE64, arguments=ARGUMENTS)
 
 
 def _index(candidate: dict[str, Any], default: int) -> int:

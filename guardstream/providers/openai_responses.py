@@ -140,8 +140,15 @@ OPAQUE_EVENTS = {"response.audio.delta": "delta", "response.image_generation_cal
 # base64 data URL; audio, base64 by definition, while it is base64.
 MEDIA = frozenset({"image_url", "image_url.url", "file_data"})
 BASE64 = frozenset({"input_audio.data"})
+# A computer or shell call's action is its arguments as a JSON object: its numbers are read too.
+ARGUMENTS = frozenset({"item.action", "input.action"})
 WALKER = TextWalker(
-    STRUCTURAL, KNOWN_KEYS, frozenset({"encrypted_content", "partial_image_b64"}), media=MEDIA, base64=BASE64
+    STRUCTURAL,
+    KNOWN_KEYS,
+    frozenset({"encrypted_content", "partial_image_b64"}),
+    media=MEDIA,
+    base64=BASE64,
+    arguments=ARGUMENTS,
 )
 LOGPROB_KEYS = frozenset({"token", "logprob", "bytes", "top_logprobs"})
 
