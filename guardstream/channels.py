@@ -15,11 +15,12 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from guardstream.checks import CheckPlan, CheckRequest, Checks, FailureLike, VerdictLike
 from guardstream.errors import ProviderError
+from guardstream.jsontext import JsonLexState, fit_redactions
 from guardstream.normalize import needs_mapping
 from guardstream.payload import Channel, TextPart
 from guardstream.prefilter import finds_nothing, finds_nothing_in_any
@@ -56,6 +57,11 @@ class PartState:
     pieces: list[str] = field(default_factory=list)
     # A copy (a snapshot repeating a channel's text): the parts it repeats, rendered as they were.
     copies: list[PartState] | None = None
+    # A piece of a JSON document (`TextPart.json_text`): the document, the lexer state before
+    # the piece, and the document's character after it once that has come.
+    json_doc: JsonDocument | None = None
+    json_at: JsonLexState | None = None
+    json_after: str | None = None
     # The part's length: a text part in a window is released once `rendered_to` reaches it.
     size: int = field(init=False)
 
@@ -75,6 +81,28 @@ class PartState:
 
     def is_unchanged(self) -> bool:
         return self.is_released and self.rendered() == self.part.text
+
+
+@dataclass(slots=True)
+class JsonDocument:
+    """A JSON text streamed in pieces on one view (a tool call's arguments): where its lexer
+    stands after the pieces so far, its last piece, and whether it is complete."""
+
+    state: JsonLexState = field(default_factory=JsonLexState)
+    last: PartState | None = None
+    ended: bool = False
+
+    def take(self, state: PartState) -> None:
+        """`state`'s part is the document's next piece."""
+        text = state.part.text
+        state.json_doc = self
+        state.json_at = self.state
+        if not text:
+            return
+        self.state = self.state.advance(text)
+        if self.last is not None:
+            self.last.json_after = text[0]
+        self.last = state
 
 
 class TextChannels:
@@ -121,6 +149,8 @@ class TextChannels:
         self._unsettled: dict[int, Window] = {}
         # Views closed as complete (`close`): no text may be added to them.
         self._sealed: set[Channel] = set()
+        # JSON documents streamed as text, by their view (see `TextPart.json_text`).
+        self._json_docs: dict[Channel, JsonDocument] = {}
 
     def _window(self, *, json_text: bool = False) -> Window:
         window = Window(
@@ -186,13 +216,24 @@ class TextChannels:
         """
         states: list[PartState] = []
         offset = state.rendered_to
+        lexed = state.json_at.advance(state.part.text[:offset]) if state.json_at is not None else None
         for part in parts:
             size = len(part.text)
             piece = PartState(part)
             piece.spans = [(window, start + offset, start + offset + size) for window, start, _ in state.spans]
+            if lexed is not None and part.text:
+                # The pieces of a JSON text go on where the whole left off.
+                piece.json_doc, piece.json_at = state.json_doc, lexed
+                lexed = lexed.advance(part.text)
+                if states and states[-1].json_at is not None:
+                    states[-1].json_after = part.text[0]
             states.append(piece)
             offset += size
         assert offset == state.size, "the parts must cover the rest of the state"
+        if states and states[-1].json_at is not None:
+            states[-1].json_after = state.json_after
+            if state.json_doc is not None and state.json_doc.last is state:
+                state.json_doc.last = states[-1]
         for window, _, _ in state.spans:
             pending = self._pending.get(id(window))
             if pending is None:
@@ -219,6 +260,11 @@ class TextChannels:
 
     def _push(self, part: TextPart, state: PartState) -> PartState:
         text = part.text
+        if part.json_text:
+            doc = self._json_docs.get(part.views[0])
+            if doc is None:
+                doc = self._json_docs[part.views[0]] = JsonDocument()
+            doc.take(state)
         for window in self._windows_for(part.views, part.json_text):
             start = window.end
             # Decided in `settle`, once for all the parts that arrived together.
@@ -276,6 +322,8 @@ class TextChannels:
     def flush(self) -> None:
         """The text is complete: decide everything still held (classifiers get their last checks)."""
         self.settle()
+        for doc in self._json_docs.values():
+            doc.ended = True
         for window in {id(w): w for w in self._views.values()}.values():
             self._note(window.flush())
             if self.checks is not None:
@@ -291,6 +339,9 @@ class TextChannels:
         closing = {view for view in self._views if any(view[: len(p)] == p for p in prefixes)}
         if sealed:
             self._sealed |= closing
+            for view, doc in self._json_docs.items():
+                if any(view[: len(p)] == p for p in prefixes):
+                    doc.ended = True
         if not closing:
             return
         self.settle()
@@ -352,6 +403,8 @@ class TextChannels:
         spans = state.spans
         if lo >= state.size or not spans:
             return
+        if state.json_at is not None and self._render_json(state):
+            return
         if len(spans) == 1:  # a part on one window: nearly every part
             window, start, end = spans[0]
             upto = min(state.size, max(0, min(window.released, end) - start))
@@ -372,6 +425,54 @@ class TextChannels:
                 redactions += [(s - start, e - start, r) for s, e, r in found]
             state.pieces.append(apply_redactions(state.part.text[lo:upto], lo, _merge(redactions)))
         state.rendered_to = upto
+
+    def _render_json(self, state: PartState) -> bool:
+        """`render` for a piece of a JSON document that a redaction touches (False if none does):
+        each redaction written so the document stays JSON (see `jsontext.py`). One that cannot
+        be blocks the channel instead, with nothing of the piece rendered; one that ends where the
+        piece does waits for the document's next character (or its end) to be judged. The
+        window reads the piece with its escapes decoded, but gives each redaction back over raw
+        characters (whole escapes): those are what the lexer judges and the client parses."""
+        lo = state.rendered_to
+        upto = state.size
+        for window, start, end in state.spans:
+            upto = min(upto, max(0, min(window.released, end) - start))
+        if upto <= lo or not any(w.has_redactions(s + lo, s + upto) for w, s, _ in state.spans):
+            return False
+        assert state.json_at is not None and state.json_doc is not None
+        # Peek without forgetting: a redaction the piece cannot take yet must still be there later.
+        found: list[tuple[int, int, str]] = []
+        for window, start, _ in state.spans:
+            peek_from = self._unrendered(window, state)
+            keep_from = start + lo if peek_from is None else min(peek_from, start + lo)
+            peeked = window.redactions(start + lo, start + upto, keep_from=keep_from)
+            found += [(s - start, e - start, r) for s, e, r in peeked]
+        redactions = _merge(found)
+        after = state.json_after if state.json_after is not None else ("" if state.json_doc.ended else None)
+        if after is None and any(end == state.size for _, end, _ in redactions):
+            return True  # judged once the document's next character (or its end) has come
+        fitted = fit_redactions(state.part.text, state.json_at, redactions, after or "")
+        if fitted is None:
+            self._block_unfit([r for _, _, r in redactions])
+            return True
+        for window, start, _ in state.spans:
+            window.redactions(start + lo, start + upto, keep_from=self._unrendered(window, state))
+        state.pieces.append(apply_redactions(state.part.text[lo:upto], lo, fitted))
+        state.rendered_to = upto
+        return True
+
+    def _block_unfit(self, replacements: Sequence[str]) -> None:
+        """A redaction in a JSON text that would leave it invalid JSON blocks instead: the rule
+        that asked for it, as a block (the client gets the provider's error, not broken JSON)."""
+        if self.blocked is not None:
+            return
+        redacting = [v for v in self.violations if v.action == "redact"]
+        cause = next((v for v in reversed(redacting) if v.rule.replacement in replacements), redacting[-1])
+        violation = replace(cause, rule=replace(cause.rule, action="block"))
+        self.violations.append(violation)
+        self.blocked = violation
+        if self.observer is not None:
+            self.observer.on_violation(violation)
 
     def pass_through(self, state: PartState, upto: int) -> bool:
         """Render `state`, a part on one window, to `upto` as it came, if no redaction touches

@@ -143,7 +143,9 @@ class TextPart:
     tracked: bool = False
     # JSON text inside a string (tool-call arguments): the client parses it, so the rules read it
     # with its string escapes decoded (see `normalize.JsonTextMap`). Ordinary strings need not:
-    # parsing the event already decoded their escapes.
+    # parsing the event already decoded their escapes. A streamed piece of such a text is part of
+    # one document on its first view: a redaction must leave that document JSON (see
+    # `jsontext.py`), or the channel blocks.
     json_text: bool = False
 
     @property
