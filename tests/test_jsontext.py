@@ -57,3 +57,9 @@ def test_advancing_in_pieces_gives_the_state_of_the_whole() -> None:
         whole = whole.step(ch)
     for cut in range(len(doc) + 1):
         assert JsonLexState().advance(doc[:cut]).advance(doc[cut:]) == whole
+
+
+def test_a_raw_span_over_whole_escapes_inside_a_string_is_written_in_the_string() -> None:
+    # A JSON-text window reads `\u0034` as `4` and maps the match back onto the whole escape.
+    escaped = "\\u0034" + CARD[1:]
+    assert json.loads(_redact('{"card": "' + escaped + '"}', escaped) or "") == {"card": R}

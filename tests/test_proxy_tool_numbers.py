@@ -4,7 +4,9 @@ A card number the model writes as a JSON number (not a string) in a tool call's 
 moderated like the same number as a string: in an arguments object (Gemini `functionCall.args`,
 Anthropic `tool_use.input`) it becomes the replacement as a JSON string; in arguments streamed as
 JSON text (Anthropic `partial_json`, Chat `function.arguments`, Responses' argument deltas) the
-redaction keeps the text JSON, so the SDK parses the arguments.
+redaction keeps the text JSON, so the SDK parses the arguments. The rules read streamed
+arguments with their JSON escapes decoded; a redaction is still judged and written on the raw
+text the SDK parses.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 import anthropic
 import openai
+import pytest
 from google import genai
 from google.genai import types as genai_types
 
@@ -142,3 +145,64 @@ def test_a_card_as_a_number_in_streamed_responses_arguments_stays_json(
         client.close()
     calls = [item for item in response.output if item.type == "function_call"]
     assert [json.loads(call.arguments) for call in calls] == [REDACTED]
+
+
+# Streamed arguments with JSON escapes: before the number, the raw text is longer than the text
+# the rules read; inside a string, an escaped digit is part of the card the client parses.
+ESCAPED_BEFORE = '{"note": "\\u00e9\\u00e9\\u00e9", "card": ' + str(CARD) + ', "amount": 12}'
+ESCAPED_INSIDE = '{"card": "\\u0034' + str(CARD)[1:] + '", "amount": 12}'
+
+
+def _streamed_arguments(proxy: RunningProxy, fmt: str, arguments: str, chunk_chars: int) -> Any:
+    script = {"reply": "", "tool_calls": [{"name": "pay", "arguments": arguments}], "chunk_chars": chunk_chars}
+    if fmt == "anthropic":
+        client = _anthropic(proxy)
+        try:
+            with client.messages.stream(
+                model="claude-sonnet-4-5",
+                max_tokens=50,
+                messages=[{"role": "user", "content": "hi"}],
+                extra_headers=mock_headers(script),
+            ) as stream:
+                message = stream.get_final_message()
+        finally:
+            client.close()
+        return [block.input for block in message.content if block.type == "tool_use"][0]
+    openai_client = _openai(proxy)
+    try:
+        if fmt == "responses":
+            with openai_client.responses.stream(
+                model="gpt-4o-mini", input="hi", extra_headers=mock_headers(script)
+            ) as responses_stream:
+                response = responses_stream.get_final_response()
+            calls = [item for item in response.output if item.type == "function_call"]
+            return json.loads(calls[0].arguments)
+        pieces: list[str] = []
+        chunks = openai_client.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": "hi"}],
+            stream=True,
+            extra_headers=mock_headers(script),
+        )
+        for chunk in chunks:
+            for call in (chunk.choices[0].delta.tool_calls or []) if chunk.choices else []:
+                pieces.append(call.function.arguments or "" if call.function else "")
+        return json.loads("".join(pieces))
+    finally:
+        openai_client.close()
+
+
+@pytest.mark.parametrize("chunk_chars", [3, 7])
+@pytest.mark.parametrize("fmt", ["anthropic", "chat", "responses"])
+def test_a_card_as_a_number_after_escaped_text_in_streamed_arguments_stays_json(
+    proxy: RunningProxy, mock_model: MockModel, fmt: str, chunk_chars: int
+) -> None:
+    expected = {"note": "\u00e9" * 3, "card": "[REDACTED:card]", "amount": 12}
+    assert _streamed_arguments(proxy, fmt, ESCAPED_BEFORE, chunk_chars) == expected
+
+
+@pytest.mark.parametrize("fmt", ["anthropic", "chat", "responses"])
+def test_a_card_with_an_escaped_digit_in_a_streamed_argument_string_is_redacted_in_the_string(
+    proxy: RunningProxy, mock_model: MockModel, fmt: str
+) -> None:
+    assert _streamed_arguments(proxy, fmt, ESCAPED_INSIDE, 4) == {"card": "[REDACTED:card]", "amount": 12}
