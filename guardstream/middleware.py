@@ -11,9 +11,16 @@ check. The format is read from the events: OpenAI-, Anthropic- and Gemini-style 
 moderated (and cut) in their own format, any other JSON events by their fields, non-JSON `data:`
 lines as plain text.
 
-On a block the client gets one terminal event and the body ends. The app's generator is then
-stopped by the next `send` raising inside it (so it pulls no more tokens from its model); the
-middleware never reads `receive` for that, since it would steal the app's own messages.
+On a block the client gets one terminal event and the body ends. For the app, that is the client
+going away: its `receive` answers `http.disconnect` from then on, so Starlette's `StreamingResponse`
+cancels its body task. A generator waiting on its model gets the cancellation inside that wait and
+closes there (its `finally` and `async with` exits run at once, so it pulls no more tokens), then
+the response's background tasks run and the endpoint's dependencies exit cleanly, as after any
+disconnect. Nothing is raised into the app: an exception travelling through Starlette's task group
+holds the generator in a reference cycle until the cyclic collector runs, and skips the background
+tasks. To get that disconnect path the app is shown ASGI spec 2.3 at most (from 2.4 Starlette drops
+its disconnect listener and expects `send` to raise instead). The app's `receive` is never read
+ahead of the app: the middleware only races the app's own `receive` call against the block.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, NoReturn
 
+import anyio
 from prometheus_client import CollectorRegistry
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -40,7 +48,17 @@ from guardstream.stream import StreamModerator
 
 
 class _StreamEnded(Exception):
-    """Raised into the app by `send` once the moderated stream has ended: stop producing."""
+    """Raised into an app that goes on sending long after its stream ended: stop producing.
+
+    Only an app that never listens for the disconnect (Starlette's `StreamingResponse` does) sees it.
+    """
+
+
+# How long `send` waits, once the stream ended, for the app's disconnect listener to cancel it (a
+# few turns of the event loop) before it raises to stop an app that does not listen.
+STOP_GRACE_SECONDS = 1.0
+# The ASGI spec version the app is shown: from 2.4 Starlette stops listening for the disconnect.
+APP_SPEC_VERSION = (2, 3)
 
 
 async def unattached_send(message: Message) -> NoReturn:  # pragma: no cover - replaced before use
@@ -107,6 +125,8 @@ class _GuardResponder:
         self.start: Message | None = None
         self.moderator: StreamModerator | None = None
         self.is_finished = False
+        # Set once the client's body has ended: the app is told the client went away.
+        self.ended = anyio.Event()
 
     async def run(self, receive: Receive, send: Send) -> None:
         self.send = send
@@ -115,7 +135,8 @@ class _GuardResponder:
             if self.is_finished:
                 return
         try:
-            await self.middleware.app(self.scope, receive, self.send_with_moderation)
+            app_receive = self._receive_until_ended(receive)
+            await self.middleware.app(_listening_scope(self.scope), app_receive, self.send_with_moderation)
         except _StreamEnded:
             pass
         if self.moderator is not None and not self.is_finished:
@@ -123,12 +144,38 @@ class _GuardResponder:
             out = self.moderator.finish()
             await self._finish(out + await self.guard.settle(self.moderator))
 
+    def _receive_until_ended(self, receive: Receive) -> Receive:
+        """The app's `receive`: the client's own messages, and `http.disconnect` once its body ended."""
+        disconnect: Message = {"type": "http.disconnect"}
+
+        async def receive_until_ended() -> Message:
+            if self.ended.is_set():
+                return disconnect
+            message: Message | None = None
+            async with anyio.create_task_group() as tg:
+
+                async def client() -> None:
+                    nonlocal message
+                    message = await receive()
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(client)
+                await self.ended.wait()
+                tg.cancel_scope.cancel()
+            return message if message is not None else disconnect
+
+        return receive_until_ended
+
     async def send_with_moderation(self, message: Message) -> None:
         if self.is_finished:
-            if message["type"] == "http.response.body" and not message.get("more_body", False):
+            if message["type"] != "http.response.body" or not message.get("more_body", False):
                 return  # the app ends a body that has already ended
-            # The stream was cut: the app's generator must not pull more from its model.
-            raise _StreamEnded
+            # The client's body has ended and the app was told the client left: wait here for its
+            # disconnect listener to cancel it (a cancellation, unlike an exception of ours, pins
+            # nothing in memory, so the generator is closed as soon as the response is dropped).
+            with anyio.move_on_after(STOP_GRACE_SECONDS):
+                await anyio.sleep_forever()
+            raise _StreamEnded  # an app that does not listen for the disconnect
         if message["type"] == "http.response.start":
             # Don't send the start until we know whether the body will change (its headers then do).
             self.start = message
@@ -166,8 +213,6 @@ class _GuardResponder:
             return
         if moderator.is_done:
             await self._finish(out)
-            if moderator.blocked is not None or moderator.failure is not None:
-                raise _StreamEnded
             return
         await self._send_body(out, more_body=True)
 
@@ -187,13 +232,23 @@ class _GuardResponder:
     async def _finish(self, out: bytes) -> None:
         self.is_finished = True
         await self._send_body(out, more_body=False)
+        self._end()
+
+    def _end(self) -> None:
+        """The client's response is complete: from now on the app is told the client went away.
+
+        Only once it is complete: the cancellation this starts must not cut the last write short.
+        Returning from the `send` that ended it lets the app's generator go on to its next wait on
+        its model, where the cancellation lands and closes it.
+        """
+        self.ended.set()
 
     async def _refuse(self, message: str) -> None:
         self.start = None
         self.is_finished = True
         body = dumps({"error": {"message": f"guardstream: {message}", "type": "server_error", "code": "stream_error"}})
         await _send_json(self.send, 502, body.encode())
-        raise _StreamEnded
+        self._end()
 
     async def _check_request(self, receive: Receive) -> Receive:
         """Read the whole body, check it, and replay it (possibly redacted) to the app."""
@@ -235,6 +290,22 @@ class _GuardResponder:
     async def _reject(self, status: int, message: str, code: str) -> None:
         self.is_finished = True
         await _send_json(self.send, status, dumps({"error": {"message": message, "type": code, "code": code}}).encode())
+
+
+def _listening_scope(scope: Scope) -> Scope:
+    """The scope the app sees: an ASGI spec version from which Starlette listens for the disconnect.
+
+    Lowering the version only withdraws a promise (2.4: `send` raises `OSError` once the client is
+    gone); everything a 2.3 app relies on still holds. The scope is copied, never changed in place.
+    """
+    asgi = scope.get("asgi", {})
+    try:
+        version = tuple(int(part) for part in str(asgi.get("spec_version", "2.0")).split("."))
+    except ValueError:
+        version = (2, 0)
+    if version <= APP_SPEC_VERSION:
+        return scope
+    return {**scope, "asgi": {**asgi, "spec_version": ".".join(map(str, APP_SPEC_VERSION))}}
 
 
 async def _send_json(send: Send, status: int, body: bytes) -> None:

@@ -7,16 +7,19 @@ FastAPI and Starlette apps under uvicorn on 127.0.0.1.
 
 from __future__ import annotations
 
+import gc
 import json
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import anyio
 import httpx
 import pytest
-from fastapi import FastAPI
+from fastapi import BackgroundTasks, Depends, FastAPI
 from fastapi.responses import StreamingResponse as FastAPIStreamingResponse
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from starlette.routing import Route
@@ -178,6 +181,57 @@ async def test_the_apps_generator_stops_after_a_block(spec_version: str) -> None
     assert not recorder.messages[-1].get("more_body")
 
 
+@pytest.fixture
+def no_cyclic_gc() -> Iterator[None]:
+    """A generator left in a reference cycle would close only when the cyclic collector runs."""
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+class ModelGenerator:
+    """An app's generator streaming from its model: it waits between tokens, like a socket read."""
+
+    def __init__(self, events: list[str]) -> None:
+        self.events = events
+        self.pulled = 0
+        self.closed_at: float | None = None
+
+    async def __aiter__(self) -> AsyncIterator[str]:
+        try:
+            for event in self.events:
+                self.pulled += 1
+                yield event
+                await anyio.sleep(0.01)
+        finally:
+            self.closed_at = time.monotonic()
+
+
+SECRET_EVENTS = [f"data: {json.dumps({'content': 'Use '})}\n\n", f"data: {json.dumps({'content': SECRET})}\n\n"] + [
+    f"data: {json.dumps({'content': ' more'})}\n\n"
+] * 200
+
+
+@pytest.mark.parametrize("spec_version", ["2.3", "2.4"])
+async def test_a_block_closes_the_apps_generator_before_the_app_returns(spec_version: str, no_cyclic_gc: None) -> None:
+    generator = ModelGenerator(SECRET_EVENTS)
+    ran: list[str] = []
+    background = BackgroundTask(ran.append, "background")
+
+    async def chat(request: Request) -> StreamingResponse:
+        return StreamingResponse(generator.__aiter__(), media_type="text/event-stream", background=background)
+
+    app = GuardStreamMiddleware(Starlette(routes=[Route("/chat", chat)]))
+    recorder = Recorder()
+    with anyio.fail_after(2):
+        await app(scope(spec_version), never_disconnects, recorder)
+    assert generator.closed_at is not None and generator.pulled <= 3
+    assert ran == ["background"]
+    assert json.loads(SSEDecoder().decode(recorder.body)[-1].data)["error"]["code"] == "content_filter"
+
+
 async def test_content_length_is_dropped_and_streaming_headers_set() -> None:
     async def app(scope: Any, receive: Any, send: Any) -> None:
         body = b'data: {"content": "mail jane.doe@example.com"}\n\n'
@@ -304,6 +358,54 @@ def test_a_blocked_request_is_answered_400_and_the_endpoint_never_runs() -> None
     assert blocked.status_code == 400 and blocked.json()["error"]["code"] == "content_filter"
     assert allowed.json() == {"echo": "is the sky blue?"}
     assert app.state.ran == 1
+
+
+def test_a_block_closes_the_generator_at_once_under_uvicorn(framework: str, no_cyclic_gc: None) -> None:
+    generator = ModelGenerator(SECRET_EVENTS)
+
+    async def chat(request: Request) -> StreamingResponse:
+        return StreamingResponse(generator.__aiter__(), media_type="text/event-stream")
+
+    app: Any = FastAPI() if framework == "fastapi" else Starlette()
+    app.add_route("/chat", chat)
+    app.add_middleware(GuardStreamMiddleware)
+    with serve_in_thread(app) as url:
+        body = httpx.get(f"{url}/chat").content
+        received_at = time.monotonic()
+        deadline = received_at + 2
+        while generator.closed_at is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert b"content_filter" in body and SECRET.encode() not in body
+    assert generator.closed_at is not None and generator.closed_at - received_at < 0.5
+    assert generator.pulled <= 3
+
+
+def test_a_block_ends_the_response_normally_for_the_app() -> None:
+    """Background tasks run and yield-dependencies exit as on success: a block is no app error."""
+    app = FastAPI()
+    outcomes: list[str] = []
+
+    async def session() -> AsyncIterator[str]:
+        try:
+            yield "session"
+            outcomes.append("commit")
+        except BaseException as exc:
+            outcomes.append(f"rollback {type(exc).__name__}")
+            raise
+
+    @app.get("/chat")
+    async def chat(tasks: BackgroundTasks, db: str = Depends(session)) -> FastAPIStreamingResponse:
+        tasks.add_task(outcomes.append, "background")
+        return FastAPIStreamingResponse(ModelGenerator(SECRET_EVENTS).__aiter__(), media_type="text/event-stream")
+
+    app.add_middleware(GuardStreamMiddleware)
+    with serve_in_thread(app) as url:
+        body = httpx.get(f"{url}/chat").content
+        deadline = time.monotonic() + 2
+        while len(outcomes) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert b"content_filter" in body
+    assert sorted(outcomes) == ["background", "commit"]
 
 
 def test_text_field_and_custom_error_events() -> None:
