@@ -57,6 +57,7 @@ class _StreamEnded(Exception):
 # How long `send` waits, once the stream ended, for the app's disconnect listener to cancel it (a
 # few turns of the event loop) before it raises to stop an app that does not listen.
 STOP_GRACE_SECONDS = 1.0
+APP_FAILED_MESSAGE = "guardstream stopped the response: the app's stream failed mid-stream"
 # The ASGI spec version the app is shown: from 2.4 Starlette stops listening for the disconnect.
 APP_SPEC_VERSION = (2, 3)
 
@@ -139,6 +140,13 @@ class _GuardResponder:
             await self.middleware.app(_listening_scope(self.scope), app_receive, self.send_with_moderation)
         except _StreamEnded:
             pass
+        except Exception:
+            if self.moderator is not None and not self.is_finished and self.start is None:
+                # The body has begun: a 500 can no longer be sent. End it with the format's
+                # terminal failure event (held text dropped) so a client reads an error, not a cut
+                # connection; the exception goes on to the server's log.
+                await self._finish(self.moderator.fail(APP_FAILED_MESSAGE))
+            raise
         if self.moderator is not None and not self.is_finished:
             # The app returned without ending its body: end it ourselves, decided.
             out = self.moderator.finish()

@@ -408,6 +408,27 @@ def test_a_block_ends_the_response_normally_for_the_app() -> None:
     assert sorted(outcomes) == ["background", "commit"]
 
 
+@pytest.mark.parametrize("style", list(FORMATS))
+def test_an_app_failing_mid_stream_ends_with_the_formats_failure_event(framework: str, style: str) -> None:
+    async def chat(request: Request) -> StreamingResponse:
+        async def tokens() -> AsyncIterator[str]:
+            for event in list(FORMATS[style](ANSWER, 5))[:6]:  # "Here is the deploy key: AKIA"
+                yield event
+            raise RuntimeError("the model connection broke")
+
+        return StreamingResponse(tokens(), media_type="text/event-stream")
+
+    app: Any = FastAPI() if framework == "fastapi" else Starlette()
+    app.add_route("/chat", chat)
+    app.add_middleware(GuardStreamMiddleware)
+    with serve_in_thread(app) as url:
+        body = httpx.get(f"{url}/chat").content
+    text, payloads = read_text(body)
+    assert BEFORE.startswith(text) and "AKIA" not in body.decode()
+    assert payloads[-1]["error"]["code"] == ("upstream_error" if style == "openai" else "stream_error")
+    assert "failed mid-stream" in payloads[-1]["error"]["message"]
+
+
 def test_text_field_and_custom_error_events() -> None:
     def error_event(message: str, rule: str, category: str) -> str:
         return json.dumps({"type": "stopped", "why": category})
