@@ -74,7 +74,8 @@ class GuardStreamMiddleware:
     - `text_field`: the dotted field of the app's JSON events that carries the text (`content`,
       `delta.text`). Every other string is moderated too; this one is where redaction happens.
     - `paths`: path prefixes to moderate (default: every path).
-    - `moderate_requests`: check JSON request bodies with the input rules before the endpoint runs.
+    - `moderate_requests`: check request bodies that parse as JSON (whatever their Content-Type)
+      with the input rules before the endpoint runs; bodies over `[server] max_body_bytes` get 413.
     - `error_event`: `(message, rule, category) -> data` for the terminal event of an app's own
       format (default `{"error": {"message", "type", "code", "rule"}}`).
     """
@@ -259,31 +260,48 @@ class _GuardResponder:
         self._end()
 
     async def _check_request(self, receive: Receive) -> Receive:
-        """Read the whole body, check it, and replay it (possibly redacted) to the app."""
+        """Read the whole body, check it, and replay it (possibly redacted) to the app.
+
+        A body is checked when it parses as JSON, whatever its Content-Type says: Starlette's
+        `request.json()` reads any body, and a browser's `fetch` labels a JSON string
+        `text/plain;charset=UTF-8`. A body too large to check is refused, never passed unchecked.
+        """
+        limit = self.guard.config.server.max_body_bytes
         chunks: list[bytes] = []
+        size = 0
         while True:
             message = await receive()
             if message["type"] != "http.request":
                 return receive  # the client left; the app will see it
-            chunks.append(message.get("body", b""))
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                reason = f"guardstream refused the request: its body is over {limit} bytes ([server] max_body_bytes)."
+                await self._reject(413, reason, "request_too_large")
+                return receive
+            chunks.append(chunk)
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
         media_type = MutableHeaders(scope=self.scope).get("content-type", "").split(";")[0].strip().lower()
-        if body and (media_type == "application/json" or media_type.endswith("+json")):
+        if body:
             try:
                 payload = loads_strict(body)
             except GuardstreamError as exc:
-                await self._reject(400, f"guardstream could not read the request body: {exc}.", "invalid_request_body")
-                return receive
-            parts = read_as_one(WALKER, payload, ("request",))
-            verdict = self.guard.moderate_parts(payload, parts, direction="input")
-            if verdict.blocked is not None:
-                reason = block_message(verdict.blocked, "the request")
-                await self._reject(400, reason, "content_filter")
-                return receive
-            if verdict.is_changed:
-                body = dumps(verdict.payload).encode()
+                if media_type == "application/json" or media_type.endswith("+json") or _reads_as_json(body):
+                    reason = f"guardstream could not read the request body: {exc}."
+                    await self._reject(400, reason, "invalid_request_body")
+                    return receive
+                payload = _NOT_JSON
+            if payload is not _NOT_JSON:
+                parts = read_as_one(WALKER, payload, ("request",))
+                verdict = self.guard.moderate_parts(payload, parts, direction="input")
+                if verdict.blocked is not None:
+                    reason = block_message(verdict.blocked, "the request")
+                    await self._reject(400, reason, "content_filter")
+                    return receive
+                if verdict.is_changed:
+                    body = dumps(verdict.payload).encode()
         replayed = False
 
         async def replay() -> Message:
@@ -298,6 +316,20 @@ class _GuardResponder:
     async def _reject(self, status: int, message: str, code: str) -> None:
         self.is_finished = True
         await _send_json(self.send, status, dumps({"error": {"message": message, "type": code, "code": code}}).encode())
+
+
+_NOT_JSON: Any = object()
+
+
+def _reads_as_json(body: bytes) -> bool:
+    """Would a lenient parser (the app's `json.loads`) read what the strict one refused?"""
+    try:
+        json.loads(body)
+    except ValueError:  # not JSON at all (UnicodeDecodeError is a ValueError too)
+        return False
+    except RecursionError:
+        return True
+    return True
 
 
 def _listening_scope(scope: Scope) -> Scope:

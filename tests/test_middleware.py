@@ -26,6 +26,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message
 
 from guardstream import GuardStreamMiddleware
+from guardstream.config import Config, ServerSettings
 from guardstream.servers import serve_in_thread
 from guardstream.sse import SSEDecoder
 
@@ -427,6 +428,40 @@ def test_an_app_failing_mid_stream_ends_with_the_formats_failure_event(framework
     assert BEFORE.startswith(text) and "AKIA" not in body.decode()
     assert payloads[-1]["error"]["code"] == ("upstream_error" if style == "openai" else "stream_error")
     assert "failed mid-stream" in payloads[-1]["error"]["message"]
+
+
+def json_echo_app(**options: Any) -> Starlette:
+    async def ask(request: Request) -> JSONResponse:
+        request.app.state.ran += 1
+        return JSONResponse({"echo": (await request.json())["question"]})
+
+    async def note(request: Request) -> PlainTextResponse:
+        return PlainTextResponse((await request.body()).decode())
+
+    app = Starlette(routes=[Route("/ask", ask, methods=["POST"]), Route("/note", note, methods=["POST"])])
+    app.state.ran = 0
+    app.add_middleware(GuardStreamMiddleware, **options)
+    return app
+
+
+@pytest.mark.parametrize("content_type", ["text/plain;charset=UTF-8", None, "application/x-www-form-urlencoded"])
+def test_a_json_body_is_checked_whatever_its_content_type(content_type: str | None) -> None:
+    app = json_echo_app(moderate_requests=True)
+    headers = {"content-type": content_type} if content_type else {}
+    with serve_in_thread(app) as url:
+        blocked = httpx.post(f"{url}/ask", content=json.dumps({"question": f"is {SECRET} valid?"}), headers=headers)
+        allowed = httpx.post(f"{url}/ask", content=json.dumps({"question": "is the sky blue?"}), headers=headers)
+        plain = httpx.post(f"{url}/note", content="not json, just a note", headers=headers)
+    assert blocked.status_code == 400 and blocked.json()["error"]["code"] == "content_filter"
+    assert allowed.json() == {"echo": "is the sky blue?"} and app.state.ran == 1
+    assert plain.text == "not json, just a note"
+
+
+def test_a_request_body_too_large_to_check_is_refused() -> None:
+    app = json_echo_app(moderate_requests=True, config=Config(server=ServerSettings(max_body_bytes=64)))
+    with serve_in_thread(app) as url:
+        response = httpx.post(f"{url}/ask", json={"question": "x" * 100})
+    assert response.status_code == 413 and app.state.ran == 0
 
 
 def test_text_field_and_custom_error_events() -> None:
