@@ -26,25 +26,28 @@ ahead of the app: the middleware only races the app's own `receive` call against
 from __future__ import annotations
 
 import json
+import time
+import weakref
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, NoReturn
 
 import anyio
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Gauge
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from guardstream.config import Config
 from guardstream.errors import GuardstreamError
 from guardstream.guard import Guard
-from guardstream.metrics import Metrics
+from guardstream.metrics import Metrics, StreamMetrics
 from guardstream.payload import dumps, loads_strict, read_as_one
 from guardstream.providers.base import ParsedEvent, ReleasedText, StreamCodec, block_message
 from guardstream.providers.generic import WALKER, ErrorEvent, GenericStream, default_error_event
 from guardstream.providers.registry import sniff_codec
 from guardstream.sse import Event
 from guardstream.stream import StreamModerator
+from guardstream.window import Violation
 
 
 class _StreamEnded(Exception):
@@ -53,6 +56,13 @@ class _StreamEnded(Exception):
     Only an app that never listens for the disconnect (Starlette's `StreamingResponse` does) sees it.
     """
 
+
+# The middleware's metrics on each registry it was given: several middleware instances (or apps)
+# may share one registry, which can hold each metric only once.
+_METRICS: weakref.WeakKeyDictionary[CollectorRegistry, Metrics] = weakref.WeakKeyDictionary()
+# The provider label of what the middleware refuses before the app answers (a request body it
+# reads by its JSON fields).
+REQUEST_PROVIDER = "json-field"
 
 # How long `send` waits, once the stream ended, for the app's disconnect listener to cancel it (a
 # few turns of the event loop) before it raises to stop an app that does not listen.
@@ -98,7 +108,7 @@ class GuardStreamMiddleware:
             config = config or Config()
             if packs is not None:
                 config = replace(config, moderation=replace(config.moderation, packs=tuple(packs)))
-            metrics = Metrics(registry) if registry is not None else None
+            metrics = _metrics_on(registry) if registry is not None else None
             guard = Guard(config, metrics=metrics)
         self.guard = guard
         self.text_field = text_field
@@ -129,8 +139,49 @@ class _GuardResponder:
         self.is_finished = False
         # Set once the client's body has ended: the app is told the client went away.
         self.ended = anyio.Event()
+        self.client_gone = False
+        self.codec: _SniffingStream | None = None
+        self.refused: str | None = None  # the outcome of a request refused before the app answered
+        self.active: Gauge | None = None  # the active-streams gauge this stream counts in
 
     async def run(self, receive: Receive, send: Send) -> None:
+        started = time.monotonic()
+        try:
+            await self._run(receive, send)
+        finally:
+            if self.active is not None:
+                self.active.dec()
+            self._record(time.monotonic() - started)
+
+    def _count_active(self) -> None:
+        """Count the stream in `guardstream_active_streams` once its first event named its format."""
+        if self.active is None and self.codec is not None and self.codec.is_sniffed and self.guard.metrics is not None:
+            self.active = self.guard.metrics.stream(self.codec.provider).active
+            self.active.inc()
+
+    def _record(self, duration_seconds: float) -> None:
+        """Count a request the middleware moderated (an event stream, or a body it refused) under the
+        proxy's names and labels, so the same dashboards and alerts read a middleware deployment."""
+        metrics = self.guard.metrics
+        if metrics is None:
+            return
+        if self.refused is not None:
+            metrics.record_request(REQUEST_PROVIDER, self.refused, duration_seconds)
+        elif self.moderator is not None and self.codec is not None:
+            metrics.record_request(self.codec.provider, self._stream_outcome(self.moderator), duration_seconds)
+
+    def _stream_outcome(self, moderator: StreamModerator) -> str:
+        if moderator.blocked is not None:
+            return "blocked_output"
+        if self.client_gone and not self.is_finished:
+            return "client_closed"
+        if moderator.failure is not None:
+            return "upstream_error"
+        if not moderator.is_done:
+            return "client_closed"  # cancelled before the body ended
+        return "redacted" if moderator.is_redacted else "passed"
+
+    async def _run(self, receive: Receive, send: Send) -> None:
         self.send = send
         if self.middleware.moderate_requests and self.scope["method"] in ("POST", "PUT", "PATCH"):
             receive = await self._check_request(receive)
@@ -148,7 +199,7 @@ class _GuardResponder:
                 # connection; the exception goes on to the server's log.
                 await self._finish(self.moderator.fail(APP_FAILED_MESSAGE))
             raise
-        if self.moderator is not None and not self.is_finished:
+        if self.moderator is not None and not self.is_finished and not self.client_gone:
             # The app returned without ending its body: end it ourselves, decided.
             out = self.moderator.finish()
             await self._finish(out + await self.guard.settle(self.moderator))
@@ -171,7 +222,11 @@ class _GuardResponder:
                 tg.start_soon(client)
                 await self.ended.wait()
                 tg.cancel_scope.cancel()
-            return message if message is not None else disconnect
+            if message is None:
+                return disconnect
+            if message["type"] == "http.disconnect":
+                self.client_gone = True
+            return message
 
         return receive_until_ended
 
@@ -213,6 +268,7 @@ class _GuardResponder:
             return
         moderator = self.moderator
         out = moderator.feed(message.get("body", b""))
+        self._count_active()
         # Classifier checks are awaited here: the app's next token waits for them (backpressure).
         out += await self.guard.settle(moderator)
         if not message.get("more_body", False):
@@ -226,17 +282,21 @@ class _GuardResponder:
         await self._send_body(out, more_body=True)
 
     def _moderator(self) -> StreamModerator:
-        codec: StreamCodec = _SniffingStream(self.middleware.text_field, self.middleware.error_event)
+        codec = self.codec = _SniffingStream(self.middleware.text_field, self.middleware.error_event)
         metrics = self.guard.metrics
-        observer = metrics.stream(codec.provider) if metrics is not None else None
+        observer = _SniffedObserver(metrics, codec) if metrics is not None else None
         return self.guard.stream_moderator(codec, observer=observer)
 
     async def _send_body(self, body: bytes, *, more_body: bool) -> None:
-        if self.start is not None:
-            await self.send(self.start)
-            self.start = None
-        if body or not more_body:
-            await self.send({"type": "http.response.body", "body": body, "more_body": more_body})
+        try:
+            if self.start is not None:
+                await self.send(self.start)
+                self.start = None
+            if body or not more_body:
+                await self.send({"type": "http.response.body", "body": body, "more_body": more_body})
+        except OSError:  # ASGI 2.4: the client is gone
+            self.client_gone = True
+            raise
 
     async def _finish(self, out: bytes) -> None:
         self.is_finished = True
@@ -315,6 +375,7 @@ class _GuardResponder:
 
     async def _reject(self, status: int, message: str, code: str) -> None:
         self.is_finished = True
+        self.refused = "blocked_input" if code == "content_filter" else "bad_request"
         await _send_json(self.send, status, dumps({"error": {"message": message, "type": code, "code": code}}).encode())
 
 
@@ -330,6 +391,14 @@ def _reads_as_json(body: bytes) -> bool:
     except RecursionError:
         return True
     return True
+
+
+def _metrics_on(registry: CollectorRegistry) -> Metrics:
+    """The guardstream metrics on `registry`, registered by the first middleware given it."""
+    metrics = _METRICS.get(registry)
+    if metrics is None:
+        metrics = _METRICS[registry] = Metrics(registry)
+    return metrics
 
 
 def _listening_scope(scope: Scope) -> Scope:
@@ -354,6 +423,41 @@ async def _send_json(send: Send, status: int, body: bytes) -> None:
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
+class _SniffedObserver:
+    """The stream's metrics under the provider its events turn out to be in.
+
+    The format is known only from the first event, after the moderator was made: each call asks
+    the codec (a provider's stream, `json-field` or `text`) and uses the metrics bound to it.
+    """
+
+    def __init__(self, metrics: Metrics, codec: _SniffingStream) -> None:
+        self.metrics = metrics
+        self.codec = codec
+        self._bound: dict[str, StreamMetrics] = {}
+
+    def _current(self) -> StreamMetrics:
+        provider = self.codec.provider
+        bound = self._bound.get(provider)
+        if bound is None:
+            bound = self._bound[provider] = self.metrics.stream(provider)
+        return bound
+
+    def on_violation(self, violation: Violation) -> None:
+        self._current().on_violation(violation)
+
+    def on_holdback(self, chars: int) -> None:
+        self._current().on_holdback(chars)
+
+    def on_forced_release(self, chars: int) -> None:
+        self._current().on_forced_release(chars)
+
+    def on_release(self, chars: int, delays_seconds: Sequence[float]) -> None:
+        self._current().on_release(chars, delays_seconds)
+
+    def on_scan(self, seconds: float) -> None:
+        self._current().on_scan(seconds)
+
+
 class _SniffingStream:
     """Picks the codec from the first event: a provider's own format, or the app's."""
 
@@ -368,6 +472,11 @@ class _SniffingStream:
     @property
     def is_complete(self) -> bool:
         return self._codec.is_complete if self._codec is not None else True
+
+    @property
+    def is_sniffed(self) -> bool:
+        """The first event has been read, so `provider` names the stream's format."""
+        return self._codec is not None
 
     def _pick(self, event: Event) -> StreamCodec:
         if self._codec is None:

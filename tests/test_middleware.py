@@ -18,6 +18,7 @@ import httpx
 import pytest
 from fastapi import BackgroundTasks, Depends, FastAPI
 from fastapi.responses import StreamingResponse as FastAPIStreamingResponse
+from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.requests import Request
@@ -231,6 +232,41 @@ async def test_a_block_closes_the_apps_generator_before_the_app_returns(spec_ver
     assert generator.closed_at is not None and generator.pulled <= 3
     assert ran == ["background"]
     assert json.loads(SSEDecoder().decode(recorder.body)[-1].data)["error"]["code"] == "content_filter"
+
+
+def text_style(text: str, size: int) -> Iterator[str]:
+    for i in range(0, len(text), size):
+        yield f"data: {text[i : i + size]}\n\n"
+
+
+async def test_metrics_name_the_streams_format_and_count_each_request() -> None:
+    registry = CollectorRegistry()
+    streams = {"openai": openai_style, "fastapi": fastapi_style, "text": text_style}
+    for style in streams.values():
+        for text in ("A calm answer.", ANSWER):
+            events = list(style(text, 5))
+
+            async def chat(request: Request, events: list[str] = events) -> StreamingResponse:
+                return StreamingResponse(iter(events), media_type="text/event-stream")
+
+            # A new middleware per request, all on one registry, as several apps in one process.
+            app = GuardStreamMiddleware(Starlette(routes=[Route("/chat", chat)]), registry=registry)
+            await app(scope(), never_disconnects, Recorder())
+    for provider in ("openai-chat", "json-field", "text"):
+        for outcome in ("passed", "blocked_output"):
+            labels = {"provider": provider, "outcome": outcome}
+            assert registry.get_sample_value("guardstream_requests_total", labels) == 1, labels
+            assert registry.get_sample_value("guardstream_request_duration_seconds_count", labels) == 1
+        assert (registry.get_sample_value("guardstream_released_chars_total", {"provider": provider}) or 0) > 0
+
+
+def test_metrics_count_a_request_refused_before_the_app_answers() -> None:
+    registry = CollectorRegistry()
+    app = json_echo_app(moderate_requests=True, registry=registry)
+    with serve_in_thread(app) as url:
+        httpx.post(f"{url}/ask", json={"question": f"is {SECRET} valid?"})
+    labels = {"provider": "json-field", "outcome": "blocked_input"}
+    assert registry.get_sample_value("guardstream_requests_total", labels) == 1
 
 
 async def test_content_length_is_dropped_and_streaming_headers_set() -> None:
