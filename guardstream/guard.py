@@ -362,7 +362,9 @@ class Guard:
 
     # -- streams ------------------------------------------------------------------------------
 
-    def stream_moderator(self, codec: StreamCodec, *, observer: Any = None) -> StreamModerator:
+    def stream_moderator(
+        self, codec: StreamCodec, *, observer: Any = None, keep_fields: bool = False
+    ) -> StreamModerator:
         return StreamModerator(
             codec,
             self.output_rules,
@@ -373,6 +375,7 @@ class Guard:
             observer=observer,
             rule_budget_seconds=self.settings.rule_budget_ms / 1000,
             plans=self.output_plans,
+            keep_fields=keep_fields,
         )
 
 

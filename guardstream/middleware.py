@@ -285,7 +285,8 @@ class _GuardResponder:
         codec = self.codec = _SniffingStream(self.middleware.text_field, self.middleware.error_event)
         metrics = self.guard.metrics
         observer = _SniffedObserver(metrics, codec) if metrics is not None else None
-        return self.guard.stream_moderator(codec, observer=observer)
+        # The app's client may be an EventSource: its ids and retry intervals reach it (moderated).
+        return self.guard.stream_moderator(codec, observer=observer, keep_fields=True)
 
     async def _send_body(self, body: bytes, *, more_body: bool) -> None:
         try:

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from itertools import repeat
 
-__all__ = ["Event", "SSEDecoder", "encode_event"]
+__all__ = ["Event", "SSEDecoder", "encode_event", "field_lines"]
 
 _BOM = b"\xef\xbb\xbf"
 _CR = 0x0D
@@ -352,4 +352,59 @@ def replace_data(event: Event, data: str) -> bytes:
             for piece in re.split(r"\r\n|\r|\n", data):
                 out.append(prefix + b"data: " + piece.encode("utf-8") + eol)
                 prefix = b""
+    return b"".join(out)
+
+
+def field_lines(event: Event) -> list[tuple[str, str]] | None:
+    """The block's lines other than `data:` and blank ones, in order, as (name, value): `event`,
+    `id`, `retry`, or "" for a comment (its text after the colon).
+
+    None when the block holds anything a client could read differently from us (a BOM, invalid
+    UTF-8, an unknown field, an `id` with NUL, a `retry` that is not digits): such a block is never
+    relayed as it came. The values are what a client reads, so a moderator can check each one.
+    """
+    raw = event.raw
+    if raw.startswith(_BOM):
+        return None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    fields: list[tuple[str, str]] = []
+    for line in _STR_EOL_SPLIT.split(text):
+        if not line:
+            continue
+        if line[0] == ":":
+            fields.append(("", line[1:]))
+            continue
+        name, _, value = line.partition(":")
+        if value[:1] == " ":
+            value = value[1:]
+        if name == "data":
+            continue
+        if name not in ("event", "id", "retry"):
+            return None
+        if (name == "id" and "\0" in value) or (name == "retry" and not (value.isascii() and value.isdigit())):
+            return None
+        fields.append((name, value))
+    return fields
+
+
+def with_fields(block: bytes, fields: Iterable[tuple[str, str]], *, line_ending: str = "\n") -> bytes:
+    """`block` (one or more events) with the first one's non-`data` lines replaced by `fields`
+    ((name, value) as `field_lines` gives them), written before its data lines."""
+    lines = _RAW_LINE.findall(block)
+    out = [
+        (f":{value}" if not name else f"{name}: {value}").encode("utf-8") + line_ending.encode()
+        for name, value in fields
+    ]
+    first = True
+    for line, ending in lines:
+        if not line and not ending:
+            break
+        if first and line and not line.startswith(b"data"):
+            continue  # a field of the first event: replaced by `fields`
+        if first and not line:
+            first = False
+        out.append(line + ending)
     return b"".join(out)

@@ -35,11 +35,11 @@ from typing import Literal, Protocol
 from guardstream.channels import ChannelObserver, PartState, TextChannels
 from guardstream.checks import CheckPlan, CheckRequest, FailureLike, VerdictLike
 from guardstream.errors import ProviderError
-from guardstream.payload import loads_strict
+from guardstream.payload import TextPart, loads_strict
 from guardstream.providers.base import ParsedEvent, StreamCodec, block_message
 from guardstream.rules import Rule
 from guardstream.shapes import Run, Shape, Shapes
-from guardstream.sse import Event, SSEDecoder
+from guardstream.sse import Event, SSEDecoder, field_lines, with_fields
 from guardstream.window import DEFAULT_CONTEXT_CHARS, DEFAULT_MAX_HOLDBACK_CHARS, RuleBudget, Violation
 
 OnViolation = Literal["error", "finish"]
@@ -72,6 +72,12 @@ class _Pending:
     settled_unchanged: bool
     # An event read by a shape with a pad: the pad's state (a value, decided at once).
     pad: PartState | None = None
+    # With `keep_fields`: the block's `event`, `id`, `retry` and comment lines, and the state of
+    # each one's value (None for `retry`, digits only), decided at once like any value.
+    fields: list[tuple[str, str, PartState | None]] | None = None
+
+    def fields_unchanged(self) -> bool:
+        return self.fields is None or all(state is None or state.is_unchanged() for _, _, state in self.fields)
 
     @classmethod
     def parsed_from(cls, event: Event, parsed: ParsedEvent, received_at: float, parts: list[PartState]) -> _Pending:
@@ -135,8 +141,15 @@ class StreamModerator:
         clock: Callable[[], float] = time.monotonic,
         rule_budget_seconds: float | None = None,
         plans: Sequence[CheckPlan] = (),
+        keep_fields: bool = False,
     ) -> None:
         self.codec = codec
+        # Relay `id:`, `retry:` and comment lines (each value moderated on its own path, as is the
+        # `event:` name) instead of dropping them: for an app's own stream, whose client may be an
+        # EventSource that reconnects with Last-Event-ID. The proxy drops them (they are its own
+        # business with the upstream, not the client's).
+        self.keep_fields = keep_fields
+        self._flushing = False
         self.rules = tuple(rules)
         self.on_violation = on_violation
         self.observer = observer
@@ -262,6 +275,8 @@ class StreamModerator:
         if self.is_done:
             return b""
         if not self._ended:
+            # A block the upstream never ended is re-encoded, never relayed with its fields as if whole.
+            self._flushing = True
             for event in self.decoder.flush(dispatch_unterminated=True):
                 self._accept(event)
                 if self._is_stopped():
@@ -319,13 +334,18 @@ class StreamModerator:
         return self.channels.blocked is not None or self.failure is not None or self._ended
 
     def _accept(self, event: Event) -> None:
+        fields = self._fields(event) if self.keep_fields and not self._flushing else None
         if not event.has_data:
+            if fields is not None:
+                # A comment, an id or a retry on its own: it leaves as it came once its values are clear.
+                self._queue.append(_Pending(event, ParsedEvent(), self.clock(), [], None, [], True, None, fields))
+                return
             # Comments, ids, data-less blocks: never relayed as they came.
             self._keepalive = True
             return
         now = self.clock()
         shapes = self._shapes
-        if shapes is not None and event.is_plain:
+        if shapes is not None and event.is_plain and fields is None:
             known = shapes.match(event)
             if known is not None:
                 shape, text, pad = known
@@ -347,6 +367,7 @@ class StreamModerator:
             self.failure = MALFORMED_MESSAGE
             return
         pending = _Pending.parsed_from(event, parsed, now, states)
+        pending.fields = fields
         if parsed.is_end and self.channels.blocked is None:
             self._settle()
             self.channels.flush()
@@ -380,6 +401,27 @@ class StreamModerator:
                 unchanged=[not p.is_released or p.is_unchanged() for p in pending.parts],
                 pads=self._pads,
             )
+
+    def _fields(self, event: Event) -> list[tuple[str, str, PartState | None]] | None:
+        """The block's field lines with each value decided (`keep_fields`), or None when it needs no
+        field handling (nothing but data, or only clear event names, which the codec carries over)
+        or holds something it cannot be relayed with (see `field_lines`)."""
+        if event.is_plain and event.event is None and event.has_data:
+            return None  # nothing but data lines: nearly every event
+        lines = field_lines(event)
+        if lines is None or (event.has_data and not lines):
+            return None
+        fields = [
+            (name, value, None if name == "retry" else self.channels.add(_field_part(name, value)))
+            for name, value in lines
+        ]
+        if (
+            event.has_data
+            and event.is_plain
+            and all(state is not None and state.is_unchanged() for _, _, state in fields)
+        ):
+            return None  # event names a rule leaves alone (a block is the channels' to end the stream)
+        return fields
 
     def _settle(self) -> None:
         """Decide the text of the events taken in since the last time: one scan per window."""
@@ -429,6 +471,8 @@ class StreamModerator:
                 pending = head
                 queue.popleft()
                 out.append(self._encode(pending))
+                if pending.fields is not None and not pending.event.has_data:
+                    continue  # a comment, id or retry of its own: nothing the codec tracks
                 if pending.shape is not None:
                     # One text part and settled values; `delivered` does nothing with it.
                     released_chars += len(pending.open[0].rendered())
@@ -519,17 +563,31 @@ class StreamModerator:
     def _encode(self, pending: _Pending) -> bytes:
         parsed = pending.parsed
         open_parts = pending.open
-        if (
-            pending.event.is_plain
-            and not parsed.needs_rewrite
+        fields = pending.fields
+        data_unchanged = (
+            not parsed.needs_rewrite
             and pending.settled_unchanged
-            and (open_parts[0].is_unchanged() if len(open_parts) == 1 else all(p.is_unchanged() for p in open_parts))
-        ):
-            return pending.event.raw
-        _parse_payload(pending)
-        return self._mirror(
-            self.codec.render(pending.event, pending.parsed, [p.rendered() for p in pending.parts], partial=False)
+            and (
+                (open_parts[0].is_unchanged() if len(open_parts) == 1 else all(p.is_unchanged() for p in open_parts))
+                if open_parts
+                else True
+            )
         )
+        if data_unchanged and (pending.event.is_plain or fields is not None) and pending.fields_unchanged():
+            return pending.event.raw
+        if fields is not None and data_unchanged:
+            body = pending.event.raw
+        elif fields is not None and not pending.event.has_data:  # pragma: no cover - no data, nothing to render
+            body = b"\n"
+        else:
+            _parse_payload(pending)
+            body = self._mirror(
+                self.codec.render(pending.event, pending.parsed, [p.rendered() for p in pending.parts], partial=False)
+            )
+        if fields is None:
+            return body
+        moderated = [(name, value if state is None else state.rendered()) for name, value, state in fields]
+        return with_fields(body, moderated, line_ending=self.decoder.line_ending)
 
     def _mirror(self, data: bytes) -> bytes:
         """Events made here end their lines the way the upstream does (Gemini uses CRLF). Our
@@ -547,7 +605,9 @@ class StreamModerator:
             head = self._queue[0]
             assert isinstance(head, _Pending)
             _materialise(head)
-            if any(p.pieces and not p.part.is_value for p in head.parts):
+            # An event with field lines of its own (`keep_fields`) is not cut: a fresh rendering
+            # would carry its event name as it came, and the match may be in one of its fields.
+            if head.fields is None and any(p.pieces and not p.part.is_value for p in head.parts):
                 _parse_payload(head)
                 texts = [p.rendered() for p in head.parts]
                 out.append(self.codec.render(head.event, head.parsed, texts, partial=True))
@@ -564,6 +624,11 @@ class StreamModerator:
 
 # What an event read by its shape has for `parsed` until it is materialised: never written to.
 _SHAPED = ParsedEvent()
+
+
+def _field_part(name: str, value: str) -> TextPart:
+    """A field line's value as a value part of its own path (`sse.event`, `sse.id`, `sse.comment`)."""
+    return TextPart((), value, ("sse", name or "comment"))
 
 
 def _materialise(pending: _Pending) -> None:

@@ -382,6 +382,58 @@ def test_redaction_happens_in_place(framework: str, style: str) -> None:
     assert read_text(body)[0] == "Write to [REDACTED:email] today."
 
 
+EVENTSOURCE_BODY = (
+    "retry: 3000\n\n"
+    ": keep-alive\n\n"
+    'event: token\nid: 1\ndata: {"content": "Hello"}\n\n'
+    'event: token\nid: 2\n: a comment inside\ndata: {"content": " world"}\n\n'
+    'id: 3\nretry: 5000\ndata: {"done": true}\n\n'
+)
+
+
+def eventsource_app(framework: str, body: str) -> Any:
+    """An app streaming `body` one event per chunk (blocks end in a blank line, LF or CRLF)."""
+    ending = "\r\n\r\n" if "\r\n" in body else "\n\n"
+    blocks = [block + ending for block in body.split(ending)[:-1]]
+
+    async def chat(request: Request) -> StreamingResponse:
+        return StreamingResponse(iter(blocks), media_type="text/event-stream")
+
+    app: Any = FastAPI() if framework == "fastapi" else Starlette()
+    app.add_route("/chat", chat)
+    app.add_middleware(GuardStreamMiddleware)
+    return app
+
+
+@pytest.mark.parametrize("line_ending", ["\n", "\r\n"])
+def test_ids_retry_lines_and_comments_arrive_byte_identical(framework: str, line_ending: str) -> None:
+    body = EVENTSOURCE_BODY.replace("\n", line_ending)
+    with serve_in_thread(eventsource_app(framework, body)) as url:
+        received = httpx.get(f"{url}/chat").content
+    assert received == body.encode()
+
+
+def test_an_id_or_comment_with_an_email_is_redacted_in_place() -> None:
+    email = "jane.doe@example.com"
+    body = f'id: {email}\ndata: {{"content": "Hello"}}\n\n: mail {email}\n\ndata: {{"done": true}}\n\n'
+    with serve_in_thread(eventsource_app("starlette", body)) as url:
+        received = httpx.get(f"{url}/chat").content.decode()
+    assert received == (
+        'id: [REDACTED:email]\ndata: {"content": "Hello"}\n\n: mail [REDACTED:email]\n\ndata: {"done": true}\n\n'
+    )
+
+
+@pytest.mark.parametrize("field", ["event", "id", ""])
+def test_a_secret_in_an_event_name_id_or_comment_ends_the_stream(field: str) -> None:
+    line = f":{SECRET}" if not field else f"{field}: {SECRET}"
+    body = f'data: {{"content": "Hello"}}\n\n{line}\ndata: {{"content": " world"}}\n\ndata: {{"done": true}}\n\n'
+    with serve_in_thread(eventsource_app("starlette", body)) as url:
+        received = httpx.get(f"{url}/chat").content
+    text, payloads = read_text(received)
+    assert SECRET.encode() not in received and text == "Hello"
+    assert payloads[-1]["error"]["code"] == "content_filter"
+
+
 def test_non_sse_routes_are_untouched(framework: str) -> None:
     with serve(framework, "fastapi", 5) as url:
         assert httpx.get(f"{url}/health").json() == {"status": f"fine {SECRET}"}
