@@ -88,6 +88,8 @@ class GuardStreamMiddleware:
       with the input rules before the endpoint runs; bodies over `[server] max_body_bytes` get 413.
     - `error_event`: `(message, rule, category) -> data` for the terminal event of an app's own
       format (default `{"error": {"message", "type", "code", "rule"}}`).
+    - `registry`: where the guard's metrics go (the proxy's names and labels). Every middleware
+      given the same registry shares one set of metrics, so several apps in a process may pass it.
     """
 
     def __init__(
