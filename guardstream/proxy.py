@@ -37,7 +37,7 @@ from guardstream.guard import Guard
 from guardstream.logs import log_event, new_request_id
 from guardstream.metrics import Metrics
 from guardstream.payload import dumps, loads_strict
-from guardstream.providers.base import Provider, block_message
+from guardstream.providers.base import Provider, block_message, is_classifier_failure
 from guardstream.providers.errors import Style, error_body
 from guardstream.providers.registry import PROVIDERS
 from guardstream.relay import REST_SECONDS, SHUTTING_DOWN, StreamRelay
@@ -511,9 +511,13 @@ class _Exchange:
         if flagged is not None:
             self.violations.append(flagged)
             self.input_violations = (*self.input_violations, flagged)
-            await self._reply_error(
-                400, block_message(flagged, "the request"), "content_filter", outcome="blocked_input"
-            )
+            if is_classifier_failure(flagged):
+                # The classifier, not the prompt, is at fault, and the model was not called: a 503
+                # that the SDKs retry, not a 400 that tells the caller to change the request.
+                status, code = 503, "classifier_unavailable"
+            else:
+                status, code = 400, "content_filter"
+            await self._reply_error(status, block_message(flagged, "the request"), code, outcome="blocked_input")
             return None
         return dumps(verdict.payload).encode() if verdict.is_changed else body
 

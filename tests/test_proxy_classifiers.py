@@ -167,6 +167,17 @@ def test_a_flagged_prompt_is_a_400_and_never_reaches_the_model(mock_model: MockM
     assert chat_requests == []
 
 
+def test_a_prompt_whose_classifier_is_down_is_a_503_the_sdk_may_retry(mock_model: MockModel) -> None:
+    table: dict[str, Any] = {"direction": "input", "headers": {"x-mock-status": "503"}}
+    with proxy_with(mock_model, **table) as proxy:
+        with openai.OpenAI(base_url=f"{proxy.url}/v1", api_key="sk-test", max_retries=0) as client:
+            with pytest.raises(openai.InternalServerError) as caught:
+                client.chat.completions.create(model="m", messages=MESSAGES)
+        chat_requests = [r for r in mock_model.requests() if r["path"].endswith("/chat/completions")]
+    assert caught.value.status_code == 503 and "could not check it (error)" in caught.value.message
+    assert chat_requests == []
+
+
 def test_a_whole_json_answer_is_classified_too(mock_model: MockModel) -> None:
     with proxy_with(mock_model) as proxy:
         with openai.OpenAI(base_url=f"{proxy.url}/v1", api_key="sk-test", max_retries=0) as client:

@@ -222,6 +222,11 @@ def render_json_event(
     return encode_event(dumps(parsed.payload), event_name or event.event, line_ending=line_ending)
 
 
+def is_classifier_failure(violation: Violation) -> bool:
+    """The violation stands for a classifier that could not answer (`on_error = "block"`)."""
+    return violation.rule.pack == CLASSIFIER_PACK and violation.rule.category.startswith("classifier_")
+
+
 def block_message(violation: Violation, what: str = "the response") -> str:
     """The error text every provider shows for a block (a documented contract).
 
