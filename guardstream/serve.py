@@ -124,6 +124,14 @@ def start_lines(config: Config, guard: Guard) -> list[str]:
         f"packs {packs or 'none'}: {len(guard.output_rules)} output rules, {len(guard.input_rules)} input rules",
         f"forwarded unmoderated ([routes] passthrough): {', '.join(config.routes.passthrough) or 'nothing'}",
     ]
+    if config.classifiers:
+        # An operator sees what checks the text besides the rules (never a URL: it may hold a key).
+        lines.append(
+            "classifiers: "
+            + ", ".join(
+                f"{c.name} ({c.kind}, {c.mode}, {c.direction}, on_error={c.on_error})" for c in config.classifiers
+            )
+        )
     if config.policies:
         lines.append(
             f"policies: {len(config.policies)} ({sum(len(p.client_keys) for p in config.policies)} client keys)"

@@ -17,8 +17,11 @@ import pytest
 from google import genai
 from google.genai import errors as genai_errors, types as genai_types
 
+from guardstream import Guard
+from guardstream.config import parse_config
+from guardstream.serve import start_lines
 from guardstream.sse import SSEDecoder
-from tests.conftest import mock_headers
+from tests.conftest import MockModel, mock_headers
 from tests.serve_process import chat_held_open, run_serve, serving
 
 SECRET = "AKIA4HJQ7XRZ2PLWKD5N"
@@ -465,3 +468,11 @@ def test_the_listening_line_comes_once_the_port_accepts(tmp_path: Path) -> None:
     with serving("--upstream", "mock", cwd=tmp_path, ready=False) as server:
         server.wait_for_log("listening on", timeout=60)
         assert httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200
+
+
+def test_the_start_lines_name_each_classifier_in_force(mock_server: MockModel) -> None:
+    table = {"name": "omni", "kind": "openai-moderation", "url": f"{mock_server.url}/v1/moderations"}
+    config = parse_config({"moderation": {"packs": []}, "classifiers": [table]})
+    lines = start_lines(config, Guard(config))
+    assert "classifiers: omni (openai-moderation, strict, output, on_error=block)" in lines
+    assert not any(mock_server.url in line for line in lines)

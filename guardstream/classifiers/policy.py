@@ -62,6 +62,8 @@ async def run_with_policy(
     seconds = time.perf_counter() - started
     if scope.cancelled_caught:
         failure = ClassifierFailure("timeout", f"no verdict within {classifier.settings.timeout_ms} ms")
+        # Logged like any other failure: under on_error = "allow" nothing else would show it.
+        logger.warning("classifier %s failed: %s", classifier.name, failure.detail)
     if failure is not None:
         if metrics is not None:
             metrics.on_error(failure.reason, seconds)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 
@@ -68,6 +69,14 @@ async def test_a_slow_classifier_times_out_as_a_typed_failure() -> None:
     results = await run_with_policy(classifier, ["a", "b"], anyio.CapacityLimiter(1))
     assert time.perf_counter() - started < 1
     assert results == [ClassifierFailure("timeout", "no verdict within 50 ms")] * 2
+
+
+async def test_a_timeout_is_logged_like_any_failure_naming_no_text(caplog: pytest.LogCaptureFixture) -> None:
+    # Under on_error = "allow" the stream goes on; the log line is all an operator would see.
+    with caplog.at_level(logging.WARNING, logger="guardstream"):
+        await run_with_policy(Scripted(delay=5, timeout_ms=50), ["private words"], anyio.CapacityLimiter(1))
+    assert "classifier scripted failed: no verdict within 50 ms" in caplog.text
+    assert "private words" not in caplog.text
 
 
 async def test_a_failing_classifier_is_an_error_naming_the_exception_type_not_the_text() -> None:
