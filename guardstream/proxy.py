@@ -101,6 +101,11 @@ def _encodings(value: str) -> list[str]:
     return [token.strip().lower() for token in value.split(",") if token.strip()]
 
 
+def _unreadable_encodings(response: httpx.Response) -> list[str]:
+    """The content codings of `response` that httpx leaves encoded (its body cannot be read)."""
+    return [e for e in _encodings(response.headers.get("content-encoding", "")) if e not in DECODABLE]
+
+
 def _rename_encoding_aliases(response: httpx.Response) -> None:
     """Name each content coding as httpx knows it, before the body is read (and decoded) at all."""
     value = response.headers.get("content-encoding")
@@ -664,7 +669,7 @@ class _Exchange:
         if not moderated:
             await self._relay_untouched(response, headers)
             return
-        unreadable = [e for e in _encodings(response.headers.get("content-encoding", "")) if e not in DECODABLE]
+        unreadable = _unreadable_encodings(response)
         if unreadable:
             await self._reply_upstream_failure(502, "malformed", f"answered with content-encoding {unreadable[0]!r}")
             return
@@ -739,7 +744,7 @@ class _Exchange:
         if status >= 500:
             self._upstream_failed("status_5xx")
         headers = [(k, v) for k, v in headers if k.lower() not in ("content-length", "content-encoding")]
-        unreadable = [e for e in _encodings(response.headers.get("content-encoding", "")) if e not in DECODABLE]
+        unreadable = _unreadable_encodings(response)
         if unreadable:
             # httpx left it encoded: the key cannot be looked for in it, so none of it is relayed.
             message = f"the upstream answered HTTP {status} in a content-encoding guardstream cannot read"
