@@ -86,15 +86,21 @@ def covered(requests: list[CheckRequest]) -> list[tuple[int, int]]:
     return spans
 
 
-def test_text_released_while_an_async_check_is_in_flight_is_read_by_the_next_check() -> None:
-    plan = CheckPlan("c", mode="async", every_chars=200, overlap_chars=100)
+def stream_past_a_check_in_flight(plan: CheckPlan) -> tuple[Drive, str, CheckRequest]:
+    """A first check asked after 300 characters, then far more than the window keeps behind its
+    release point arriving and leaving (9,100 characters in all) while that check is out."""
     drive = Drive(plan)
     text = words(2000)
     drive.push(text[:300])
     [first] = drive.asked
-    # Far more than the window keeps behind its release point arrives and leaves meanwhile.
     for i in range(300, 9100, 40):
         drive.push(text[i : i + 40])
+    return drive, text, first
+
+
+def test_text_released_while_an_async_check_is_in_flight_is_read_by_the_next_check() -> None:
+    plan = CheckPlan("c", mode="async", every_chars=200, overlap_chars=100)
+    drive, text, first = stream_past_a_check_in_flight(plan)
     assert drive.delivered == 9100 and drive.asked == [first]
     assert drive.window.base <= first.end - plan.overlap_chars
     drive.answer(first)
@@ -110,12 +116,7 @@ def test_a_check_that_times_out_under_on_error_allow_lets_the_window_trim_what_i
     # What the window keeps for a check is bounded by the check's timeout: then it fails, and under
     # on_error = "allow" the next check reads the backlog and the window lets it go.
     plan = CheckPlan("c", mode="async", every_chars=200, overlap_chars=100, on_error="allow")
-    drive = Drive(plan)
-    text = words(2000)
-    drive.push(text[:300])
-    [first] = drive.asked
-    for i in range(300, 9100, 40):
-        drive.push(text[i : i + 40])
+    drive, text, first = stream_past_a_check_in_flight(plan)
     assert drive.window.base <= first.end - plan.overlap_chars
     assert drive.checks.resolve(first, [ClassifierFailure("timeout", "no verdict")]) is None
     drive.checks.arrived(drive.window)

@@ -85,14 +85,15 @@ def test_a_card_as_a_number_in_a_whole_anthropic_tool_use_input_is_redacted(
     assert [block.input for block in message.content if block.type == "tool_use"] == [REDACTED]
 
 
-def _anthropic_streamed_input(proxy: RunningProxy, chunk_chars: int) -> list[object]:
+def _anthropic_streamed_input(proxy: RunningProxy, script: dict[str, Any]) -> list[object]:
+    """The tool inputs of an Anthropic stream scripted by `script`, as the SDK parses them."""
     client = _anthropic(proxy)
     try:
         with client.messages.stream(
             model="claude-sonnet-4-5",
             max_tokens=50,
             messages=[{"role": "user", "content": "hi"}],
-            extra_headers=mock_headers({"reply": "", "tool_calls": [CALL], "chunk_chars": chunk_chars}),
+            extra_headers=mock_headers(script),
         ) as stream:
             message = stream.get_final_message()
     finally:
@@ -103,13 +104,13 @@ def _anthropic_streamed_input(proxy: RunningProxy, chunk_chars: int) -> list[obj
 def test_a_card_as_a_number_in_streamed_anthropic_input_json_stays_json(
     proxy: RunningProxy, mock_model: MockModel
 ) -> None:
-    assert _anthropic_streamed_input(proxy, chunk_chars=200) == [REDACTED]
+    assert _anthropic_streamed_input(proxy, {"reply": "", "tool_calls": [CALL], "chunk_chars": 200}) == [REDACTED]
 
 
 def test_a_card_as_a_number_split_across_anthropic_input_json_deltas_stays_json(
     proxy: RunningProxy, mock_model: MockModel
 ) -> None:
-    assert _anthropic_streamed_input(proxy, chunk_chars=3) == [REDACTED]
+    assert _anthropic_streamed_input(proxy, {"reply": "", "tool_calls": [CALL], "chunk_chars": 3}) == [REDACTED]
 
 
 def test_a_card_as_a_number_in_streamed_chat_arguments_stays_json(proxy: RunningProxy, mock_model: MockModel) -> None:
@@ -156,18 +157,7 @@ ESCAPED_INSIDE = '{"card": "\\u0034' + str(CARD)[1:] + '", "amount": 12}'
 def _streamed_arguments(proxy: RunningProxy, fmt: str, arguments: str, chunk_chars: int) -> Any:
     script = {"reply": "", "tool_calls": [{"name": "pay", "arguments": arguments}], "chunk_chars": chunk_chars}
     if fmt == "anthropic":
-        client = _anthropic(proxy)
-        try:
-            with client.messages.stream(
-                model="claude-sonnet-4-5",
-                max_tokens=50,
-                messages=[{"role": "user", "content": "hi"}],
-                extra_headers=mock_headers(script),
-            ) as stream:
-                message = stream.get_final_message()
-        finally:
-            client.close()
-        return [block.input for block in message.content if block.type == "tool_use"][0]
+        return _anthropic_streamed_input(proxy, script)[0]
     openai_client = _openai(proxy)
     try:
         if fmt == "responses":
